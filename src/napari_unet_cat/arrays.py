@@ -1,0 +1,277 @@
+"""Turning user images and label images into what the network eats, and back.
+
+Conventions used throughout the package:
+
+* A *plane* is one 2D image, ``(Y, X, C)`` float32 after preparation.
+* An image is 2D ``(Y, X)``, 2D with channels ``(Y, X, C)`` (grayscale, RGB, RGBA with
+  the alpha dropped, or a few channels), or a stack of such planes with any number of
+  leading axes (``(Z, Y, X)``, ``(T, Z, Y, X, C)``...). Stacks are handled plane by plane.
+* Encoded labels are int16 class *indices* ``0..n_classes-1`` with ``-1`` meaning
+  "not annotated" (ignored by the loss). The model file maps indices back to the label
+  values the user painted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import IGNORE, Normalization
+from .errors import InputError
+
+IGNORE_INDEX = -1
+#: Percentiles are computed on at most about this many pixels of a plane (a regular
+#: subsample), so that normalizing a huge plane costs little memory.
+PERCENTILE_SAMPLE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the planes and channels of an array are.
+
+    ``plane_shape`` is the shape of the leading (stack) axes, ``()`` for a 2D image;
+    ``spatial`` is ``(Y, X)``; ``channels`` is the number of channels in the array
+    (1 when there is no channel axis); ``channel_axis`` is ``True`` when the last axis
+    holds channels.
+    """
+
+    plane_shape: tuple[int, ...]
+    spatial: tuple[int, int]
+    channels: int
+    channel_axis: bool
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.plane_shape, dtype=np.int64)) if self.plane_shape else 1
+
+    @property
+    def used_channels(self) -> int:
+        """Channels fed to the network: RGBA loses its alpha."""
+        return 3 if self.channels == 4 else self.channels
+
+
+def infer_layout(
+    shape: Sequence[int],
+    *,
+    n_channels: int | None = None,
+    rgb: bool | None = None,
+    name: str = "image",
+) -> Layout:
+    """Decide which axes of an array of ``shape`` are planes, rows, columns, channels.
+
+    Args:
+        shape: The array's shape.
+        n_channels: Channels the model expects, when a model exists. A last axis of that
+            length (or 4 where 3 are expected: RGBA) is taken as channels.
+        rgb: ``True`` when the caller knows the last axis is colour (napari's ``rgb``
+            flag), ``False`` when it knows it is not.
+        name: How to call the array in error messages.
+
+    Returns:
+        The :class:`Layout`.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2:
+        raise InputError(f"{name} has shape {shape}: at least two dimensions (rows, columns) are needed")
+    last = shape[-1]
+    if len(shape) == 2:
+        channel_axis = False
+    elif rgb is not None:
+        channel_axis = rgb
+    elif n_channels is not None:
+        channel_axis = last == n_channels or (n_channels == 3 and last == 4) or (
+            n_channels == 1 and last == 1
+        )
+        if not channel_axis and last in (2, 3, 4) and len(shape) == 3 and shape[-2] > 4:
+            raise InputError(
+                f"{name} has shape {shape}, which looks like {last} channels, but the model "
+                f"was trained on {n_channels} channel{'s' if n_channels > 1 else ''}"
+            )
+    else:
+        channel_axis = last <= 4
+    if channel_axis:
+        if len(shape) < 3:
+            raise InputError(f"{name} has shape {shape}: no room for rows, columns and channels")
+        spatial = (shape[-3], shape[-2])
+        plane_shape = shape[:-3]
+        channels = last
+    else:
+        spatial = (shape[-2], shape[-1])
+        plane_shape = shape[:-2]
+        channels = 1
+    if min(spatial) < 1:
+        raise InputError(f"{name} has shape {shape}: it is empty")
+    if n_channels is not None:
+        used = 3 if channels == 4 else channels
+        if used != n_channels:
+            raise InputError(
+                f"{name} has {channels} channel{'s' if channels > 1 else ''} (shape {shape}) but "
+                f"the model was trained on {n_channels}"
+            )
+    return Layout(plane_shape=plane_shape, spatial=spatial, channels=channels, channel_axis=channel_axis)
+
+
+def plane_indices(layout: Layout) -> Iterable[tuple[int, ...]]:
+    """Index tuples of the leading axes, one per plane (``()`` for a 2D image)."""
+    return np.ndindex(*layout.plane_shape) if layout.plane_shape else iter([()])
+
+
+def get_plane(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
+    """Plane ``index`` of ``array`` as float32 ``(Y, X, C)``, alpha dropped.
+
+    Works for NumPy, memory-mapped and dask arrays: only the plane is read.
+    """
+    plane = array[index] if index else array
+    plane = np.asarray(plane)
+    if not layout.channel_axis:
+        plane = plane[..., np.newaxis]
+    elif layout.channels == 4:
+        plane = plane[..., :3]
+    return plane.astype(np.float32, copy=False)
+
+
+def normalize(plane: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Map the ``low``/``high`` percentiles of ``plane`` (``(Y, X, C)``) to 0 and 1.
+
+    Non-finite pixels (NaN, +-Inf) are ignored for the percentiles and set to 0 (the
+    low value), so the result is always finite.
+    """
+    return apply_normalization(plane, *percentile_range(plane, norm))
+
+
+def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """The ``low`` and ``high`` percentiles of a ``(Y, X, C)`` plane, per channel or joint.
+
+    Computed on a regular subsample of at most about ``PERCENTILE_SAMPLE`` pixels, so a
+    lazy (memory-mapped, dask) plane is read sparsely rather than loaded whole.
+    """
+    step = max(1, int(np.sqrt(plane.shape[0] * plane.shape[1] / PERCENTILE_SAMPLE)))
+    sample = np.asarray(plane[::step, ::step], dtype=np.float32)
+    axis = (0, 1) if norm.per_channel else None
+    if np.isfinite(sample).all():
+        lo, hi = np.percentile(sample, [norm.low, norm.high], axis=axis)
+    else:
+        sample = np.where(np.isfinite(sample), sample, np.nan)
+        if np.isnan(sample).all():
+            return np.float32(0), np.float32(1)
+        with np.errstate(all="ignore"):
+            lo, hi = np.nanpercentile(sample, [norm.low, norm.high], axis=axis)
+        lo, hi = np.nan_to_num(lo), np.nan_to_num(hi)
+    return np.asarray(lo, dtype=np.float32), np.asarray(hi, dtype=np.float32)
+
+
+def apply_normalization(window: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``(window - lo) / (hi - lo)`` in float32, with non-finite pixels set to 0."""
+    window = np.asarray(window, dtype=np.float32)
+    out = (window - lo) / np.maximum(hi - lo, np.float32(1e-6))
+    if not np.isfinite(out).all():
+        out[~np.isfinite(out)] = 0.0
+    return out.astype(np.float32, copy=False)
+
+
+def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Map positions outside ``[0, n)`` back inside by mirroring (NumPy's 'reflect' mode)."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * n - 2
+    m = np.mod(index, period)
+    return np.where(m >= n, period - m, m)
+
+
+def read_window(array, layout: Layout, index: tuple[int, ...], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Pixels ``rows x cols`` of plane ``index`` as float32 ``(h, w, C)``, alpha dropped.
+
+    ``rows`` and ``cols`` may lie outside the plane: they are mirrored back inside.
+    Only the bounding box of the needed pixels is read, so this works on lazy arrays.
+    """
+    rows = reflect_index(np.asarray(rows), layout.spatial[0])
+    cols = reflect_index(np.asarray(cols), layout.spatial[1])
+    r0, r1 = int(rows.min()), int(rows.max()) + 1
+    c0, c1 = int(cols.min()), int(cols.max()) + 1
+    block = np.asarray(array[(*index, slice(r0, r1), slice(c0, c1))])
+    block = block[rows - r0][:, cols - c0]
+    if not layout.channel_axis:
+        block = block[..., np.newaxis]
+    elif layout.channels == 4:
+        block = block[..., :3]
+    return block.astype(np.float32, copy=False)
+
+
+def apply_value_map(labels: np.ndarray, value_map: dict[int, int | str]) -> np.ndarray:
+    """Relabel a raw label image: each ``value -> class`` or ``value -> 'ignore'``.
+
+    Ignored pixels become ``IGNORE_INDEX`` (-1) in the returned int32 array; all other
+    values keep their (mapped) label value.
+    """
+    out = np.asarray(labels).astype(np.int32, copy=True)
+    if not value_map:
+        return out
+    source = np.asarray(labels)
+    for value, target in value_map.items():
+        out[source == value] = IGNORE_INDEX if target == IGNORE else int(target)
+    return out
+
+
+def annotated_values(labels: np.ndarray, mode: str) -> np.ndarray:
+    """Sorted label values that count as annotations in ``mode`` (after a value map)."""
+    values = np.unique(labels)
+    values = values[values != IGNORE_INDEX]
+    if mode == "sparse":
+        values = values[values != 0]
+    return values
+
+
+def encode_labels(labels: np.ndarray, class_values: Sequence[int], mode: str, *, name: str = "labels") -> np.ndarray:
+    """Class indices (int16, -1 = ignore) of a mapped label plane.
+
+    In ``sparse`` mode 0 means "not annotated"; in ``dense`` mode 0 is a class like any
+    other. A value that is not among ``class_values`` raises :class:`InputError`.
+    """
+    labels = np.asarray(labels)
+    values = np.asarray(class_values, dtype=np.int64)
+    ignore = labels == IGNORE_INDEX
+    if mode == "sparse":
+        ignore |= labels == 0
+    present = np.unique(labels[~ignore])
+    unknown = np.setdiff1d(present, values)
+    if unknown.size:
+        raise InputError(
+            f"{name} contains label value{'s' if unknown.size > 1 else ''} "
+            f"{', '.join(str(v) for v in unknown[:10])} that the model does not know "
+            f"(its classes are {', '.join(str(v) for v in values)})"
+        )
+    order = np.argsort(values)
+    index = np.searchsorted(values[order], np.where(ignore, values[order][0], labels))
+    encoded = order[np.clip(index, 0, len(values) - 1)].astype(np.int16)
+    encoded[ignore] = IGNORE_INDEX
+    return encoded
+
+
+def resize_plane(plane: np.ndarray, shape: tuple[int, int], *, labels: bool = False) -> np.ndarray:
+    """Resize a ``(Y, X[, C])`` plane to ``shape`` (linear; nearest for labels)."""
+    from skimage.transform import resize
+
+    if tuple(plane.shape[:2]) == tuple(shape):
+        return plane
+    out_shape = tuple(shape) + tuple(plane.shape[2:])
+    if labels:
+        return resize(plane, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(plane.dtype)
+    downscaling = shape[0] < plane.shape[0] or shape[1] < plane.shape[1]
+    return resize(
+        plane, out_shape, order=1, preserve_range=True, anti_aliasing=downscaling, mode="reflect"
+    ).astype(np.float32)
+
+
+def scaled_shape(spatial: tuple[int, int], scale: float) -> tuple[int, int]:
+    """Spatial shape after scaling by ``scale`` (at least one pixel)."""
+    return (max(1, round(spatial[0] * scale)), max(1, round(spatial[1] * scale)))
+
+
+def smallest_int_dtype(max_value: int) -> np.dtype:
+    """The smallest unsigned dtype that holds ``max_value`` (labels are written with it)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)

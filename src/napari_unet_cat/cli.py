@@ -1,0 +1,304 @@
+"""The ``napari-unet-cat`` command: train, predict, evaluate, info, demo."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import PRESETS, TrainingSettings, parse_value_map
+from .errors import UNetCatError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-unet-cat",
+        description="Train a U-Net from annotated images and segment new images with it.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model from folders of images and masks")
+    t.add_argument("--images", required=True, type=Path, help="folder of training images")
+    t.add_argument("--masks", required=True, type=Path,
+                   help="folder of masks (label images or labelme .json) with the images' file stems")
+    t.add_argument("--out", required=True, type=Path, help="model file to write (e.g. model.keras)")
+    t.add_argument("--epochs", type=_positive_int, default=50, help="epochs (an upper bound with --time-budget; default 50)")
+    t.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
+                   help="stop after this many minutes and keep the best model")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="classic", help="network size (default classic)")
+    t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
+    t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
+    t.add_argument("--patch-size", type=_positive_int, default=128, help="training patch side (default 128)")
+    t.add_argument("--batch-size", type=_positive_int, default=20, help="patches per step (default 20)")
+    t.add_argument("--learning-rate", type=_positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
+    t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
+    t.add_argument("--sparse", action="store_true", help="0 in masks means 'not annotated' (painted strokes)")
+    t.add_argument("--map", nargs="+", default=[], metavar="VALUE=CLASS",
+                   help="relabel mask values, e.g. 255=1, or VALUE=ignore")
+    t.add_argument("--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution")
+    t.add_argument("--target-size", type=_positive_int, help="scale so the median longer side becomes N pixels")
+    t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
+    t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = sub.add_parser("predict", help="segment every image of a folder")
+    p.add_argument("--model", required=True, type=Path, help="model file")
+    p.add_argument("--input", required=True, type=Path, help="folder of images")
+    p.add_argument("--output", required=True, type=Path, help="folder for the masks (<stem>.tif)")
+    p.add_argument("--tile-size", type=_positive_int, help="tile side (default: from available memory)")
+    p.add_argument("--probabilities", action="store_true", help="also write <stem>_probabilities.tif")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="score predicted masks against true masks")
+    e.add_argument("--pred", required=True, type=Path, help="folder of predicted masks")
+    e.add_argument("--truth", required=True, type=Path, help="folder of true masks (same stems)")
+    e.add_argument("--map", nargs="+", default=[], metavar="VALUE=CLASS", help="relabel truth values, e.g. 255=1")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    i = sub.add_parser("info", help="describe a model file")
+    i.add_argument("model", type=Path)
+
+    d = sub.add_parser("demo", help="make synthetic data, train a small model, segment and score")
+    d.add_argument("--out", type=Path, default=Path("unet-cat-demo"), help="folder for everything (default ./unet-cat-demo)")
+    d.add_argument("--epochs", type=_positive_int, default=12, help="epochs (default 12)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return {"train": _train, "predict": _predict, "evaluate": _evaluate, "info": _info, "demo": _demo}[
+            args.command
+        ](args)
+    except UNetCatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from .io import load_training_pairs
+    from .segmenter import load_model
+    from .training import Trainer
+
+    if args.out.is_dir():
+        print(f"error: --out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}", file=sys.stderr)
+        return 2
+    if not args.out.parent.exists():
+        print(f"error: the folder of --out ({args.out.parent}) does not exist", file=sys.stderr)
+        return 2
+    images, labels, names, class_names, warnings = load_training_pairs(args.images, args.masks)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    settings = TrainingSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        learning_rate=args.learning_rate,
+        val_fraction=args.val_fraction,
+        label_mode="sparse" if args.sparse else "dense",
+        steps_per_epoch=args.steps_per_epoch,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        augment=not args.no_augment,
+        elastic=not args.no_augment,
+        seed=args.seed,
+    )
+    resume = load_model(args.resume) if args.resume else None
+    trainer = Trainer(
+        images,
+        labels,
+        settings=settings,
+        preset=args.preset,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        scale=args.scale,
+        target_size=args.target_size,
+        value_map=parse_value_map(args.map) or None,
+        class_names=class_names,
+        names=names,
+        model=resume,
+        checkpoint=args.out,
+    )
+    arch = trainer.config.architecture
+    print(
+        f"training on {len(images)} image(s) ({trainer.data.n_train_planes} planes for training, "
+        f"{trainer.data.n_val_planes} for validation), classes {trainer.config.class_values}, "
+        f"{arch.preset} U-Net ({arch.base_filters} base filters, depth {arch.depth}, "
+        f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
+        flush=True,
+    )
+    model = trainer.run(lambda r: print(r.summary(), flush=True))
+    model.save(args.out)
+    csv_path, plot_path = write_history(args.out, model.config.history)
+    print(f"model written to {args.out}; history in {csv_path} and {plot_path}")
+    if trainer.stopped:
+        print(f"training ended early ({trainer.stopped})")
+    return 0
+
+
+def history_paths(model_path: Path) -> tuple[Path, Path]:
+    base = model_path.with_suffix("") if model_path.suffix else model_path
+    return base.with_name(base.name + ".history.csv"), base.with_name(base.name + ".history.png")
+
+
+def write_history(model_path: Path, history: list[dict]) -> tuple[Path, Path]:
+    """Write the training history as CSV and as a plot of loss and IoU per epoch."""
+    from .io import atomic_write
+
+    csv_path, plot_path = history_paths(Path(model_path))
+    columns = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write(csv_path, write_csv)
+    atomic_write(plot_path, lambda tmp: plot_history(history, tmp))
+    return csv_path, plot_path
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Loss and mean IoU per epoch, training and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax_loss, ax_iou = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for key, label in (("loss", "training"), ("val_loss", "validation")):
+        if any(key in row for row in history):
+            ax_loss.plot(epochs, [row.get(key, float("nan")) for row in history], marker=".", label=label)
+    for key, label in (("mean_iou", "training"), ("val_mean_iou", "validation")):
+        if any(key in row for row in history):
+            ax_iou.plot(epochs, [row.get(key, float("nan")) for row in history], marker=".", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_iou.set(xlabel="epoch", ylabel="mean IoU", title="Mean IoU", ylim=(0, 1))
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(path, format="png", dpi=100)
+
+
+def _predict(args) -> int:
+    from .batch import segment_folder
+    from .segmenter import load_model
+
+    model = load_model(args.model)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="image", desc="segmenting")
+
+    def progress(i: int, n: int, path: Path, status: str) -> None:
+        if bar is not None:
+            bar.total = n
+            bar.set_postfix_str(f"{path.name}: {status}", refresh=False)
+            bar.update(1)
+
+    try:
+        report = segment_folder(
+            model,
+            args.input,
+            args.output,
+            tile_size=args.tile_size,
+            probabilities=args.probabilities,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _evaluate(args) -> int:
+    from .evaluation import evaluate_folders, format_scores
+
+    result = evaluate_folders(args.pred, args.truth, parse_value_map(args.map))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_scores(result))
+        if result["missing"]:
+            print(f"{len(result['missing'])} truth mask(s) have no prediction", file=sys.stderr)
+    return 0
+
+
+def _info(args) -> int:
+    from .segmenter import load_model
+
+    model = load_model(args.model)
+    c = model.config
+    arch = c.architecture
+    print(f"{args.model}: napari-unet-cat model (made by version {c.package_version or '?'})")
+    print(f"  network: {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
+          f"{model.keras_model.count_params():,} parameters")
+    print(f"  input: {arch.n_channels} channel(s), scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
+    names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
+    print(f"  classes: {names} ({c.training.label_mode} labels)")
+    if c.history:
+        last = c.history[-1]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
+        print(f"  trained {len(c.history)} epoch(s); last: {shown}")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    started = time.perf_counter()
+    result = run_demo(args.out, epochs=args.epochs, log=print)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s; foreground IoU {result['per_class']['1']['iou']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Settings that travel with a model: architecture, classes, normalization, training.
+
+Everything here is plain data (dataclasses of numbers and strings) so that it can be
+written into the model file as JSON and read back without running any code. Nothing
+in this module imports Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import InputError
+
+LabelMode = Literal["sparse", "dense"]
+
+#: Named network sizes. ``classic`` is the original U-Net of the tutorial and paper
+#: (64 to 1024 filters over four poolings, about 31 M parameters); ``light`` is a
+#: quarter of its width, about 16x fewer weights, for training on a laptop CPU
+#: (see docs/benchmarks.md for the measurements behind the choice).
+PRESETS: dict[str, dict[str, Any]] = {
+    "classic": {"base_filters": 64, "depth": 4},
+    "light": {"base_filters": 16, "depth": 4},
+}
+
+IGNORE = "ignore"
+
+
+@dataclass
+class ClassInfo:
+    """One class the model predicts: the label value it is written as, and a name."""
+
+    value: int
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": int(self.value), "name": self.name}
+
+
+@dataclass
+class Normalization:
+    """Per-image percentile normalization: ``low`` percentile to 0, ``high`` to 1."""
+
+    low: float = 1.0
+    high: float = 99.8
+    per_channel: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise InputError(
+                "normalization percentiles must satisfy 0 <= low < high <= 100; "
+                f"received low={self.low}, high={self.high}"
+            )
+
+
+@dataclass
+class Architecture:
+    """The U-Net's shape; see :func:`napari_unet_cat.unet.build_unet`."""
+
+    n_channels: int = 1
+    n_classes: int = 2
+    base_filters: int = 64
+    depth: int = 4
+    batch_norm: bool = True
+    kernel_l2: float = 0.0
+    preset: str = "classic"
+
+    @property
+    def size_multiple(self) -> int:
+        """Tile sides must be a multiple of this (one halving per level)."""
+        return 2**self.depth
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context each side that can influence one output pixel.
+
+        Two 3x3 convolutions per level, on each side of the U, plus the bottom:
+        ``4 * (2**depth - 1) + 2 * 2**depth`` (92 for the classic depth 4, as in the
+        paper's 572 -> 388 tiles).
+        """
+        return 4 * (2**self.depth - 1) + 2 * 2**self.depth
+
+    def validate(self) -> None:
+        checks = {
+            "n_channels": self.n_channels >= 1,
+            "n_classes": self.n_classes >= 2,
+            "base_filters": self.base_filters >= 1,
+            "depth": 1 <= self.depth <= 6,
+            "kernel_l2": self.kernel_l2 >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise InputError(f"invalid architecture settings: {shown}")
+
+
+@dataclass
+class TrainingSettings:
+    """How to train. Defaults are the tutorial's: Adam at 1e-4, batch 20, 128x128 patches,
+    10% of the images held out for validation."""
+
+    epochs: int = 50
+    batch_size: int = 20
+    patch_size: int = 128
+    learning_rate: float = 1e-4
+    val_fraction: float = 0.1
+    label_mode: LabelMode = "dense"
+    steps_per_epoch: int | None = None
+    time_budget_s: float | None = None
+    augment: bool = True
+    elastic: bool = True
+    class_weights: dict[int, float] | None = None
+    seed: int = 0
+    monitor: str = "val_loss"
+
+    def validate(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be at least 1 (received {self.epochs})")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be at least 1 (received {self.batch_size})")
+        if self.patch_size < 8:
+            problems.append(f"patch_size must be at least 8 (received {self.patch_size})")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            problems.append(f"learning_rate must be a positive number (received {self.learning_rate})")
+        if self.learning_rate > 1.0:
+            problems.append(f"learning_rate must be at most 1 (received {self.learning_rate})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must be in [0, 1) (received {self.val_fraction})")
+        if self.label_mode not in ("sparse", "dense"):
+            problems.append(f"label_mode must be 'sparse' or 'dense' (received {self.label_mode!r})")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            problems.append(f"steps_per_epoch must be at least 1 (received {self.steps_per_epoch})")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            problems.append(f"time budget must be positive (received {self.time_budget_s} s)")
+        if self.class_weights and any(w < 0 for w in self.class_weights.values()):
+            problems.append(f"class weights must not be negative (received {self.class_weights})")
+        if problems:
+            raise InputError("invalid training settings: " + "; ".join(problems))
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a trained model and use it on new images."""
+
+    architecture: Architecture = field(default_factory=Architecture)
+    classes: list[ClassInfo] = field(default_factory=list)
+    normalization: Normalization = field(default_factory=Normalization)
+    scale: float = 1.0
+    tile_size: int = 128
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    value_map: dict[int, int | str] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    package_version: str = ""
+    format_version: int = 1
+
+    @property
+    def class_values(self) -> list[int]:
+        return [c.value for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        # JSON object keys are strings: keep maps as lists of pairs to round-trip ints.
+        data["value_map"] = [[int(k), v] for k, v in self.value_map.items()]
+        weights = self.training.class_weights
+        data["training"]["class_weights"] = (
+            None if weights is None else [[int(k), float(v)] for k, v in weights.items()]
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        training = dict(data.get("training", {}))
+        if training.get("class_weights") is not None:
+            training["class_weights"] = {int(k): float(v) for k, v in training["class_weights"]}
+        return cls(
+            architecture=_build(Architecture, data.get("architecture", {})),
+            classes=[_build(ClassInfo, c) for c in data.get("classes", [])],
+            normalization=_build(Normalization, data.get("normalization", {})),
+            scale=float(data.get("scale", 1.0)),
+            tile_size=int(data.get("tile_size", 128)),
+            training=_build(TrainingSettings, training),
+            value_map={int(k): v for k, v in data.get("value_map", [])},
+            history=list(data.get("history", [])),
+            package_version=str(data.get("package_version", "")),
+            format_version=int(data.get("format_version", 1)),
+        )
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    """Build a dataclass from a dict, ignoring keys a newer version may have added."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def architecture_from_preset(
+    preset: str, *, n_channels: int, n_classes: int, **overrides: Any
+) -> Architecture:
+    """Architecture of a named preset, with any field overridden."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    arch = Architecture(n_channels=n_channels, n_classes=n_classes, preset=preset, **values)
+    arch.validate()
+    return arch
+
+
+def parse_value_map(entries: list[str] | None) -> dict[int, int | str]:
+    """Parse ``VALUE=CLASS`` or ``VALUE=ignore`` strings, e.g. ``255=1``."""
+    mapping: dict[int, int | str] = {}
+    for entry in entries or []:
+        key, sep, target = entry.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            value = int(key)
+            mapped: int | str = IGNORE if target.strip().lower() == IGNORE else int(target)
+        except ValueError:
+            raise InputError(
+                f"cannot read value map entry {entry!r}: expected VALUE=CLASS or VALUE=ignore, "
+                "for example 255=1"
+            ) from None
+        mapping[value] = mapped
+    return mapping

@@ -1,0 +1,319 @@
+"""Training data in NumPy: annotated planes, the validation split, patches, augmentation.
+
+Nothing here depends on a deep-learning backend; :mod:`napari_unet_cat.training` wraps
+the sampler in a ``keras.utils.PyDataset``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .arrays import (
+    IGNORE_INDEX,
+    annotated_values,
+    apply_value_map,
+    encode_labels,
+    get_plane,
+    infer_layout,
+    normalize,
+    plane_indices,
+    resize_plane,
+    scaled_shape,
+)
+from .config import Normalization
+from .errors import InputError
+
+
+@dataclass
+class TrainingPlane:
+    """One annotated plane, normalized, scaled and padded to at least a patch.
+
+    ``targets`` holds class indices with -1 where not annotated; ``where`` lists the
+    flat indices of each class's annotated pixels, for sampling patches around them.
+    """
+
+    image: np.ndarray
+    targets: np.ndarray
+    source: str
+    image_index: int = 0
+    where: list[np.ndarray] = field(default_factory=list)
+
+    def index_annotations(self, n_classes: int) -> None:
+        flat = self.targets.ravel()
+        self.where = [np.flatnonzero(flat == k) for k in range(n_classes)]
+
+    @property
+    def n_annotated(self) -> int:
+        return int(sum(len(w) for w in self.where))
+
+
+def collect_classes(
+    labels: Sequence[np.ndarray], *, mode: str, value_map: dict[int, int | str], names: Sequence[str]
+) -> list[int]:
+    """Sorted class values found in the label images (after the value map)."""
+    found: set[int] = set()
+    for lab, name in zip(labels, names):
+        values = annotated_values(apply_value_map(np.asarray(lab), value_map), mode)
+        if values.size and values.min() < 0:
+            raise InputError(f"{name} has negative label values; labels must be 0 or more")
+        found.update(int(v) for v in values)
+    if not found:
+        hint = " (in sparse mode 0 means 'not annotated')" if mode == "sparse" else ""
+        raise InputError(f"no annotated pixels in {', '.join(names) or 'the labels'}{hint}")
+    if len(found) < 2:
+        only = next(iter(found))
+        extra = " besides the background 0" if mode == "dense" else ""
+        raise InputError(
+            f"the labels hold only one class (value {only}); annotate at least two classes{extra}, "
+            "for example the object and some background"
+        )
+    return sorted(found)
+
+
+def prepare_planes(
+    images: Sequence,
+    labels: Sequence,
+    *,
+    names: Sequence[str],
+    class_values: Sequence[int],
+    mode: str,
+    value_map: dict[int, int | str],
+    normalization: Normalization,
+    scale: float,
+    patch_size: int,
+    n_channels: int | None = None,
+) -> tuple[list[TrainingPlane], int]:
+    """Annotated planes of each (image, labels) pair, ready for sampling.
+
+    Planes without any annotation are skipped. Returns the planes and the number of
+    channels fed to the network.
+    """
+    planes: list[TrainingPlane] = []
+    for image_index, (image, lab, name) in enumerate(zip(images, labels, names)):
+        layout = infer_layout(np.shape(image), n_channels=n_channels, name=f"image {name}")
+        lab = np.asarray(lab)
+        expected = layout.plane_shape + layout.spatial
+        if lab.shape != expected:
+            raise InputError(
+                f"labels of {name} have shape {lab.shape} but the image {np.shape(image)} needs "
+                f"labels of shape {expected}"
+            )
+        if n_channels is None:
+            n_channels = layout.used_channels
+        elif layout.used_channels != n_channels:
+            raise InputError(
+                f"image {name} has {layout.used_channels} channels but other images have {n_channels}; "
+                "all training images need the same channels"
+            )
+        for index in plane_indices(layout):
+            mapped = apply_value_map(lab[index], value_map)
+            where = f"{name} plane {index}" if index else name
+            targets = encode_labels(mapped, class_values, mode, name=f"labels of {where}")
+            if not (targets >= 0).any():
+                continue
+            plane = normalize(get_plane(image, layout, index), normalization)
+            if scale != 1.0:
+                shape = scaled_shape(layout.spatial, scale)
+                plane = resize_plane(plane, shape)
+                targets = resize_plane(targets, shape, labels=True)
+            plane, targets = pad_to_patch(plane, targets, patch_size)
+            planes.append(TrainingPlane(plane, targets, where, image_index))
+    if not planes:
+        raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
+    for p in planes:
+        p.index_annotations(len(class_values))
+    return planes, int(n_channels)
+
+
+def pad_to_patch(image: np.ndarray, targets: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror-pad a plane smaller than a patch; the added label pixels are ignored."""
+    short = [(0, max(0, patch - n)) for n in targets.shape]
+    if not any(b for _, b in short):
+        return image, targets
+    mode = "reflect" if min(targets.shape) > 1 else "symmetric"
+    image = np.pad(image, (*short, (0, 0)), mode=mode)
+    targets = np.pad(targets, short, constant_values=IGNORE_INDEX)
+    return image, targets
+
+
+def split_validation(
+    planes: list[TrainingPlane], fraction: float, *, patch: int, seed: int
+) -> tuple[list[TrainingPlane], list[TrainingPlane]]:
+    """Hold out planes for validation, or blocks of annotated pixels if one source.
+
+    With several source images, ``fraction`` of the images (at least one) go to
+    validation, as in the tutorial. With one image, ``fraction`` of the square blocks
+    (a quarter patch wide) that hold annotations are held out: their pixels are ignored
+    in training and are the only scored pixels in validation.
+    """
+    if fraction <= 0:
+        return planes, []
+    rng = np.random.default_rng(seed)
+    sources = sorted({p.image_index for p in planes})
+    if len(sources) >= 2:
+        n_val = min(len(sources) - 1, max(1, round(fraction * len(sources))))
+        held = set(rng.choice(sources, size=n_val, replace=False).tolist())
+        train = [p for p in planes if p.image_index not in held]
+        val = [p for p in planes if p.image_index in held]
+        return train, val
+    block = max(8, patch // 4)
+    candidates = []
+    for i, p in enumerate(planes):
+        ny, nx = (math.ceil(n / block) for n in p.targets.shape)
+        annotated = p.targets >= 0
+        for by in range(ny):
+            for bx in range(nx):
+                if annotated[by * block : (by + 1) * block, bx * block : (bx + 1) * block].any():
+                    candidates.append((i, by, bx))
+    n_val = round(fraction * len(candidates))
+    if len(candidates) < 2 or n_val == 0:
+        n_val = 1 if len(candidates) >= 5 else 0
+    if n_val == 0:
+        return planes, []
+    chosen = rng.choice(len(candidates), size=n_val, replace=False)
+    train = [TrainingPlane(p.image, p.targets.copy(), p.source, p.image_index) for p in planes]
+    val = [TrainingPlane(p.image, np.full_like(p.targets, IGNORE_INDEX), p.source, p.image_index) for p in planes]
+    for c in chosen:
+        i, by, bx = candidates[c]
+        window = np.s_[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
+        val[i].targets[window] = planes[i].targets[window]
+        train[i].targets[window] = IGNORE_INDEX
+    n_classes = len(planes[0].where)
+    keep_train = [p for p in train if (p.targets >= 0).any()]
+    keep_val = [p for p in val if (p.targets >= 0).any()]
+    for p in keep_train + keep_val:
+        p.index_annotations(n_classes)
+    return keep_train, keep_val
+
+
+def validation_patches(
+    planes: list[TrainingPlane], patch: int, *, max_patches: int = 256, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed, un-augmented patches covering the annotated parts of validation planes."""
+    xs, ys = [], []
+    for p in planes:
+        h, w = p.targets.shape
+        for y0 in _starts(h, patch):
+            for x0 in _starts(w, patch):
+                t = p.targets[y0 : y0 + patch, x0 : x0 + patch]
+                if (t >= 0).any():
+                    xs.append(p.image[y0 : y0 + patch, x0 : x0 + patch])
+                    ys.append(t)
+    if len(xs) > max_patches:
+        keep = np.sort(np.random.default_rng(seed).choice(len(xs), max_patches, replace=False))
+        xs = [xs[i] for i in keep]
+        ys = [ys[i] for i in keep]
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.int16)
+
+
+def _starts(length: int, patch: int) -> list[int]:
+    n = max(1, math.ceil(length / patch))
+    if n == 1:
+        return [0]
+    return [round(i * (length - patch) / (n - 1)) for i in range(n)]
+
+
+class PatchSampler:
+    """Draws training patches that contain annotated pixels, with augmentation.
+
+    Half of the patches are centred near a pixel of a class drawn uniformly (so that a
+    class painted with a few strokes is seen as often as a large one), half near any
+    annotated pixel. Planes are drawn in proportion to the patches their annotations
+    cover, so a few strokes in a huge image are found as surely as a full mask.
+    """
+
+    def __init__(
+        self,
+        planes: list[TrainingPlane],
+        patch: int,
+        *,
+        augment: bool = True,
+        elastic: bool = True,
+        elastic_sigma: float | None = None,
+    ):
+        if not planes:
+            raise InputError("no training planes with annotations")
+        self.planes = planes
+        self.patch = int(patch)
+        self.augment = augment
+        self.elastic = elastic
+        self.elastic_sigma = elastic_sigma if elastic_sigma is not None else max(2.0, 0.03 * patch)
+        weights = np.array([max(1.0, p.n_annotated / patch**2) for p in planes])
+        self.plane_weights = weights / weights.sum()
+        self.n_channels = planes[0].image.shape[-1]
+
+    def patches_per_epoch(self) -> int:
+        """About one pass over every training plane."""
+        return int(sum(max(1, round(p.targets.size / self.patch**2)) for p in self.planes))
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.empty((size, self.patch, self.patch, self.n_channels), np.float32)
+        y = np.empty((size, self.patch, self.patch), np.int16)
+        for i in range(size):
+            x[i], y[i] = self.sample(rng)
+        return x, y
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        plane = self.planes[rng.choice(len(self.planes), p=self.plane_weights)]
+        present = [w for w in plane.where if len(w)]
+        if rng.random() < 0.5:
+            pool = present[rng.integers(len(present))]
+            flat = pool[rng.integers(len(pool))]
+        else:
+            total = sum(len(w) for w in present)
+            k = rng.integers(total)
+            for pool in present:
+                if k < len(pool):
+                    flat = pool[k]
+                    break
+                k -= len(pool)
+        h, w = plane.targets.shape
+        cy, cx = divmod(int(flat), w)
+        p = self.patch
+        y0 = int(np.clip(cy - rng.integers(p), 0, h - p))
+        x0 = int(np.clip(cx - rng.integers(p), 0, w - p))
+        x = plane.image[y0 : y0 + p, x0 : x0 + p]
+        y = plane.targets[y0 : y0 + p, x0 : x0 + p]
+        if self.augment:
+            x, y = augment_patch(rng, x, y, elastic=self.elastic, sigma=self.elastic_sigma)
+        return x, y
+
+
+def augment_patch(
+    rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, *, elastic: bool = True, sigma: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips, 90-degree rotations, elastic deformation and intensity jitter."""
+    k = int(rng.integers(4))
+    image, targets = np.rot90(image, k), np.rot90(targets, k)
+    if rng.random() < 0.5:
+        image, targets = image[:, ::-1], targets[:, ::-1]
+    if elastic and rng.random() < 0.5:
+        image, targets = elastic_deform(rng, image, targets, sigma)
+    gain = rng.uniform(0.8, 1.2)
+    offset = rng.uniform(-0.1, 0.1)
+    image = image * np.float32(gain) + np.float32(offset)
+    return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(targets)
+
+
+def elastic_deform(
+    rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The U-Net paper's deformation: Gaussian displacements on a coarse 3x3 grid,
+    interpolated bicubically to every pixel (linear for the image, nearest for labels)."""
+    from scipy.ndimage import map_coordinates, zoom
+
+    h, w = targets.shape
+    coarse = rng.normal(0.0, sigma, size=(2, 3, 3))
+    dy = zoom(coarse[0], (h / 3, w / 3), order=3, mode="nearest", grid_mode=True)[:h, :w]
+    dx = zoom(coarse[1], (h / 3, w / 3), order=3, mode="nearest", grid_mode=True)[:h, :w]
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    coords = np.stack([yy + dy, xx + dx])
+    out = np.empty(image.shape, np.float32)
+    for c in range(image.shape[-1]):
+        out[..., c] = map_coordinates(image[..., c], coords, order=1, mode="mirror")
+    warped = map_coordinates(targets, coords, order=0, mode="mirror").astype(targets.dtype)
+    return out, warped

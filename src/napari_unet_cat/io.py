@@ -1,0 +1,215 @@
+"""Reading images and label images from disk, pairing them, and writing results safely."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy")
+#: Suffixes a mask's stem may add to its image's stem (``cat.png`` <- ``cat_mask.png``).
+MASK_STEM_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels")
+#: TIFF files larger than this are memory-mapped when their layout allows it.
+MEMMAP_THRESHOLD = 256 << 20
+
+
+def list_images(folder: str | os.PathLike, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files directly in ``folder`` (not hidden, not temporary), sorted by name."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder")
+    suffixes = tuple(suffixes)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an array (TIFF via tifffile, others via Pillow, ``.npy``).
+
+    Palette PNGs (as many mask tools write) give their indices, not colours. Large
+    uncompressed TIFFs are memory-mapped rather than loaded.
+
+    Raises:
+        InputError: The file is missing, empty or not a readable image; the message
+            names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            if size > MEMMAP_THRESHOLD:
+                try:
+                    return tifffile.memmap(path, mode="r")
+                except (ValueError, OSError):
+                    pass
+            array = tifffile.imread(path)
+        elif suffix == ".npy":
+            array = np.load(path, mmap_mode="r" if size > MEMMAP_THRESHOLD else None, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("LA", "PA", "CMYK", "YCbCr", "HSV"):
+                    img = img.convert("RGBA" if img.mode.endswith("A") else "RGB")
+                elif img.mode == "I;16B":
+                    img = img.convert("I;16")
+                array = np.asarray(img)
+    except InputError:
+        raise
+    except Exception as err:  # each image library raises its own kinds of error
+        raise InputError(f"cannot read {path} as an image ({type(err).__name__}: {err})") from None
+    array = np.asarray(array) if not isinstance(array, np.memmap) else array
+    if array.ndim < 2 or min(array.shape) == 0:
+        raise InputError(f"{path} holds an array of shape {array.shape}, not an image")
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{path} has pixel type {array.dtype}, which is not a number type")
+    return array
+
+
+def read_labels(path: str | os.PathLike, labelme_values: dict[str, int] | None = None) -> np.ndarray:
+    """Read a label image: integer values, one channel.
+
+    Colour masks whose channels are equal are reduced to one channel; float masks with
+    whole-number values are accepted; a labelme ``.json`` file is rasterised (its label
+    names numbered by ``labelme_values``).
+    """
+    from .labelme import read_labelme
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return read_labelme(path, labelme_values).labels
+    labels = np.asarray(read_image(path))
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        colour = labels[..., :3]
+        if (colour == colour[..., :1]).all():
+            labels = colour[..., 0]
+        else:
+            raise InputError(
+                f"{path} is a colour image, not a label image: save masks with one channel, each "
+                "pixel holding its class value (0, 1, 2...)"
+            )
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            raise InputError(f"{path} holds fractional or non-finite values; label images need whole numbers")
+        labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise InputError(f"{path} holds negative values; label values must be 0 or more")
+    return labels
+
+
+def pair_by_stem(
+    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, *, mask_suffixes: Iterable[str] = (*IMAGE_SUFFIXES, ".json")
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Match images to masks by file stem (a mask may add ``_mask`` or ``_labels``).
+
+    Returns:
+        ``(pairs, images_without_mask, masks_without_image)``.
+    """
+    images = list_images(image_dir)
+    masks = list_images(mask_dir, mask_suffixes)
+    by_stem: dict[str, Path] = {}
+    for mask in masks:
+        if mask.stem in by_stem:
+            raise InputError(f"two masks share the stem {mask.stem!r}: {by_stem[mask.stem]} and {mask}")
+        by_stem[mask.stem] = mask
+    seen: dict[str, Path] = {}
+    pairs, lonely = [], []
+    used: set[Path] = set()
+    for image in images:
+        if image.stem in seen:
+            raise InputError(f"two images share the stem {image.stem!r}: {seen[image.stem]} and {image}")
+        seen[image.stem] = image
+        match = next((by_stem[image.stem + s] for s in MASK_STEM_SUFFIXES if image.stem + s in by_stem), None)
+        if match is None or match in used:
+            lonely.append(image)
+        else:
+            pairs.append((image, match))
+            used.add(match)
+    orphans = [m for m in masks if m not in used]
+    return pairs, lonely, orphans
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(temporary_path)`` then rename the result onto ``path``.
+
+    ``path`` is therefore either absent, its old self, or complete: never half-written.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str = "zlib") -> Path:
+    """Write ``array`` as a compressed TIFF, atomically."""
+    import tifffile
+
+    def write(tmp: Path) -> None:
+        tifffile.imwrite(tmp, array, compression=compression)
+
+    return atomic_write(path, write)
+
+
+def load_training_pairs(
+    image_dir: str | os.PathLike, mask_dir: str | os.PathLike
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], dict[int, str], list[str]]:
+    """Read every (image, mask) pair of two folders for training.
+
+    Masks may be label images or labelme ``.json`` files (label names numbered
+    consistently across files). Unmatched files are reported, not fatal, as long as
+    one pair remains.
+
+    Returns:
+        ``(images, labels, names, class_names, warnings)``.
+    """
+    from .labelme import label_names
+
+    pairs, lonely, orphans = pair_by_stem(image_dir, mask_dir)
+    warnings = [f"{p} has no mask in {mask_dir}: skipped" for p in lonely]
+    warnings += [f"{m} has no image in {image_dir}: skipped" for m in orphans]
+    if not pairs:
+        raise InputError(f"no image in {image_dir} has a mask of the same name in {mask_dir}")
+    json_masks = [m for _, m in pairs if m.suffix.lower() == ".json"]
+    values = label_names(json_masks) if json_masks else None
+    images, labels, names = [], [], []
+    for image_path, mask_path in pairs:
+        image = np.asarray(read_image(image_path))
+        mask = read_labels(mask_path, values)
+        if mask.shape != image.shape[: mask.ndim] or mask.ndim > image.ndim:
+            raise InputError(f"mask {mask_path} has shape {mask.shape} but image {image_path} has shape {image.shape}")
+        images.append(image)
+        labels.append(mask)
+        names.append(image_path.name)
+    class_names = {v: k for k, v in values.items() if v} if values else {}
+    return images, labels, names, class_names, warnings

@@ -1,0 +1,360 @@
+"""A trained U-Net with everything needed to use it: the model file and prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .arrays import (
+    PERCENTILE_SAMPLE,
+    Layout,
+    apply_normalization,
+    infer_layout,
+    percentile_range,
+    plane_indices,
+    read_window,
+    resize_plane,
+    scaled_shape,
+    smallest_int_dtype,
+)
+from .config import ModelConfig
+from .errors import InputError, ModelFileError
+from .tiling import PlaneTiling, plan_plane, round_up
+
+#: Name of the JSON member that makes a ``.keras`` zip one of our model files.
+CONFIG_MEMBER = "napari_unet_cat.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+#: Newest model-file format this version reads and the one it writes.
+FORMAT_VERSION = 1
+#: Memory allowed for one batch of tiles in prediction, unless told otherwise.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+#: Bytes of activations per pixel and base filter held at once during inference
+#: (measured: see benchmarks/bench_predict.py, tile-size curve).
+BYTES_PER_PIXEL_PER_FILTER = 48
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class UNetModel:
+    """A trained U-Net, its classes and its settings.
+
+    Attributes:
+        keras_model: The underlying ``keras.Model`` (images in, logits out).
+        config: The :class:`~napari_unet_cat.config.ModelConfig` saved with it.
+    """
+
+    def __init__(self, keras_model, config: ModelConfig):
+        self.keras_model = keras_model
+        self.config = config
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def class_values(self) -> list[int]:
+        """Label values written for each class, in class-index order."""
+        return self.config.class_values
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {c.value: c.name for c in self.config.classes}
+
+    @property
+    def n_channels(self) -> int:
+        return self.config.architecture.n_channels
+
+    def __repr__(self) -> str:
+        arch = self.config.architecture
+        return (
+            f"UNetModel(preset={arch.preset!r}, base_filters={arch.base_filters}, depth={arch.depth}, "
+            f"channels={arch.n_channels}, classes={self.class_values}, scale={self.config.scale})"
+        )
+
+    # -- prediction --------------------------------------------------------------------
+    def auto_tile_size(self, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+        """Largest tile side whose activations fit in ``memory_budget`` bytes."""
+        arch = self.config.architecture
+        per_pixel = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters
+        side = int(np.sqrt(memory_budget / per_pixel))
+        k = arch.size_multiple
+        return int(np.clip(side // k * k, max(k, 4 * k), 4096))
+
+    def predict(
+        self,
+        image,
+        tile_size: int | None = None,
+        return_probabilities: bool = False,
+        *,
+        rgb: bool | None = None,
+        margin: int | None = None,
+        border: int | None = None,
+        batch_size: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        progress: ProgressCallback | None = None,
+        name: str = "image",
+    ):
+        """Segment an image of any size: 2D, with channels, or a stack of planes.
+
+        Args:
+            image: Array-like (NumPy, memory-mapped, dask): ``(Y, X)``, ``(Y, X, C)`` or
+                stacks ``(..., Y, X[, C])``, with the channels the model was trained on.
+            tile_size: Side of the square tiles the network sees (rounded up to a
+                multiple of ``2**depth``); default: chosen from ``memory_budget``.
+            return_probabilities: Also return per-class probabilities.
+            rgb: Whether the last axis is colour, when known (napari's ``rgb`` flag).
+            margin: Context pixels around each tile's kept core (default: the
+                network's receptive radius, at most a quarter of the tile).
+            border: Mirror padding added at the image borders (default ``2**depth // 2``).
+            batch_size: Tiles per network call (default: as many as fit the budget).
+            memory_budget: Bytes of activations allowed per network call.
+            progress: Called with ``(tiles_done, tiles_total)`` as tiles finish.
+            name: How to call the image in error messages.
+
+        Returns:
+            Labels of the image's spatial shape (leading stack axes kept) holding the
+            class values used in training; with ``return_probabilities``, the tuple
+            ``(labels, probabilities)`` where probabilities have a last axis of classes.
+        """
+        arch = self.config.architecture
+        k = arch.size_multiple
+        layout = infer_layout(np.shape(image), n_channels=arch.n_channels, rgb=rgb, name=name)
+        tile = round_up(int(tile_size), k) if tile_size else self.auto_tile_size(memory_budget)
+        if tile_size is not None and tile_size < k:
+            raise InputError(f"tile size must be at least {k} for this model (received {tile_size})")
+        margin = self._margin(tile) if margin is None else round_up(int(margin), k)
+        border = k // 2 if border is None else int(border)
+        if margin < 0 or border < 0:
+            raise InputError(f"margin and border must not be negative (received {margin}, {border})")
+        if tile - 2 * margin < k:
+            raise InputError(
+                f"tile size {tile} is too small for a context margin of {margin} pixels on each side; "
+                f"use a tile of at least {2 * margin + k} or a smaller margin"
+            )
+        if batch_size is None:
+            per_tile = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters * tile * tile
+            batch_size = int(max(1, min(64, memory_budget // per_tile)))
+
+        values = np.asarray(self.class_values)
+        out_dtype = smallest_int_dtype(int(values.max()))
+        labels = np.zeros(layout.plane_shape + layout.spatial, dtype=out_dtype)
+        probs = (
+            np.zeros(layout.plane_shape + layout.spatial + (len(values),), dtype=np.float32)
+            if return_probabilities
+            else None
+        )
+        scale = self.config.scale
+        work_spatial = scaled_shape(layout.spatial, scale) if scale != 1.0 else layout.spatial
+        plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
+        total = layout.n_planes * len(plans)
+        done = 0
+        for index in plane_indices(layout):
+            if scale != 1.0:
+                plane = self._scaled_plane(image, layout, index)
+                bands = self._predict_plane(plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True)
+            else:
+                bands = self._predict_plane(image, layout, index, plans, batch_size)
+            for rows, band in bands:
+                if scale != 1.0:
+                    band = resize_plane(band, layout.spatial)
+                labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
+                if probs is not None:
+                    probs[(*index, slice(*rows))] = band
+            done += len(plans)
+            if progress is not None:
+                progress(done, total)
+        return (labels, probs) if return_probabilities else labels
+
+    def _margin(self, tile: int) -> int:
+        arch = self.config.architecture
+        k = arch.size_multiple
+        return min(round_up(arch.receptive_radius, k), max(k, (tile // 4) // k * k))
+
+    def _scaled_plane(self, image, layout: Layout, index) -> np.ndarray:
+        """One plane, normalized and resized by the model's scale (held in memory)."""
+        rows = np.arange(layout.spatial[0])
+        cols = np.arange(layout.spatial[1])
+        plane = read_window(image, layout, index, rows, cols)
+        plane = apply_normalization(plane, *percentile_range(plane, self.config.normalization))
+        return resize_plane(plane, scaled_shape(layout.spatial, self.config.scale))
+
+    def _predict_plane(
+        self, source, layout: Layout, index, plans: PlaneTiling, batch_size: int, *, normalized: bool = False
+    ):
+        """Yield ``((row_start, row_stop), probabilities)`` bands of one plane, top to bottom.
+
+        Tiles are read one window at a time, so a lazy source is never loaded whole; a
+        band of finished rows is released as soon as no later tile touches it.
+        """
+        if normalized:
+            lo, hi = np.float32(0), np.float32(1)
+        else:
+            lo, hi = percentile_range(_subsample(source, layout, index), self.config.normalization)
+        (pad_top, _), (pad_left, _) = plans.pad
+        height, width = layout.spatial
+        n_classes = len(self.class_values)
+        padded_w = plans.cols.length
+        win_h, win_w = plans.window
+        acc = np.zeros((0, padded_w, n_classes), np.float32)
+        wsum = np.zeros((0, padded_w), np.float32)
+        acc_start = 0
+        col_weights = [plans.cols.weights(j) for j in range(len(plans.cols.starts))]
+        for i, r in enumerate(plans.rows.starts):
+            row_w = plans.rows.weights(i)
+            rows = np.arange(r, r + win_h) - pad_top
+            windows = [
+                apply_normalization(read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi)
+                for c in plans.cols.starts
+            ]
+            outputs = []
+            for b in range(0, len(windows), batch_size):
+                outputs.extend(self._infer(np.stack(windows[b : b + batch_size])))
+            need = r + win_h - acc_start
+            if need > acc.shape[0]:
+                grow = need - acc.shape[0]
+                acc = np.concatenate([acc, np.zeros((grow, padded_w, n_classes), np.float32)])
+                wsum = np.concatenate([wsum, np.zeros((grow, padded_w), np.float32)])
+            for j, (c, out) in enumerate(zip(plans.cols.starts, outputs)):
+                w = row_w[:, None] * col_weights[j][None, :]
+                acc[r - acc_start : r - acc_start + win_h, c : c + win_w] += out * w[..., None]
+                wsum[r - acc_start : r - acc_start + win_h, c : c + win_w] += w
+            final = plans.rows.length if i == len(plans.rows.starts) - 1 else plans.rows.starts[i + 1]
+            # Rows before ``final`` get no more contributions: emit those inside the image.
+            lo_row, hi_row = max(acc_start, pad_top), min(final, pad_top + height)
+            if hi_row > lo_row:
+                band = acc[lo_row - acc_start : hi_row - acc_start, pad_left : pad_left + width]
+                band_w = wsum[lo_row - acc_start : hi_row - acc_start, pad_left : pad_left + width]
+                yield (lo_row - pad_top, hi_row - pad_top), band / band_w[..., None]
+            drop = final - acc_start
+            acc, wsum, acc_start = acc[drop:], wsum[drop:], final
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax probabilities of a batch of tiles."""
+        logits = np.asarray(self.keras_model.predict_on_batch(batch), dtype=np.float32)
+        logits -= logits.max(axis=-1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=-1, keepdims=True)
+        return logits
+
+    # -- files -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model file (a ``.keras`` zip with our settings inside), atomically.
+
+        The file is written beside ``path`` under a temporary name and renamed into
+        place, so ``path`` is either the complete new file or untouched.
+        """
+        import keras
+
+        path = Path(path)
+        if path.is_dir():
+            raise ModelFileError(f"cannot save the model to {path}: it is a folder; give a file name")
+        if not path.parent.exists():
+            raise ModelFileError(f"cannot save the model to {path}: folder {path.parent} does not exist")
+        self.config.package_version = __version__
+        self.config.format_version = FORMAT_VERSION
+        clean = keras.models.clone_model(self.keras_model)
+        clean.set_weights(self.keras_model.get_weights())
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.keras", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            clean.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(CONFIG_MEMBER, json.dumps(self.config.to_dict(), indent=1))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _in_memory_layout(plane: np.ndarray) -> Layout:
+    """Layout of a prepared ``(Y, X, C)`` plane."""
+    return Layout(plane_shape=(), spatial=plane.shape[:2], channels=plane.shape[2], channel_axis=True)
+
+
+def _subsample(array, layout: Layout, index) -> np.ndarray:
+    """A regular subsample of plane ``index`` (at most about a million pixels)."""
+    step = max(1, int(np.sqrt(layout.spatial[0] * layout.spatial[1] / PERCENTILE_SAMPLE)))
+    sample = np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))])
+    if not layout.channel_axis:
+        sample = sample[..., np.newaxis]
+    elif layout.channels == 4:
+        sample = sample[..., :3]
+    return sample.astype(np.float32, copy=False)
+
+
+def load_model(path: str | os.PathLike) -> UNetModel:
+    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``).
+
+    Raises:
+        ModelFileError: The file is missing, truncated, corrupt, made by another tool,
+            or made by a newer version of this package. The message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"model file {path} is a folder, not a file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if CONFIG_MEMBER not in names:
+                raise ModelFileError(
+                    f"{path} is not a napari-unet-cat model: it has no {CONFIG_MEMBER} inside "
+                    "(a Keras file from another tool?)"
+                )
+            if WEIGHTS_MEMBER not in names:
+                raise ModelFileError(f"model file {path} is corrupt: it holds no weights")
+            try:
+                raw = json.loads(archive.read(CONFIG_MEMBER))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ModelFileError(f"model file {path} is corrupt: its settings are unreadable ({err})") from None
+            version = int(raw.get("format_version", 0)) if isinstance(raw, dict) else 0
+            if version > FORMAT_VERSION:
+                raise ModelFileError(
+                    f"model file {path} was made by napari-unet-cat {raw.get('package_version', '?')} "
+                    f"(file format {version}); this is version {__version__}, which reads formats up to "
+                    f"{FORMAT_VERSION}: upgrade napari-unet-cat to use it"
+                )
+            try:
+                config = ModelConfig.from_dict(raw)
+                config.architecture.validate()
+            except (TypeError, ValueError, KeyError) as err:
+                raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
+            with tempfile.TemporaryDirectory() as tmp:
+                weights = Path(archive.extract(WEIGHTS_MEMBER, tmp))
+                keras_model = _build_from_config(config)
+                try:
+                    keras_model.load_weights(weights)
+                except Exception as err:  # h5py and Keras raise many kinds here
+                    raise ModelFileError(f"model file {path} is corrupt: its weights do not load ({err})") from None
+    except zipfile.BadZipFile:
+        raise ModelFileError(
+            f"{path} is not a napari-unet-cat model file, or it is truncated (not a complete zip archive)"
+        ) from None
+    except (OSError, EOFError, zipfile.LargeZipFile) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"cannot read model file {path}: {err}") from None
+    if len(config.classes) != config.architecture.n_classes:
+        raise ModelFileError(f"model file {path} is corrupt: its classes do not match its network")
+    return UNetModel(keras_model, config)
+
+
+def _build_from_config(config: ModelConfig):
+    from .unet import build_unet
+
+    arch = config.architecture
+    return build_unet(
+        arch.n_classes,
+        arch.n_channels,
+        base_filters=arch.base_filters,
+        depth=arch.depth,
+        batch_norm=arch.batch_norm,
+        kernel_l2=arch.kernel_l2,
+    )

@@ -1,0 +1,407 @@
+"""Training: a loop over epochs that reports, can be stopped, and keeps the best model."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import __version__
+from .config import (
+    ClassInfo,
+    ModelConfig,
+    Normalization,
+    TrainingSettings,
+    architecture_from_preset,
+)
+from .dataset import PatchSampler, collect_classes, prepare_planes, split_validation, validation_patches
+from .errors import InputError, TrainingStopped
+from .losses import ClassIoU, MaskedCrossEntropy
+from .segmenter import UNetModel, _build_from_config
+
+StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did. IoU maps are keyed by class value."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    iou: dict[int, float]
+    val_loss: float | None = None
+    val_iou: dict[int, float] | None = None
+    seconds: float = 0.0
+    epoch_seconds: float = 0.0
+    images_per_second: float = 0.0
+    improved: bool = False
+    stopped: str = ""
+    steps: int = 0
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean(list(self.iou.values())))
+
+    @property
+    def val_mean_iou(self) -> float | None:
+        return None if self.val_iou is None else float(np.mean(list(self.val_iou.values())))
+
+    def as_row(self) -> dict[str, float]:
+        """A flat record for the history table (CSV/JSON)."""
+        row: dict[str, float] = {"epoch": self.epoch, "loss": self.loss, "mean_iou": self.mean_iou}
+        row.update({f"iou_{v}": x for v, x in self.iou.items()})
+        if self.val_loss is not None and self.val_iou is not None:
+            row["val_loss"] = self.val_loss
+            row["val_mean_iou"] = self.val_mean_iou
+            row.update({f"val_iou_{v}": x for v, x in self.val_iou.items()})
+        row.update(seconds=self.seconds, images_per_second=self.images_per_second)
+        return row
+
+    def summary(self) -> str:
+        parts = [f"epoch {self.epoch}/{self.epochs}", f"loss {self.loss:.4f}", f"IoU {self.mean_iou:.3f}"]
+        if self.val_loss is not None:
+            parts += [f"val_loss {self.val_loss:.4f}", f"val IoU {self.val_mean_iou:.3f}"]
+        parts += [f"{self.epoch_seconds:.1f} s", f"{self.images_per_second:.1f} img/s"]
+        if self.improved:
+            parts.append("best")
+        if self.stopped:
+            parts.append(f"stopped: {self.stopped}")
+        return ", ".join(parts)
+
+
+class _PatchBatches(keras.utils.PyDataset):
+    """Random augmented batches, reproducible from ``(seed, epoch, step)``."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int):
+        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=4)
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.steps = steps
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int):
+        rng = np.random.default_rng([self.seed, self.epoch, step])
+        return self.sampler.batch(rng, self.batch_size)
+
+
+class _Watch(keras.callbacks.Callback):
+    """Stops ``fit`` between steps when asked or out of time, and reports steps."""
+
+    def __init__(self, trainer: Trainer):
+        super().__init__()
+        self.trainer = trainer
+
+    def on_train_batch_end(self, batch, logs=None):
+        t = self.trainer
+        if t.on_step is not None:
+            t.on_step(batch + 1, t.steps_per_epoch, float((logs or {}).get("loss", math.nan)))
+        reason = t._stop_reason()
+        if reason:
+            t._stopped = reason
+            self.model.stop_training = True
+
+
+@dataclass
+class _Data:
+    sampler: PatchSampler
+    val_x: np.ndarray | None
+    val_y: np.ndarray | None
+    n_train_planes: int
+    n_val_planes: int
+    planes: list = field(default_factory=list)
+
+
+class Trainer:
+    """Train a U-Net on (image, labels) pairs, one epoch at a time.
+
+    Iterate :meth:`epochs` for an :class:`EpochReport` after each epoch (the napari widget
+    does this on a worker thread), or call :meth:`run`. :meth:`stop` may be called from
+    any thread: training ends after the current step and :attr:`model` holds the best
+    weights seen so far.
+
+    Args:
+        images: Images (array-likes); see :func:`~napari_unet_cat.arrays.infer_layout`.
+        labels: Label images of the same spatial shape (stack axes included).
+        settings: Training settings; tutorial defaults if omitted.
+        preset: Network size for a new model: ``classic`` or ``light``.
+        base_filters: Override the preset's width.
+        depth: Override the preset's depth.
+        kernel_l2: L2 penalty on kernels.
+        normalization: Percentile normalization settings.
+        scale: Train at this fraction of the full resolution (masks are still returned
+            at full size by prediction).
+        target_size: Instead of ``scale``: scale so the median longer image side becomes
+            this many pixels.
+        value_map: Raw label value -> class value, or ``"ignore"``.
+        class_names: Optional names of class values.
+        names: Names of the images, for messages (default ``image 1``, ...).
+        model: Continue training this model (its classes, normalization and scale are
+            kept; the settings' ``label_mode`` must match how it was trained).
+        checkpoint: Save the model here (atomically) each time it improves.
+        on_step: Called with ``(step, steps_per_epoch, running_loss)`` after each step.
+    """
+
+    def __init__(
+        self,
+        images: Sequence,
+        labels: Sequence,
+        *,
+        settings: TrainingSettings | None = None,
+        preset: str = "classic",
+        base_filters: int | None = None,
+        depth: int | None = None,
+        kernel_l2: float = 0.0,
+        normalization: Normalization | None = None,
+        scale: float = 1.0,
+        target_size: int | None = None,
+        value_map: dict[int, int | str] | None = None,
+        class_names: dict[int, str] | None = None,
+        names: Sequence[str] | None = None,
+        model: UNetModel | None = None,
+        checkpoint: str | Path | None = None,
+        on_step: StepCallback | None = None,
+    ):
+        self.settings = settings or TrainingSettings()
+        self.settings.validate()
+        if len(images) != len(labels):
+            raise InputError(f"got {len(images)} images but {len(labels)} label images")
+        if not len(images):
+            raise InputError("no training images given")
+        names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
+        self.names = names
+        self.on_step = on_step
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self._stop = threading.Event()
+        self._stopped = ""
+        self._started = 0.0
+        s = self.settings
+
+        if model is not None:
+            config = model.config
+            mode = config.training.label_mode
+            if s.label_mode != mode:
+                raise InputError(
+                    f"the model was trained with {mode} labels; continue with label mode {mode!r} "
+                    f"(received {s.label_mode!r})"
+                )
+            value_map = config.value_map if value_map is None else value_map
+            class_values = config.class_values
+            n_channels = config.architecture.n_channels
+            self.keras_model = model.keras_model
+            self.history = list(config.history)
+        else:
+            value_map = value_map or {}
+            if target_size is not None:
+                if target_size < 8:
+                    raise InputError(f"target size must be at least 8 pixels (received {target_size})")
+                sides = [max(np.shape(lab)[-2:]) for lab in labels]
+                scale = float(target_size / np.median(sides))
+            if not 0 < scale <= 4:
+                raise InputError(f"scale must be in (0, 4] (received {scale})")
+            class_values = collect_classes([np.asarray(lab) for lab in labels], mode=s.label_mode, value_map=value_map, names=names)
+            n_channels = None
+            self.history = []
+            config = None
+
+        norm = model.config.normalization if model is not None else (normalization or Normalization())
+        norm.validate()
+        scale = model.config.scale if model is not None else scale
+        planes, n_channels = prepare_planes(
+            images,
+            labels,
+            names=names,
+            class_values=class_values,
+            mode=s.label_mode,
+            value_map=value_map,
+            normalization=norm,
+            scale=scale,
+            patch_size=s.patch_size,
+            n_channels=n_channels,
+        )
+        if model is None:
+            arch = architecture_from_preset(
+                preset,
+                n_channels=n_channels,
+                n_classes=len(class_values),
+                base_filters=base_filters,
+                depth=depth,
+                kernel_l2=kernel_l2,
+            )
+            names_by_value = class_names or {}
+            config = ModelConfig(
+                architecture=arch,
+                classes=[ClassInfo(v, names_by_value.get(v, "")) for v in class_values],
+                normalization=norm,
+                scale=scale,
+                value_map=value_map,
+            )
+            self.keras_model = _build_from_config(config)
+        k = config.architecture.size_multiple
+        if s.patch_size % k:
+            raise InputError(
+                f"patch size {s.patch_size} is not a multiple of {k} (2**depth for depth "
+                f"{config.architecture.depth}); try {max(k, s.patch_size // k * k)}"
+            )
+        config.training = s
+        config.tile_size = s.patch_size
+        config.package_version = __version__
+        self.config = config
+        train_planes, val_planes = split_validation(planes, s.val_fraction, patch=s.patch_size, seed=s.seed)
+        sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
+        val_x = val_y = None
+        if val_planes:
+            val_x, val_y = validation_patches(val_planes, s.patch_size, max_patches=max(64, 2 * s.batch_size), seed=s.seed)
+        self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes)
+        patches = sampler.patches_per_epoch()
+        self.steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(patches / s.batch_size))
+        self.epochs_done = len(self.history)
+        self._best_score: float | None = None
+        self._best_weights = None
+
+    # -- control ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask training to end after the current step (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> str:
+        """Why training ended early (``"stopped"``, ``"time budget"``), or ``""``."""
+        return self._stopped
+
+    def _stop_reason(self) -> str:
+        if self._stop.is_set():
+            return "stopped"
+        budget = self.settings.time_budget_s
+        if budget is not None and time.perf_counter() - self._started > budget:
+            return "time budget"
+        return ""
+
+    # -- the loop --------------------------------------------------------------------------
+    def _compile(self) -> None:
+        values = self.config.class_values
+        weights = self.settings.class_weights
+        class_weights = None if not weights else [float(weights.get(v, 1.0)) for v in values]
+        self.keras_model.compile(
+            optimizer=keras.optimizers.Adam(self.settings.learning_rate),
+            loss=MaskedCrossEntropy(class_weights),
+            metrics=[ClassIoU(i, name=f"iou_{v}") for i, v in enumerate(values)],
+        )
+
+    def epochs(self) -> Iterator[EpochReport]:
+        """Train, yielding a report after each epoch; ends when done or stopped."""
+        s = self.settings
+        self._compile()
+        dataset = _PatchBatches(self.data.sampler, s.batch_size, self.steps_per_epoch, s.seed)
+        watch = _Watch(self)
+        values = self.config.class_values
+        has_val = self.data.val_x is not None
+        first = self.epochs_done
+        last = first + s.epochs
+        self._started = time.perf_counter()
+        for epoch in range(first, last):
+            if self._stop_reason():
+                self._stopped = self._stopped or self._stop_reason()
+                break
+            t0 = time.perf_counter()
+            dataset.epoch = epoch
+            fit = self.keras_model.fit(
+                dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=self.steps_per_epoch,
+                callbacks=[watch], verbose=0,
+            )
+            logs = {k: v[-1] for k, v in fit.history.items() if v}
+            if not logs:  # stopped before the first step of this epoch
+                break
+            train_seconds = time.perf_counter() - t0
+            report = EpochReport(
+                epoch=epoch + 1,
+                epochs=last,
+                loss=float(logs["loss"]),
+                iou={v: float(logs[f"iou_{v}"]) for v in values},
+                steps=self.steps_per_epoch,
+            )
+            if has_val and not self._stopped:
+                scores = self.keras_model.evaluate(
+                    self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
+                )
+                report.val_loss = float(scores["loss"])
+                report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
+            report.epoch_seconds = time.perf_counter() - t0
+            report.seconds = time.perf_counter() - self._started
+            report.images_per_second = self.steps_per_epoch * s.batch_size / max(train_seconds, 1e-9)
+            report.stopped = self._stopped
+            if not self._stopped or self._best_weights is None:
+                report.improved = self._consider(report)
+            self.history.append(report.as_row())
+            self.epochs_done = epoch + 1
+            yield report
+            if self._stopped:
+                break
+        if self._best_weights is not None:
+            self.keras_model.set_weights(self._best_weights)
+        self.config.history = self.history
+
+    def _consider(self, report: EpochReport) -> bool:
+        """Keep the weights if this epoch is the best so far (lower validation loss)."""
+        monitor = self.settings.monitor
+        if monitor == "val_loss" and report.val_loss is not None:
+            score = report.val_loss
+        elif monitor == "val_mean_iou" and report.val_iou is not None:
+            score = -(report.val_mean_iou or 0.0)
+        else:
+            score = report.loss
+        if not math.isfinite(score):
+            return False
+        if self._best_score is not None and score >= self._best_score:
+            return False
+        self._best_score = score
+        self._best_weights = [w.copy() for w in self.keras_model.get_weights()]
+        if self.checkpoint is not None:
+            self.config.history = self.history + [report.as_row()]
+            UNetModel(self.keras_model, self.config).save(self.checkpoint)
+        return True
+
+    def run(self, on_epoch: Callable[[EpochReport], None] | None = None) -> UNetModel:
+        """Train to the end (or until stopped) and return the best model."""
+        for report in self.epochs():
+            if on_epoch is not None:
+                on_epoch(report)
+        return self.model
+
+    @property
+    def model(self) -> UNetModel:
+        """The model with the best weights so far."""
+        if self.epochs_done == 0 and self._best_weights is None:
+            raise TrainingStopped("training stopped before the first epoch finished: no model to keep")
+        return UNetModel(self.keras_model, self.config)
+
+
+def train(
+    images: Sequence,
+    labels: Sequence,
+    *,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    **kwargs,
+) -> UNetModel:
+    """Train a U-Net and return the best model; keyword arguments as for :class:`Trainer`.
+
+    Settings may be passed as a ``settings=TrainingSettings(...)`` or as its fields
+    (``epochs=10, label_mode="sparse"``...).
+    """
+    fields = set(TrainingSettings.__dataclass_fields__)
+    given = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+    if given:
+        if "settings" in kwargs:
+            raise InputError("pass either settings=... or individual training settings, not both")
+        kwargs["settings"] = TrainingSettings(**given)
+    return Trainer(images, labels, **kwargs).run(on_epoch)

@@ -1,0 +1,95 @@
+"""The U-Net of Ronneberger et al. (2015), as a Keras 3 functional model."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def build_unet(
+    n_classes: int = 2,
+    n_channels: int = 1,
+    *,
+    base_filters: int = 64,
+    depth: int = 4,
+    batch_norm: bool = True,
+    kernel_l2: float = 0.0,
+    bn_momentum: float = 0.9,
+    input_size: int | None = None,
+    name: str = "unet",
+) -> keras.Model:
+    """Build a U-Net that outputs one logit per class and pixel.
+
+    Each level has two 3x3 convolutions, each followed by batch normalization and ReLU;
+    ``depth`` 2x2 max-poolings go down, doubling the filters at each level; 2x2
+    stride-2 transposed convolutions go up, their output concatenated with the skip
+    connection of the same level; a 1x1 convolution gives the logits. The defaults
+    are the original network (64 to 1024 filters, about 31 M parameters).
+
+    Args:
+        n_classes: Number of classes (logits per pixel), at least 2.
+        n_channels: Channels of the input images, at least 1.
+        base_filters: Filters of the first level; level ``i`` has ``base_filters * 2**i``.
+        depth: Number of poolings. Input sides must be multiples of ``2**depth``.
+        batch_norm: Batch normalization after each convolution.
+        kernel_l2: L2 penalty on the convolution kernels (0 for none).
+        bn_momentum: Momentum of the batch-norm moving statistics. 0.9 (rather than
+            Keras's 0.99) lets them settle within the few hundred steps of a short
+            training run, so inference matches training.
+        input_size: Fixed square input side, or ``None`` for any size (the default).
+        name: Name of the model.
+
+    Returns:
+        A ``keras.Model`` mapping ``(batch, Y, X, n_channels)`` images to
+        ``(batch, Y, X, n_classes)`` logits (float32 even under mixed precision).
+    """
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2. Received: n_classes={n_classes}")
+    if n_channels < 1:
+        raise ValueError(f"n_channels must be at least 1. Received: n_channels={n_channels}")
+    if base_filters < 1:
+        raise ValueError(f"base_filters must be at least 1. Received: base_filters={base_filters}")
+    if not 1 <= depth <= 6:
+        raise ValueError(f"depth must be between 1 and 6. Received: depth={depth}")
+    if kernel_l2 < 0:
+        raise ValueError(f"kernel_l2 must not be negative. Received: kernel_l2={kernel_l2}")
+    if input_size is not None and input_size % 2**depth:
+        raise ValueError(
+            f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}"
+        )
+
+    regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
+
+    def conv_block(x, filters: int, prefix: str):
+        for i in (1, 2):
+            x = layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                use_bias=not batch_norm,
+                kernel_initializer="he_normal",
+                kernel_regularizer=regularizer,
+                name=f"{prefix}_conv{i}",
+            )(x)
+            if batch_norm:
+                x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn{i}")(x)
+            x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
+        return x
+
+    inputs = keras.Input(shape=(input_size, input_size, n_channels), name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = conv_block(x, base_filters * 2**level, f"down{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+    x = conv_block(x, base_filters * 2**depth, "bottom")
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        x = layers.Conv2DTranspose(
+            filters, 2, strides=2, kernel_regularizer=regularizer, name=f"up{level + 1}_upconv"
+        )(x)
+        x = layers.Concatenate(name=f"up{level + 1}_concat")([skips[level], x])
+        x = conv_block(x, filters, f"up{level + 1}")
+    logits = layers.Conv2D(n_classes, 1, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
