@@ -81,9 +81,7 @@ def infer_layout(
     elif rgb is not None:
         channel_axis = rgb
     elif n_channels is not None:
-        channel_axis = last == n_channels or (n_channels == 3 and last == 4) or (
-            n_channels == 1 and last == 1
-        )
+        channel_axis = last == n_channels or (n_channels == 3 and last == 4) or (n_channels == 1 and last == 1)
         if not channel_axis and last in (2, 3, 4) and len(shape) == 3 and shape[-2] > 4:
             raise InputError(
                 f"{name} has shape {shape}, which looks like {last} channels, but the model "
@@ -259,9 +257,9 @@ def resize_plane(plane: np.ndarray, shape: tuple[int, int], *, labels: bool = Fa
     if labels:
         return resize(plane, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(plane.dtype)
     downscaling = shape[0] < plane.shape[0] or shape[1] < plane.shape[1]
-    return resize(
-        plane, out_shape, order=1, preserve_range=True, anti_aliasing=downscaling, mode="reflect"
-    ).astype(np.float32)
+    return resize(plane, out_shape, order=1, preserve_range=True, anti_aliasing=downscaling, mode="reflect").astype(
+        np.float32
+    )
 
 
 def scaled_shape(spatial: tuple[int, int], scale: float) -> tuple[int, int]:

@@ -90,7 +90,9 @@ def segment_folder(
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
-        raise InputError(f"the output folder {output_dir} is the input folder: choose another, inputs are never overwritten")
+        raise InputError(
+            f"the output folder {output_dir} is the input folder: choose another, inputs are never overwritten"
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -125,7 +127,10 @@ def segment_folder(
             except MemoryError:
                 status, why = "failed", "out of memory (try a smaller --tile-size)"
             except Exception as err:  # one bad file must not end the run
-                status, why = "failed", str(err) if isinstance(err, (InputError, OSError)) else f"{type(err).__name__}: {err}"
+                status, why = (
+                    "failed",
+                    str(err) if isinstance(err, (InputError, OSError)) else f"{type(err).__name__}: {err}",
+                )
         if status == "done":
             report.done.append(path)
         elif status == "skipped":

@@ -55,12 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model from folders of images and masks")
     t.add_argument("--images", required=True, type=Path, help="folder of training images")
-    t.add_argument("--masks", required=True, type=Path,
-                   help="folder of masks (label images or labelme .json) with the images' file stems")
+    t.add_argument(
+        "--masks",
+        required=True,
+        type=Path,
+        help="folder of masks (label images or labelme .json) with the images' file stems",
+    )
     t.add_argument("--out", required=True, type=Path, help="model file to write (e.g. model.keras)")
-    t.add_argument("--epochs", type=_positive_int, default=50, help="epochs (an upper bound with --time-budget; default 50)")
-    t.add_argument("--time-budget", type=_positive_float, metavar="MINUTES",
-                   help="stop after this many minutes and keep the best model")
+    t.add_argument(
+        "--epochs", type=_positive_int, default=50, help="epochs (an upper bound with --time-budget; default 50)"
+    )
+    t.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="stop after this many minutes and keep the best model",
+    )
     t.add_argument("--preset", choices=sorted(PRESETS), default="classic", help="network size (default classic)")
     t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
     t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
@@ -70,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
     t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
     t.add_argument("--sparse", action="store_true", help="0 in masks means 'not annotated' (painted strokes)")
-    t.add_argument("--map", nargs="+", default=[], metavar="VALUE=CLASS",
-                   help="relabel mask values, e.g. 255=1, or VALUE=ignore")
-    t.add_argument("--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution")
+    t.add_argument(
+        "--map", nargs="+", default=[], metavar="VALUE=CLASS", help="relabel mask values, e.g. 255=1, or VALUE=ignore"
+    )
+    t.add_argument(
+        "--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution"
+    )
     t.add_argument("--target-size", type=_positive_int, help="scale so the median longer side becomes N pixels")
     t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
     t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
@@ -97,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
 
     d = sub.add_parser("demo", help="make synthetic data, train a small model, segment and score")
-    d.add_argument("--out", type=Path, default=Path("unet-cat-demo"), help="folder for everything (default ./unet-cat-demo)")
+    d.add_argument(
+        "--out", type=Path, default=Path("unet-cat-demo"), help="folder for everything (default ./unet-cat-demo)"
+    )
     d.add_argument("--epochs", type=_positive_int, default=12, help="epochs (default 12)")
     return parser
 
@@ -124,7 +139,10 @@ def _train(args) -> int:
     from .training import Trainer
 
     if args.out.is_dir():
-        print(f"error: --out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}", file=sys.stderr)
+        print(
+            f"error: --out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}",
+            file=sys.stderr,
+        )
         return 2
     if not args.out.parent.exists():
         print(f"error: the folder of --out ({args.out.parent}) does not exist", file=sys.stderr)
@@ -279,8 +297,10 @@ def _info(args) -> int:
     c = model.config
     arch = c.architecture
     print(f"{args.model}: napari-unet-cat model (made by version {c.package_version or '?'})")
-    print(f"  network: {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
-          f"{model.keras_model.count_params():,} parameters")
+    print(
+        f"  network: {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
+        f"{model.keras_model.count_params():,} parameters"
+    )
     print(f"  input: {arch.n_channels} channel(s), scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
     names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
     print(f"  classes: {names} ({c.training.label_mode} labels)")
@@ -296,7 +316,9 @@ def _demo(args) -> int:
 
     started = time.perf_counter()
     result = run_demo(args.out, epochs=args.epochs, log=print)
-    print(f"demo finished in {time.perf_counter() - started:.0f} s; foreground IoU {result['per_class']['1']['iou']:.3f}")
+    print(
+        f"demo finished in {time.perf_counter() - started:.0f} s; foreground IoU {result['per_class']['1']['iou']:.3f}"
+    )
     return 0
 
 

@@ -36,7 +36,7 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarra
     """The image beside itself with the prediction in magenta and the true outline in green."""
     from scipy.ndimage import binary_erosion
 
-    grey = image if image.ndim == 2 else image[..., :3].mean(axis=-1)
+    grey = (image if image.ndim == 2 else image[..., :3].mean(axis=-1)).astype(np.float32)
     grey = (255 * (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6)).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
     tinted = rgb.copy()
@@ -85,6 +85,8 @@ def run_demo(out: str | Path, *, epochs: int = 12, log: Callable[[str], None] = 
     )
     Image.fromarray(picture).save(out / "overlay.png")
     log(format_scores(result))
-    log(f"training took {train_seconds:.0f} s; model {model_path}, masks in {out / 'predictions'}, "
-        f"overlay {out / 'overlay.png'}")
+    log(
+        f"training took {train_seconds:.0f} s; model {model_path}, masks in {out / 'predictions'}, "
+        f"overlay {out / 'overlay.png'}"
+    )
     return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -81,7 +80,7 @@ def evaluate_folders(
         ``{"per_class": {value: {"iou", "dice"}}, "mean_iou", "pixel_accuracy", "n_images",
         "missing": [...]}`` where ``missing`` lists truth files without a prediction.
     """
-    pairs, lonely, orphans = pair_by_stem(pred_dir, truth_dir)
+    pairs, _lonely, orphans = pair_by_stem(pred_dir, truth_dir)
     if not pairs:
         raise InputError(f"no prediction in {pred_dir} has a truth mask of the same name in {truth_dir}")
     preds, truths = [], []
@@ -101,6 +100,8 @@ def format_scores(result: dict) -> str:
     lines = [f"{'class':>8} {'IoU':>7} {'Dice':>7}"]
     for value, s in result["per_class"].items():
         lines.append(f"{value:>8} {s['iou']:7.4f} {s['dice']:7.4f}")
-    lines.append(f"mean IoU {result['mean_iou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}, "
-                 f"{result['n_images']} image(s)")
+    lines.append(
+        f"mean IoU {result['mean_iou']:.4f}, pixel accuracy {result['pixel_accuracy']:.4f}, "
+        f"{result['n_images']} image(s)"
+    )
     return "\n".join(lines)

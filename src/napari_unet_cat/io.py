@@ -28,9 +28,7 @@ def list_images(folder: str | os.PathLike, suffixes: Iterable[str] = IMAGE_SUFFI
         raise InputError(f"{folder} is not a folder")
     suffixes = tuple(suffixes)
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
     )
 
 
@@ -121,7 +119,10 @@ def read_labels(path: str | os.PathLike, labelme_values: dict[str, int] | None =
 
 
 def pair_by_stem(
-    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, *, mask_suffixes: Iterable[str] = (*IMAGE_SUFFIXES, ".json")
+    image_dir: str | os.PathLike,
+    mask_dir: str | os.PathLike,
+    *,
+    mask_suffixes: Iterable[str] = (*IMAGE_SUFFIXES, ".json"),
 ) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
     """Match images to masks by file stem (a mask may add ``_mask`` or ``_labels``).
 

@@ -30,9 +30,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         target = ops.cast(y_true, "int32")
         annotated = target >= 0
         safe_target = ops.where(annotated, target, ops.zeros_like(target))
-        pixel_loss = ops.sparse_categorical_crossentropy(
-            safe_target, ops.cast(y_pred, "float32"), from_logits=True
-        )
+        pixel_loss = ops.sparse_categorical_crossentropy(safe_target, ops.cast(y_pred, "float32"), from_logits=True)
         weight = ops.cast(annotated, "float32")
         if self.class_weights is not None:
             table = ops.convert_to_tensor(self.class_weights, dtype="float32")

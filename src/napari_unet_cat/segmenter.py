@@ -154,13 +154,14 @@ class UNetModel:
         done = 0
         for index in plane_indices(layout):
             if scale != 1.0:
+                # A rescaled plane is held whole: its bands join, then return to full size.
                 plane = self._scaled_plane(image, layout, index)
                 bands = self._predict_plane(plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True)
+                whole = np.concatenate([band for _, band in bands])
+                bands = [((0, layout.spatial[0]), resize_plane(whole, layout.spatial))]
             else:
                 bands = self._predict_plane(image, layout, index, plans, batch_size)
             for rows, band in bands:
-                if scale != 1.0:
-                    band = resize_plane(band, layout.spatial)
                 labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
                 if probs is not None:
                     probs[(*index, slice(*rows))] = band
@@ -207,7 +208,9 @@ class UNetModel:
             row_w = plans.rows.weights(i)
             rows = np.arange(r, r + win_h) - pad_top
             windows = [
-                apply_normalization(read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi)
+                apply_normalization(
+                    read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi
+                )
                 for c in plans.cols.starts
             ]
             outputs = []

@@ -64,9 +64,7 @@ def axis_tiles(length: int, window: int, margin: int, multiple: int, blend: int 
         exactly that length.
     """
     if length % multiple or window % multiple or margin % multiple:
-        raise ValueError(
-            f"length={length}, window={window} and margin={margin} must be multiples of {multiple}"
-        )
+        raise ValueError(f"length={length}, window={window} and margin={margin} must be multiples of {multiple}")
     if length <= window:
         return AxisTiles(length, length, (0,), ((0, length),), 0)
     if window - 2 * margin < multiple:

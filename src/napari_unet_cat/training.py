@@ -209,7 +209,9 @@ class Trainer:
                 scale = float(target_size / np.median(sides))
             if not 0 < scale <= 4:
                 raise InputError(f"scale must be in (0, 4] (received {scale})")
-            class_values = collect_classes([np.asarray(lab) for lab in labels], mode=s.label_mode, value_map=value_map, names=names)
+            class_values = collect_classes(
+                [np.asarray(lab) for lab in labels], mode=s.label_mode, value_map=value_map, names=names
+            )
             n_channels = None
             self.history = []
             config = None
@@ -261,7 +263,9 @@ class Trainer:
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
         val_x = val_y = None
         if val_planes:
-            val_x, val_y = validation_patches(val_planes, s.patch_size, max_patches=max(64, 2 * s.batch_size), seed=s.seed)
+            val_x, val_y = validation_patches(
+                val_planes, s.patch_size, max_patches=max(64, 2 * s.batch_size), seed=s.seed
+            )
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes)
         patches = sampler.patches_per_epoch()
         self.steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(patches / s.batch_size))
@@ -316,8 +320,12 @@ class Trainer:
             t0 = time.perf_counter()
             dataset.epoch = epoch
             fit = self.keras_model.fit(
-                dataset, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=self.steps_per_epoch,
-                callbacks=[watch], verbose=0,
+                dataset,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=self.steps_per_epoch,
+                callbacks=[watch],
+                verbose=0,
             )
             logs = {k: v[-1] for k, v in fit.history.items() if v}
             if not logs:  # stopped before the first step of this epoch
@@ -367,7 +375,7 @@ class Trainer:
         self._best_score = score
         self._best_weights = [w.copy() for w in self.keras_model.get_weights()]
         if self.checkpoint is not None:
-            self.config.history = self.history + [report.as_row()]
+            self.config.history = [*self.history, report.as_row()]
             UNetModel(self.keras_model, self.config).save(self.checkpoint)
         return True
 

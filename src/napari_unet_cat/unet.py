@@ -54,9 +54,7 @@ def build_unet(
     if kernel_l2 < 0:
         raise ValueError(f"kernel_l2 must not be negative. Received: kernel_l2={kernel_l2}")
     if input_size is not None and input_size % 2**depth:
-        raise ValueError(
-            f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}"
-        )
+        raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
 
     regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
 
@@ -86,9 +84,9 @@ def build_unet(
     x = conv_block(x, base_filters * 2**depth, "bottom")
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        x = layers.Conv2DTranspose(
-            filters, 2, strides=2, kernel_regularizer=regularizer, name=f"up{level + 1}_upconv"
-        )(x)
+        x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_regularizer=regularizer, name=f"up{level + 1}_upconv")(
+            x
+        )
         x = layers.Concatenate(name=f"up{level + 1}_concat")([skips[level], x])
         x = conv_block(x, filters, f"up{level + 1}")
     logits = layers.Conv2D(n_classes, 1, dtype="float32", name="logits")(x)

@@ -1,0 +1,80 @@
+"""Overlap-tile prediction: coverage, exactness against a whole-plane pass, any size."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from napari_unet_cat.synthetic import make_image
+from napari_unet_cat.tiling import axis_tiles, plan_plane
+
+
+@pytest.mark.parametrize("length, window, margin", [(1024, 256, 32), (160, 64, 16), (48, 32, 8), (96, 96, 16)])
+def test_tile_weights_cover_every_pixel_exactly_once(length, window, margin):
+    tiles = axis_tiles(length, window, margin, 8)
+    total = np.zeros(length, np.float32)
+    for i, start in enumerate(tiles.starts):
+        assert start % 8 == 0 and 0 <= start <= length - tiles.window
+        total[start : start + tiles.window] += tiles.weights(i)
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    cores = [c for c in tiles.cores]
+    assert cores[0][0] == 0 and cores[-1][1] == length
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(cores))
+
+
+def test_every_core_keeps_its_margin_of_context():
+    tiles = axis_tiles(1000 // 16 * 16, 128, 32, 16)
+    for start, (core_start, core_stop) in zip(tiles.starts, tiles.cores):
+        assert core_start - start >= 32 or start == 0
+        assert start + tiles.window - core_stop >= 32 or start + tiles.window == tiles.length
+
+
+def test_plane_is_padded_to_the_size_multiple():
+    plan = plan_plane((101, 37), tile_size=64, margin=16, multiple=16, border=8)
+    for (before, after), n, axis in zip(plan.pad, (101, 37), (plan.rows, plan.cols)):
+        assert before == 8 and (n + before + after) % 16 == 0 and axis.length == n + before + after
+
+
+def test_tiled_prediction_equals_whole_image_prediction(tiny_model):
+    image, _ = make_image((150, 117), seed=3)
+    # Every blended pixel keeps the receptive radius (23 pixels here) of context inside its
+    # tile: margin >= radius + blend (half the margin), so tiles see what the whole sees.
+    assert tiny_model.config.architecture.receptive_radius == 23
+    whole_labels, whole = tiny_model.predict(image, tile_size=512, margin=48, return_probabilities=True)
+    tiled_labels, tiled = tiny_model.predict(image, tile_size=112, margin=48, return_probabilities=True)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+    assert (tiled_labels == whole_labels).mean() > 0.9999
+
+
+def test_default_tiling_stays_close_to_whole_image(tiny_model):
+    image, _ = make_image((200, 200), seed=4)
+    whole = tiny_model.predict(image, tile_size=512)
+    tiled = tiny_model.predict(image, tile_size=64, margin=8)
+    assert (whole == tiled).mean() > 0.99
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 300), (17, 33), (129, 64), (63, 65, 3)])
+def test_any_size_gives_a_mask_of_that_size(tiny_model, shape):
+    image = np.random.default_rng(0).integers(0, 255, shape[:2]).astype(np.uint8)
+    labels, probs = tiny_model.predict(image, return_probabilities=True)
+    assert labels.shape == shape[:2]
+    assert probs.shape == (*shape[:2], 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert set(np.unique(labels)) <= {0, 1}
+
+
+def test_stacks_are_segmented_plane_by_plane(tiny_model):
+    planes = [make_image((80, 90), seed=s)[0] for s in (10, 11, 12)]
+    stack = np.stack(planes)
+    labels = tiny_model.predict(stack)
+    assert labels.shape == (3, 80, 90)
+    for z in range(3):
+        np.testing.assert_array_equal(labels[z], tiny_model.predict(planes[z]))
+
+
+def test_memory_mapped_input_gives_the_same_mask(tiny_model, tmp_path):
+    image, _ = make_image((300, 280), seed=5)
+    path = tmp_path / "big.npy"
+    np.save(path, image)
+    lazy = np.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))

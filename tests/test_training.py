@@ -1,0 +1,175 @@
+"""Real TensorFlow training on synthetic data, small enough for two CPU cores."""
+
+import threading
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_erosion, label
+
+from napari_unet_cat.config import TrainingSettings
+from napari_unet_cat.errors import InputError
+from napari_unet_cat.synthetic import make_dataset
+from napari_unet_cat.training import Trainer, train
+
+from .conftest import TINY, foreground_iou
+
+FAST = {"batch_size": 8, "patch_size": 64, "learning_rate": 3e-3}
+
+
+def test_tiny_model_learns_synthetic_cells(tiny_model):
+    images, masks = make_dataset(5, (120, 100), seed=500)  # held out: seeds never trained on
+    ious = [foreground_iou(tiny_model.predict(im), m) for im, m in zip(images, masks)]
+    assert np.mean(ious) > 0.9, ious
+    assert tiny_model.class_values == [0, 1]
+    assert len(tiny_model.config.history) == 10
+    assert {"loss", "val_loss", "iou_1", "val_iou_1", "val_mean_iou"} <= set(tiny_model.config.history[-1])
+
+
+def _misleading_sparse_labels(mask: np.ndarray) -> np.ndarray:
+    """Objects with odd ids painted 2, even ones left unpainted (0); left half of the
+    background painted 1. Counting 0 as a class would teach 'unpainted objects are 0'."""
+    objects, _ = label(mask)
+    out = np.zeros(mask.shape, np.uint8)
+    out[(objects % 2 == 1) & (mask > 0)] = 2
+    background = binary_erosion(mask == 0, iterations=1)
+    background[:, mask.shape[1] // 2 :] = False
+    out[background] = 1
+    return out
+
+
+def test_sparse_labels_ignore_unannotated_pixels():
+    images, masks = make_dataset(10, (96, 96), seed=200)
+    strokes = [_misleading_sparse_labels(m) for m in masks]
+    assert all((s == 0).mean() > 0.4 for s in strokes)
+    settings = dict(epochs=10, val_fraction=0.0, **FAST)
+    sparse = train(images, strokes, label_mode="sparse", **settings, **TINY)
+    dense = train(images, strokes, label_mode="dense", **settings, **TINY)
+    assert sparse.class_values == [1, 2] and dense.class_values == [0, 1, 2]
+
+    test_images, test_masks = make_dataset(4, (96, 96), seed=900)
+    sparse_preds = [sparse.predict(im) for im in test_images]
+    sparse_iou = np.mean([foreground_iou(p, m, value=2) for p, m in zip(sparse_preds, test_masks)])
+    dense_iou = np.mean([foreground_iou(dense.predict(im), m, value=2) for im, m in zip(test_images, test_masks)])
+    # Predictions use the painted values only: 0 ("not annotated") never comes out.
+    assert set(np.unique(np.concatenate([p.ravel() for p in sparse_preds]))) <= {1, 2}
+    assert sparse_iou > 0.8, (sparse_iou, dense_iou)
+    # The control: had unpainted pixels counted, half the objects would be learnt as 0.
+    assert dense_iou < sparse_iou - 0.2
+
+
+def test_one_image_holds_out_part_of_its_annotations():
+    images, masks = make_dataset(1, (256, 256), seed=3)
+    trainer = Trainer(images, masks, settings=TrainingSettings(epochs=1, val_fraction=0.2, **FAST), **TINY)
+    assert trainer.data.val_x is not None and trainer.data.n_train_planes == 1
+    train_targets = trainer.data.sampler.planes[0].targets
+    held = trainer.data.val_y >= 0
+    assert held.any() and (train_targets < 0).any()  # held-out pixels are hidden from training
+
+
+def test_stacks_train_on_annotated_planes_only():
+    images, masks = make_dataset(4, (64, 64), seed=30)
+    stack, labels = np.stack(images), np.stack(masks).astype(np.uint8)
+    sparse = np.where(labels > 0, 2, 1).astype(np.uint8)
+    sparse[1:3] = 0  # planes 1 and 2 unannotated
+    trainer = Trainer([stack], [sparse], settings=TrainingSettings(epochs=1, label_mode="sparse", **FAST), **TINY)
+    assert sorted(p.source for p in trainer.data.planes) == ["image 1 plane (0,)", "image 1 plane (3,)"]
+
+
+def test_stop_ends_within_an_epoch_and_keeps_the_best_model():
+    images, masks = make_dataset(6, (96, 96), seed=40)
+    steps = []
+    settings = TrainingSettings(epochs=50, steps_per_epoch=40, val_fraction=0.2, **FAST)
+    trainer = Trainer(images, masks, settings=settings, on_step=lambda s, n, loss: steps.append(s), **TINY)
+    reports = []
+    for report in trainer.epochs():
+        reports.append(report)
+        if report.epoch == 2:
+            threading.Timer(0.5, trainer.stop).start()
+    assert trainer.stopped == "stopped"
+    assert len(reports) == 3 and reports[-1].stopped == "stopped"
+    assert len(steps) < 3 * 40  # the third epoch ended early
+    model = trainer.model
+    assert model.predict(images[0]).shape == (96, 96)
+
+
+def test_time_budget_ends_training():
+    images, masks = make_dataset(4, (64, 64), seed=50)
+    settings = TrainingSettings(epochs=1000, time_budget_s=4, val_fraction=0, **FAST)
+    trainer = Trainer(images, masks, settings=settings, **TINY)
+    model = trainer.run()
+    assert trainer.stopped == "time budget"
+    assert 1 <= len(model.config.history) < 1000
+
+
+def test_resume_continues_the_history_and_keeps_classes(tiny_model, tmp_path):
+    images, masks = make_dataset(4, (96, 96), seed=60)
+    path = tiny_model.save(tmp_path / "start.keras")
+    from napari_unet_cat import load_model
+
+    model = load_model(path)
+    before = len(model.config.history)
+    resumed = train(images, masks, model=model, epochs=2, val_fraction=0, **FAST)
+    assert len(resumed.config.history) == before + 2
+    assert resumed.config.history[-1]["epoch"] == before + 2
+    with pytest.raises(InputError, match="value 5"):
+        train(images, [np.where(m > 0, 5, 0) for m in masks], model=model, epochs=1, **FAST)
+
+
+def test_checkpoint_is_written_when_the_model_improves(tmp_path):
+    from napari_unet_cat import load_model
+
+    images, masks = make_dataset(4, (64, 64), seed=70)
+    path = tmp_path / "ckpt.keras"
+    Trainer(images, masks, settings=TrainingSettings(epochs=2, **FAST), checkpoint=path, **TINY).run()
+    assert load_model(path).predict(images[0]).shape == (64, 64)
+
+
+def test_scale_trains_small_and_predicts_full_size():
+    images, masks = make_dataset(6, (128, 128), seed=80)
+    model = train(images, masks, scale=0.5, epochs=2, val_fraction=0, **FAST, **TINY)
+    assert model.config.scale == 0.5
+    labels, probs = model.predict(images[0], return_probabilities=True)
+    assert labels.shape == (128, 128) and probs.shape == (128, 128, 2)
+
+
+def test_target_size_sets_the_scale():
+    images, masks = make_dataset(3, (128, 128), seed=90)
+    trainer = Trainer(images, masks, settings=TrainingSettings(epochs=1, **FAST), target_size=64, **TINY)
+    assert trainer.config.scale == pytest.approx(0.5)
+
+
+def test_rgb_images_train_with_three_channels():
+    images, masks = make_dataset(4, (64, 64), seed=95, rgb=True)
+    model = train(images, masks, epochs=1, val_fraction=0, **FAST, **TINY)
+    assert model.n_channels == 3
+    with pytest.raises(InputError, match="trained on 3"):
+        model.predict(images[0][..., 0])
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([np.zeros((64, 64), np.uint8)], "no annotated pixels"),
+        ([np.ones((64, 64), np.uint8)], "only one class"),
+        ([np.tile(np.uint8([1, 2]), (32, 32))], "shape"),
+    ],
+)
+def test_unusable_labels_are_explained(labels, message):
+    image = make_dataset(1, (64, 64))[0]
+    with pytest.raises(InputError, match=message):
+        Trainer(image, labels, settings=TrainingSettings(label_mode="sparse", **FAST), **TINY)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("epochs", 0), ("batch_size", 0), ("learning_rate", -1.0), ("val_fraction", 1.5), ("patch_size", 4)],
+)
+def test_absurd_settings_are_refused(field, value):
+    with pytest.raises(InputError, match=field):
+        TrainingSettings(**{field: value}).validate()
+
+
+def test_patch_larger_than_the_images_is_padded():
+    images, masks = make_dataset(3, (40, 50), seed=99)
+    model = train(images, masks, epochs=1, batch_size=50, patch_size=64, learning_rate=3e-3, **TINY)
+    assert model.predict(images[0]).shape == (40, 50)
