@@ -236,3 +236,14 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "mean IoU" in out and "demo finished" in out
     assert (tmp_path / "demo" / "overlay.png").exists() and (tmp_path / "demo" / "model.keras").exists()
     assert len(list((tmp_path / "demo" / "predictions").glob("*.tif"))) == 6
+
+
+def test_class_weights_are_parsed_and_checked():
+    from napari_unet_cat.cli import parse_class_weights
+    from napari_unet_cat.errors import InputError
+
+    assert parse_class_weights(["1=5", "2=0.5"]) == {1: 5.0, 2: 0.5}
+    assert parse_class_weights([]) is None
+    for bad in (["1"], ["x=2"], ["1=-3"], ["1=inf"]):
+        with pytest.raises(InputError, match="VALUE=WEIGHT"):
+            parse_class_weights(bad)

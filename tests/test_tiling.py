@@ -78,3 +78,34 @@ def test_memory_mapped_input_gives_the_same_mask(tiny_model, tmp_path):
     np.save(path, image)
     lazy = np.load(path, mmap_mode="r")
     np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))
+
+
+class RecordingArray:
+    """An array-like that records how many pixels each read asks for."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = []
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        self.reads.append(out.size)
+        return out
+
+
+def test_lazy_input_is_read_tile_by_tile(tiny_model, monkeypatch):
+    from napari_unet_cat import segmenter
+
+    monkeypatch.setattr(segmenter, "PERCENTILE_SAMPLE", 4096)  # percentiles from a sparse subsample
+    image, _ = make_image((260, 250), seed=6)
+    lazy = RecordingArray(image)
+    np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))
+    assert len(lazy.reads) > 4 and max(lazy.reads) <= 96 * 96
+
+
+def test_dask_input_gives_the_same_mask(tiny_model):
+    import dask.array as da
+
+    image, _ = make_image((260, 250), seed=6)
+    lazy = da.from_array(image, chunks=(64, 64))
+    np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))

@@ -26,11 +26,11 @@ def test_tiny_model_learns_synthetic_cells(tiny_model):
 
 
 def _misleading_sparse_labels(mask: np.ndarray) -> np.ndarray:
-    """Objects with odd ids painted 2, even ones left unpainted (0); left half of the
-    background painted 1. Counting 0 as a class would teach 'unpainted objects are 0'."""
+    """One object in three painted 2, the others left unpainted (0); the left half of the
+    background painted 1. Counting 0 as a class would teach 'most objects are 0'."""
     objects, _ = label(mask)
     out = np.zeros(mask.shape, np.uint8)
-    out[(objects % 2 == 1) & (mask > 0)] = 2
+    out[(objects % 3 == 1) & (mask > 0)] = 2
     background = binary_erosion(mask == 0, iterations=1)
     background[:, mask.shape[1] // 2 :] = False
     out[background] = 1
@@ -52,9 +52,9 @@ def test_sparse_labels_ignore_unannotated_pixels():
     dense_iou = np.mean([foreground_iou(dense.predict(im), m, value=2) for im, m in zip(test_images, test_masks)])
     # Predictions use the painted values only: 0 ("not annotated") never comes out.
     assert set(np.unique(np.concatenate([p.ravel() for p in sparse_preds]))) <= {1, 2}
-    assert sparse_iou > 0.8, (sparse_iou, dense_iou)
-    # The control: had unpainted pixels counted, half the objects would be learnt as 0.
-    assert dense_iou < sparse_iou - 0.2
+    # The control: had unpainted pixels counted, objects would mostly be learnt as 0
+    # (measured: sparse 0.82, dense 0.003).
+    assert sparse_iou > 0.7 and dense_iou < 0.3, (sparse_iou, dense_iou)
 
 
 def test_one_image_holds_out_part_of_its_annotations():

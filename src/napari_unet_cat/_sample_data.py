@@ -14,3 +14,10 @@ def synthetic_cells():
         (mask, {"name": "synthetic cells mask", "visible": False}, "labels"),
         (strokes, {"name": "synthetic cells strokes"}, "labels"),
     ]
+
+
+def chelsea_cat():
+    """scikit-image's photo of Chelsea the cat, to paint strokes on (cat and background)."""
+    from skimage import data
+
+    return [(data.chelsea(), {"name": "chelsea", "rgb": True}, "image")]

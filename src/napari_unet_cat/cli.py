@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainingSettings, parse_value_map
-from .errors import UNetCatError
+from .errors import InputError, UNetCatError
 
 
 def _positive_int(text: str) -> int:
@@ -161,6 +161,7 @@ def _train(args) -> int:
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         augment=not args.no_augment,
         elastic=not args.no_augment,
+        class_weights=parse_class_weights(args.class_weight),
         seed=args.seed,
     )
     resume = load_model(args.resume) if args.resume else None
@@ -194,6 +195,21 @@ def _train(args) -> int:
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
+
+
+def parse_class_weights(entries: list[str]) -> dict[int, float] | None:
+    """``VALUE=WEIGHT`` strings to a dict, or None when none are given."""
+    weights = {}
+    for entry in entries:
+        value, sep, weight = entry.partition("=")
+        try:
+            key, factor = int(value), float(weight)
+        except ValueError:
+            key, factor = 0, -1.0
+        if not sep or not 0 <= factor < float("inf"):
+            raise InputError(f"cannot read class weight {entry!r}: expected VALUE=WEIGHT, for example 1=5")
+        weights[key] = factor
+    return weights or None
 
 
 def history_paths(model_path: Path) -> tuple[Path, Path]:
