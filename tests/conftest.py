@@ -27,7 +27,9 @@ def tiny_model():
     from napari_unet_cat.training import Trainer
 
     images, masks = make_dataset(12, (96, 96), seed=0)
-    settings = TrainingSettings(epochs=10, batch_size=8, patch_size=64, learning_rate=3e-3, val_fraction=0.2)
+    settings = TrainingSettings(
+        epochs=10, steps_per_epoch=6, batch_size=8, patch_size=64, learning_rate=3e-3, val_fraction=0.2
+    )
     trainer = Trainer(images, masks, settings=settings, **TINY)
     model = trainer.run()
     return model

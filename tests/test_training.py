@@ -27,7 +27,7 @@ def test_tiny_model_learns_synthetic_cells(tiny_model):
 
 def _misleading_sparse_labels(mask: np.ndarray) -> np.ndarray:
     """One object in three painted 2, the others left unpainted (0); the left half of the
-    background painted 1. Counting 0 as a class would teach 'most objects are 0'."""
+    background painted 1. Were 0 a class, unpainted objects would teach 'objects are 0'."""
     objects, _ = label(mask)
     out = np.zeros(mask.shape, np.uint8)
     out[(objects % 3 == 1) & (mask > 0)] = 2
@@ -41,20 +41,32 @@ def test_sparse_labels_ignore_unannotated_pixels():
     images, masks = make_dataset(10, (96, 96), seed=200)
     strokes = [_misleading_sparse_labels(m) for m in masks]
     assert all((s == 0).mean() > 0.4 for s in strokes)
-    settings = dict(epochs=10, val_fraction=0.0, **FAST)
-    sparse = train(images, strokes, label_mode="sparse", **settings, **TINY)
-    dense = train(images, strokes, label_mode="dense", **settings, **TINY)
-    assert sparse.class_values == [1, 2] and dense.class_values == [0, 1, 2]
-
+    sparse = train(images, strokes, label_mode="sparse", epochs=10, val_fraction=0.0, **FAST, **TINY)
+    assert sparse.class_values == [1, 2]
     test_images, test_masks = make_dataset(4, (96, 96), seed=900)
-    sparse_preds = [sparse.predict(im) for im in test_images]
-    sparse_iou = np.mean([foreground_iou(p, m, value=2) for p, m in zip(sparse_preds, test_masks)])
-    dense_iou = np.mean([foreground_iou(dense.predict(im), m, value=2) for im, m in zip(test_images, test_masks)])
-    # Predictions use the painted values only: 0 ("not annotated") never comes out.
-    assert set(np.unique(np.concatenate([p.ravel() for p in sparse_preds]))) <= {1, 2}
-    # The control: had unpainted pixels counted, objects would mostly be learnt as 0
-    # (measured: sparse 0.82, dense 0.003).
-    assert sparse_iou > 0.7 and dense_iou < 0.3, (sparse_iou, dense_iou)
+    preds = [sparse.predict(im) for im in test_images]
+    # Unpainted objects did not pull predictions towards 0: every object is found as 2
+    # (measured 0.82 to 0.87), and 0 ("not annotated") never comes out.
+    assert np.mean([foreground_iou(p, m, value=2) for p, m in zip(preds, test_masks)]) > 0.7
+    assert set(np.unique(np.concatenate([p.ravel() for p in preds]))) <= {1, 2}
+
+
+def test_loss_ignores_unannotated_pixels_and_would_not_if_they_counted():
+    import keras
+
+    from napari_unet_cat.losses import MaskedCrossEntropy
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(-1, 2, (2, 16, 16)).astype("int32")
+    logits = rng.normal(size=(2, 16, 16, 2)).astype("float32")
+    changed = logits.copy()
+    changed[targets < 0] = rng.normal(size=((targets < 0).sum(), 2)) * 10
+    loss = MaskedCrossEntropy()
+    same = [float(keras.ops.convert_to_numpy(loss(targets, x))) for x in (logits, changed)]
+    assert same[0] == pytest.approx(same[1], rel=1e-6)
+    counted = np.where(targets < 0, 0, targets)  # what counting "not annotated" as class 0 gives
+    differ = [float(keras.ops.convert_to_numpy(loss(counted, x))) for x in (logits, changed)]
+    assert abs(differ[0] - differ[1]) > 0.1
 
 
 def test_one_image_holds_out_part_of_its_annotations():

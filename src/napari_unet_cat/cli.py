@@ -15,34 +15,24 @@ from .config import PRESETS, TrainingSettings, parse_value_map
 from .errors import InputError, UNetCatError
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
-    return value
+def _checked(convert, ok, expected: str):
+    """An argparse type: ``convert`` the text, then require ``ok(value)``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
+_positive_int = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
+_positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
+_fraction = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sparse", action="store_true", help="0 in masks means 'not annotated' (painted strokes)")
     t.add_argument(
         "--map", nargs="+", default=[], metavar="VALUE=CLASS", help="relabel mask values, e.g. 255=1, or VALUE=ignore"
+    )
+    t.add_argument(
+        "--class-weight",
+        nargs="+",
+        default=[],
+        metavar="VALUE=WEIGHT",
+        help="weight the loss of a class, e.g. 1=5 for a rare class (default 1 each)",
     )
     t.add_argument(
         "--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution"
