@@ -122,12 +122,16 @@ def get_plane(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
     Works for NumPy, memory-mapped and dask arrays: only the plane is read.
     """
     plane = array[index] if index else array
-    plane = np.asarray(plane)
+    return channels_last(np.asarray(plane), layout)
+
+
+def channels_last(block: np.ndarray, layout: Layout) -> np.ndarray:
+    """A ``(h, w[, C])`` block as float32 ``(h, w, C)``: a channel axis added, alpha dropped."""
     if not layout.channel_axis:
-        plane = plane[..., np.newaxis]
+        block = block[..., np.newaxis]
     elif layout.channels == 4:
-        plane = plane[..., :3]
-    return plane.astype(np.float32, copy=False)
+        block = block[..., :3]
+    return block.astype(np.float32, copy=False)
 
 
 def normalize(plane: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -189,12 +193,7 @@ def read_window(array, layout: Layout, index: tuple[int, ...], rows: np.ndarray,
     r0, r1 = int(rows.min()), int(rows.max()) + 1
     c0, c1 = int(cols.min()), int(cols.max()) + 1
     block = np.asarray(array[(*index, slice(r0, r1), slice(c0, c1))])
-    block = block[rows - r0][:, cols - c0]
-    if not layout.channel_axis:
-        block = block[..., np.newaxis]
-    elif layout.channels == 4:
-        block = block[..., :3]
-    return block.astype(np.float32, copy=False)
+    return channels_last(block[rows - r0][:, cols - c0], layout)
 
 
 def apply_value_map(labels: np.ndarray, value_map: dict[int, int | str]) -> np.ndarray:

@@ -16,6 +16,7 @@ from .arrays import (
     PERCENTILE_SAMPLE,
     Layout,
     apply_normalization,
+    channels_last,
     infer_layout,
     percentile_range,
     plane_indices,
@@ -283,12 +284,7 @@ def _in_memory_layout(plane: np.ndarray) -> Layout:
 def _subsample(array, layout: Layout, index) -> np.ndarray:
     """A regular subsample of plane ``index`` (at most about a million pixels)."""
     step = max(1, int(np.sqrt(layout.spatial[0] * layout.spatial[1] / PERCENTILE_SAMPLE)))
-    sample = np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))])
-    if not layout.channel_axis:
-        sample = sample[..., np.newaxis]
-    elif layout.channels == 4:
-        sample = sample[..., :3]
-    return sample.astype(np.float32, copy=False)
+    return channels_last(np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))]), layout)
 
 
 def load_model(path: str | os.PathLike) -> UNetModel:
