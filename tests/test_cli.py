@@ -239,7 +239,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_class_weights_are_parsed_and_checked():
-    from napari_unet_cat.cli import parse_class_weights
+    from napari_unet_cat.config import parse_class_weights
     from napari_unet_cat.errors import InputError
 
     assert parse_class_weights(["1=5", "2=0.5"]) == {1: 5.0, 2: 0.5}

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import PRESETS, TrainingSettings, parse_value_map
-from .errors import InputError, UNetCatError
+from .config import PRESETS, TrainingSettings, parse_class_weights, parse_value_map
+from .errors import UNetCatError
 
 
 def _checked(convert, ok, expected: str):
@@ -192,21 +192,6 @@ def _train(args) -> int:
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
-
-
-def parse_class_weights(entries: list[str]) -> dict[int, float] | None:
-    """``VALUE=WEIGHT`` strings to a dict, or None when none are given."""
-    weights = {}
-    for entry in entries:
-        value, sep, weight = entry.partition("=")
-        try:
-            key, factor = int(value), float(weight)
-        except ValueError:
-            key, factor = 0, -1.0
-        if not sep or not 0 <= factor < float("inf"):
-            raise InputError(f"cannot read class weight {entry!r}: expected VALUE=WEIGHT, for example 1=5")
-        weights[key] = factor
-    return weights or None
 
 
 def history_paths(model_path: Path) -> tuple[Path, Path]:

@@ -206,19 +206,36 @@ def architecture_from_preset(preset: str, *, n_channels: int, n_classes: int, **
     return arch
 
 
-def parse_value_map(entries: list[str] | None) -> dict[int, int | str]:
-    """Parse ``VALUE=CLASS`` or ``VALUE=ignore`` strings, e.g. ``255=1``."""
-    mapping: dict[int, int | str] = {}
+def _parse_pairs(entries: list[str] | None, convert, what: str, example: str) -> dict[int, Any]:
+    """Parse ``VALUE=X`` strings into ``{VALUE: convert(X)}``; ``convert`` raises ValueError."""
+    pairs: dict[int, Any] = {}
     for entry in entries or []:
         key, sep, target = entry.partition("=")
         try:
             if not sep:
                 raise ValueError
-            value = int(key)
-            mapped: int | str = IGNORE if target.strip().lower() == IGNORE else int(target)
+            pairs[int(key)] = convert(target.strip())
         except ValueError:
-            raise InputError(
-                f"cannot read value map entry {entry!r}: expected VALUE=CLASS or VALUE=ignore, for example 255=1"
-            ) from None
-        mapping[value] = mapped
-    return mapping
+            raise InputError(f"cannot read {what} {entry!r}: expected {example}") from None
+    return pairs
+
+
+def parse_value_map(entries: list[str] | None) -> dict[int, int | str]:
+    """Parse ``VALUE=CLASS`` or ``VALUE=ignore`` strings, e.g. ``255=1``."""
+
+    def target(text: str) -> int | str:
+        return IGNORE if text.lower() == IGNORE else int(text)
+
+    return _parse_pairs(entries, target, "value map entry", "VALUE=CLASS or VALUE=ignore, for example 255=1")
+
+
+def parse_class_weights(entries: list[str] | None) -> dict[int, float] | None:
+    """Parse ``VALUE=WEIGHT`` strings (e.g. ``1=5``); None when none are given."""
+
+    def weight(text: str) -> float:
+        value = float(text)
+        if not 0 <= value < math.inf:
+            raise ValueError(text)
+        return value
+
+    return _parse_pairs(entries, weight, "class weight", "VALUE=WEIGHT, for example 1=5") or None
