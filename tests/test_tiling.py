@@ -94,9 +94,9 @@ class RecordingArray:
 
 
 def test_lazy_input_is_read_tile_by_tile(tiny_model, monkeypatch):
-    from napari_unet_cat import segmenter
+    from napari_unet_cat import arrays
 
-    monkeypatch.setattr(segmenter, "PERCENTILE_SAMPLE", 4096)  # percentiles from a sparse subsample
+    monkeypatch.setattr(arrays, "PERCENTILE_SAMPLE", 4096)  # percentiles from a sparse subsample
     image, _ = make_image((260, 250), seed=6)
     lazy = RecordingArray(image)
     np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))

@@ -149,7 +149,7 @@ def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray
     Computed on a regular subsample of at most about ``PERCENTILE_SAMPLE`` pixels, so a
     lazy (memory-mapped, dask) plane is read sparsely rather than loaded whole.
     """
-    step = max(1, int(np.sqrt(plane.shape[0] * plane.shape[1] / PERCENTILE_SAMPLE)))
+    step = sample_step(plane.shape[:2])
     sample = np.asarray(plane[::step, ::step], dtype=np.float32)
     axis = (0, 1) if norm.per_channel else None
     if np.isfinite(sample).all():
@@ -162,6 +162,18 @@ def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray
             lo, hi = np.nanpercentile(sample, [norm.low, norm.high], axis=axis)
         lo, hi = np.nan_to_num(lo), np.nan_to_num(hi)
     return np.asarray(lo, dtype=np.float32), np.asarray(hi, dtype=np.float32)
+
+
+def sample_step(spatial: tuple[int, int]) -> int:
+    """Stride that leaves at most about ``PERCENTILE_SAMPLE`` pixels of a plane."""
+    return max(1, int(np.sqrt(spatial[0] * spatial[1] / PERCENTILE_SAMPLE)))
+
+
+def plane_subsample(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
+    """A regular subsample of plane ``index`` as float32 ``(h, w, C)``, read with a stride
+    so that a lazy array is never loaded whole (for :func:`percentile_range`)."""
+    step = sample_step(layout.spatial)
+    return channels_last(np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))]), layout)
 
 
 def apply_normalization(window: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

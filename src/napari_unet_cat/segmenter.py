@@ -13,13 +13,12 @@ import numpy as np
 
 from . import __version__
 from .arrays import (
-    PERCENTILE_SAMPLE,
     Layout,
     apply_normalization,
-    channels_last,
     infer_layout,
     percentile_range,
     plane_indices,
+    plane_subsample,
     read_window,
     resize_plane,
     scaled_shape,
@@ -195,7 +194,7 @@ class UNetModel:
         if normalized:
             lo, hi = np.float32(0), np.float32(1)
         else:
-            lo, hi = percentile_range(_subsample(source, layout, index), self.config.normalization)
+            lo, hi = percentile_range(plane_subsample(source, layout, index), self.config.normalization)
         (pad_top, _), (pad_left, _) = plans.pad
         height, width = layout.spatial
         n_classes = len(self.class_values)
@@ -279,12 +278,6 @@ class UNetModel:
 def _in_memory_layout(plane: np.ndarray) -> Layout:
     """Layout of a prepared ``(Y, X, C)`` plane."""
     return Layout(plane_shape=(), spatial=plane.shape[:2], channels=plane.shape[2], channel_axis=True)
-
-
-def _subsample(array, layout: Layout, index) -> np.ndarray:
-    """A regular subsample of plane ``index`` (at most about a million pixels)."""
-    step = max(1, int(np.sqrt(layout.spatial[0] * layout.spatial[1] / PERCENTILE_SAMPLE)))
-    return channels_last(np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))]), layout)
 
 
 def load_model(path: str | os.PathLike) -> UNetModel:
