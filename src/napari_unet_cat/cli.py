@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainingSettings, parse_class_weights, parse_value_map
-from .errors import UNetCatError
+from .errors import InputError, UNetCatError
 
 
 def _checked(convert, ok, expected: str):
@@ -136,14 +136,9 @@ def _train(args) -> int:
     from .training import Trainer
 
     if args.out.is_dir():
-        print(
-            f"error: --out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}",
-            file=sys.stderr,
-        )
-        return 2
+        raise InputError(f"--out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}")
     if not args.out.parent.exists():
-        print(f"error: the folder of --out ({args.out.parent}) does not exist", file=sys.stderr)
-        return 2
+        raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
     images, labels, names, class_names, warnings = load_training_pairs(args.images, args.masks)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
