@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
-from keras import ops
+from ._backend import keras
+
+ops = keras.ops
 
 
 @keras.saving.register_keras_serializable(package="napari_unet_cat")

@@ -250,7 +250,7 @@ class UNetModel:
         The file is written beside ``path`` under a temporary name and renamed into
         place, so ``path`` is either the complete new file or untouched.
         """
-        import keras
+        from ._backend import keras
 
         path = Path(path)
         if path.is_dir():

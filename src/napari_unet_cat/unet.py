@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from ._backend import keras
+
+layers = keras.layers
 
 
 def build_unet(
