@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from . import __version__
+from ._backend import keras
 from .config import (
     ClassInfo,
     ModelConfig,
@@ -26,6 +26,9 @@ from .losses import ClassIoU, MaskedCrossEntropy
 from .segmenter import UNetModel, _build_from_config
 
 StepCallback = Callable[[int, int, float], None]
+#: Fewest steps in an automatic epoch: a few strokes on one image make a "pass" of one
+#: or two patches, and an epoch that short is all overhead (and a jumpy curve).
+MIN_STEPS_PER_EPOCH = 8
 
 
 @dataclass
@@ -268,7 +271,7 @@ class Trainer:
             )
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes)
         patches = sampler.patches_per_epoch()
-        self.steps_per_epoch = s.steps_per_epoch or max(1, math.ceil(patches / s.batch_size))
+        self.steps_per_epoch = s.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(patches / s.batch_size))
         self.epochs_done = len(self.history)
         self._best_score: float | None = None
         self._best_weights = None
