@@ -1,0 +1,131 @@
+"""Segment a folder: the batch function behind ``napari-unet-cat predict``, from napari."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+
+from ..errors import UNetCatError
+from ._common import Relay, Session, notify_error, on_model_thread
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+
+class FolderWidget(Container):
+    """Input and output folders, a model, Run and Cancel; a summary at the end."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.worker = None
+        self.report = None
+        self._cancel = False
+        self._relay = Relay()
+        self._relay.step.connect(self._on_file)
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
+        self.use_session = CheckBox(text="use the model trained in this session", value=False)
+        self.input_dir = FileEdit(label="input folder", mode="d", value="")
+        self.output_dir = FileEdit(label="output folder", mode="d", value="")
+        self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
+        self.probabilities = CheckBox(text="also write probabilities", value=False)
+        self.overwrite = CheckBox(text="redo images already done", value=False)
+        self.run_button = PushButton(text="Segment folder")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.model_path,
+                self.use_session,
+                self.input_dir,
+                self.output_dir,
+                self.tile_size,
+                self.probabilities,
+                self.overwrite,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.status,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+
+    def _fail(self, message: str) -> None:
+        self.status.value = message
+        notify_error(message)
+
+    def run(self) -> None:
+        if self.worker is not None:
+            return
+        inp, out = self.input_dir.value, self.output_dir.value
+        if self.use_session.value:
+            model = Session.model
+            if model is None:
+                self._fail("no model has been trained in this session yet")
+                return
+        else:
+            model = self.model_path.value
+            if not model or str(model) in ("", ".") or model.is_dir():
+                self._fail("choose a model file (.keras), or use the model trained in this session")
+                return
+        if not inp or str(inp) in ("", ".") or not out or str(out) in ("", "."):
+            self._fail("choose an input folder and an output folder")
+            return
+        from napari.qt.threading import create_worker
+
+        self._cancel = False
+        self.report = None
+        self.worker = create_worker(
+            on_model_thread, self._work, model, inp, out, _progress={"desc": "Segmenting folder"}, _ignore_errors=True
+        )
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "segmenting..."
+        self.worker.start()
+
+    def _work(self, model, inp, out):
+        """Runs on the worker thread: the same function as the command line's predict."""
+        from ..batch import segment_folder
+
+        if not hasattr(model, "predict"):
+            model = Session.load(model)
+        return segment_folder(
+            model,
+            inp,
+            out,
+            tile_size=self.tile_size.value or None,
+            probabilities=self.probabilities.value,
+            overwrite=self.overwrite.value,
+            progress=lambda i, n, path, status: self._relay.step.emit(i, n, f"{path.name}: {status}"),
+            should_stop=lambda: self._cancel,
+        )
+
+    def _on_file(self, done: int, total: int, text: str) -> None:
+        self.progress.max = total
+        self.progress.value = done
+        self.status.value = f"{done}/{total} {text}"
+
+    def _on_done(self, report) -> None:
+        self.report = report
+        self.status.value = report.summary()
+        if report.failed:
+            notify_error(f"{len(report.failed)} file(s) failed; see the summary in the widget")
+
+    def _on_error(self, err: Exception) -> None:
+        self._fail(str(err) if isinstance(err, UNetCatError) else f"batch failed: {type(err).__name__}: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    def cancel(self) -> None:
+        """Stop after the image being segmented now."""
+        self._cancel = True
+        self.status.value = "cancelling after the current image..."

@@ -1,0 +1,198 @@
+"""Segment with U-Net: predict an Image layer into a new Labels layer, on a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+
+from ..arrays import infer_layout, plane_indices
+from ..errors import UNetCatError
+from ._common import Session, layers_of, notify_error, on_model_thread
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+    from ..segmenter import UNetModel
+
+
+def _planes_of(layer, model: UNetModel) -> list[tuple[int, ...]]:
+    layout = infer_layout(layer.data.shape, n_channels=model.n_channels, rgb=layer.rgb, name=f"layer '{layer.name}'")
+    return list(plane_indices(layout))
+
+
+def predict_layer(model, layer, tile_size: int | None, probabilities: bool):
+    """Generator run on a worker: load the model if given a path, predict plane by plane
+    (yielding progress), then return ``(labels, probabilities or None, model)``.
+    Lazy (dask) layers are read tile by tile."""
+    if not hasattr(model, "predict"):
+        model = Session.load(model)
+    indices = _planes_of(layer, model)
+    data = layer.data
+    shape = data.shape[: layer.ndim]
+    labels = probs = None
+    for i, index in enumerate(indices):
+        plane = data[index] if index else data
+        result = model.predict(plane, tile_size, probabilities, rgb=layer.rgb, name=f"layer '{layer.name}'")
+        plane_labels, plane_probs = result if probabilities else (result, None)
+        if labels is None:
+            labels = np.zeros(shape, plane_labels.dtype)
+            probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
+        labels[index] = plane_labels
+        if probs is not None:
+            probs[index] = plane_probs
+        yield i + 1, len(indices)
+    return labels, probs, model
+
+
+def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNetModel, probs=None):
+    """Add the prediction as a Labels layer named after the image (and probabilities)."""
+    name = f"{layer.name} U-Net"
+    scale = layer.scale[-labels.ndim :]
+    metadata = {"label_names": model.class_names, "class_values": model.class_values}
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    translate = layer.translate[-labels.ndim :]
+    out = viewer.add_labels(labels, name=name, scale=scale, translate=translate, metadata=metadata)
+    if probs is not None:
+        names = [f"{layer.name} p({v})" for v in model.class_values]
+        viewer.add_image(probs, channel_axis=-1, name=names, scale=scale, colormap="magma", visible=False)
+    return out
+
+
+def start_prediction(
+    viewer: napari.Viewer,
+    model,
+    layer,
+    *,
+    tile_size: int | None = None,
+    probabilities: bool = False,
+    on_error: Callable[[str], None] = notify_error,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_done: Callable[[object], None] | None = None,
+):
+    """Predict ``layer`` with ``model`` (a model or a model file) on a napari worker and
+    add the result as a Labels layer."""
+    from napari.qt.threading import create_worker
+
+    total = int(np.prod(layer.data.shape[: max(layer.ndim - 2, 0)], dtype=np.int64))
+    worker = create_worker(
+        on_model_thread,
+        predict_layer,
+        model,
+        layer,
+        tile_size,
+        probabilities,
+        _progress={"total": total, "desc": f"U-Net {layer.name}"},
+        _ignore_errors=True,  # reported by on_error
+    )
+
+    def done(result):
+        labels, probs, loaded = result
+        if loaded is not model:  # loaded from a file: training can continue from it
+            Session.set(loaded, str(model))
+        added = add_prediction(viewer, layer, labels, loaded, probs)
+        if on_done is not None:
+            on_done(added)
+
+    def failed(err):
+        on_error(str(err) if isinstance(err, UNetCatError) else f"segmentation failed: {type(err).__name__}: {err}")
+
+    worker.returned.connect(done)
+    worker.errored.connect(failed)
+    if on_progress is not None:
+        worker.yielded.connect(lambda v: on_progress(*v))
+    worker.start()
+    return worker
+
+
+class SegmentWidget(Container):
+    """Choose a model (a file, or the one just trained) and an Image layer; Run."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.worker = None
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
+        self.use_session = CheckBox(text="use the model trained in this session", value=False)
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
+        self.probabilities = CheckBox(text="also add probabilities", value=False)
+        self.run_button = PushButton(text="Segment")
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.model_path,
+                self.use_session,
+                self.image,
+                self.tile_size,
+                self.probabilities,
+                self.run_button,
+                self.progress,
+                self.status,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        viewer.layers.events.inserted.connect(lambda _e: self.image.reset_choices())
+        viewer.layers.events.removed.connect(lambda _e: self.image.reset_choices())
+
+    def _image_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
+
+    def _fail(self, message: str) -> None:
+        self.status.value = message
+        notify_error(message)
+
+    def _model(self):
+        """The session's model, or the chosen file's path (loaded on the worker)."""
+        if self.use_session.value:
+            if Session.model is None:
+                raise UNetCatError("no model has been trained in this session yet")
+            return Session.model
+        path = self.model_path.value
+        if not path or str(path) in ("", ".") or path.is_dir():
+            raise UNetCatError("choose a model file (.keras), or use the model trained in this session")
+        return path
+
+    def run(self) -> None:
+        if self.worker is not None:
+            return
+        if self.image.value is None:
+            self._fail("choose an Image layer to segment")
+            return
+        try:
+            model = self._model()
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
+        self.status.value = f"segmenting '{self.image.value.name}'..."
+        self.run_button.enabled = False
+
+        def progress(done: int, total: int) -> None:
+            self.progress.max = total
+            self.progress.value = done
+
+        def finished(layer) -> None:
+            self.status.value = f"added '{layer.name}'"
+
+        def fail(message: str) -> None:
+            self._fail(message)
+
+        self.worker = start_prediction(
+            self.viewer,
+            model,
+            self.image.value,
+            tile_size=self.tile_size.value or None,
+            probabilities=self.probabilities.value,
+            on_error=fail,
+            on_progress=progress,
+            on_done=finished,
+        )
+        self.worker.finished.connect(self._finished)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True

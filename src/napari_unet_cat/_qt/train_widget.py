@@ -1,0 +1,364 @@
+"""Train U-Net: train from Image and Labels layers on a worker, with a live plot and preview."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from ..config import PRESETS, TrainingSettings
+from ..errors import UNetCatError
+from ._common import (
+    Relay,
+    Session,
+    current_plane,
+    layers_of,
+    notify_error,
+    on_model_thread,
+    pair_layers_by_name,
+)
+from .loss_plot import LossPlot
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+PREVIEW_NAME = "U-Net preview"
+START_FROM = ("a new model", "the last model of this session", "a model file")
+MODES = {"sparse strokes (0 = not annotated)": "sparse", "dense masks (0 = background)": "dense"}
+
+
+class TrainWidget(Container):
+    """Train a U-Net from painted layers without freezing the viewer.
+
+    Training runs on a napari worker thread; after every epoch the plot gains a point and
+    the preview layer shows the current model's prediction of the plane on screen. Stop
+    ends within a training step and keeps the best model so far.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.worker = None
+        self.trainer = None
+        self.model = None
+        self.epochs_seen = 0
+        self._preview_source = None
+        self._preview_index: tuple[int, ...] = ()
+        self._relay = Relay()
+        self._relay.step.connect(self._on_step)
+
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.labels = ComboBox(label="labels", choices=self._labels_choices)
+        self.all_pairs = CheckBox(text="every image/labels pair by name", value=False)
+        self.mode = ComboBox(label="label mode", choices=list(MODES), value=next(iter(MODES)))
+        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="light")
+        self.base_filters = SpinBox(label="width (0 = preset)", value=0, min=0, max=256)
+        self.epochs = SpinBox(label="epochs", value=50, min=1, max=100_000)
+        self.patch_size = SpinBox(label="patch size", value=128, min=16, max=2048, step=16)
+        self.batch_size = SpinBox(label="batch size", value=20, min=1, max=1024)
+        self.learning_rate = LineEdit(label="learning rate", value="1e-4")
+        self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
+        self.start_from = ComboBox(label="start from", choices=list(START_FROM), value=START_FROM[0])
+        self.resume_path = FileEdit(label="model file to continue", mode="r", filter="*.keras", value="")
+        self.preview = CheckBox(text="live preview", value=True)
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.status = Label(value="paint labels, then Train")
+        self.save_path = FileEdit(label="save to", mode="w", filter="*.keras", value="")
+        self.save_button = PushButton(text="Save model", enabled=False)
+        self.predict_button = PushButton(text="Predict training images", enabled=False)
+        self.extend(
+            [
+                self.image,
+                self.labels,
+                self.all_pairs,
+                self.mode,
+                self.preset,
+                self.base_filters,
+                self.epochs,
+                self.patch_size,
+                self.batch_size,
+                self.learning_rate,
+                self.val_fraction,
+                self.start_from,
+                self.resume_path,
+                self.preview,
+                self.train_button,
+                self.stop_button,
+                self.progress,
+                self.status,
+                self.save_path,
+                self.save_button,
+                self.predict_button,
+            ]
+        )
+        self.resume_path.visible = False
+        self.start_from.changed.connect(lambda choice: setattr(self.resume_path, "visible", choice == START_FROM[2]))
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot)
+
+        self.train_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.save_button.changed.connect(self.save)
+        self.predict_button.changed.connect(self.predict_training_images)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        viewer.dims.events.current_step.connect(self._on_dims)
+        self.native.destroyed.connect(self._on_destroyed)
+
+    # -- choices -----------------------------------------------------------------------
+    def _image_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
+
+    def _labels_choices(self, _widget=None):
+        return [(layer.name, layer) for layer in layers_of(self.viewer, "labels") if layer.name != PREVIEW_NAME]
+
+    def _refresh(self, _event=None) -> None:
+        self.image.reset_choices()
+        self.labels.reset_choices()
+
+    def _pairs(self) -> list[tuple]:
+        if self.all_pairs.value:
+            pairs = [(im, lab) for im, lab in pair_layers_by_name(self.viewer) if lab.name != PREVIEW_NAME]
+            if not pairs:
+                raise UNetCatError(
+                    "no image/labels pair by name: name each Labels layer after its Image layer "
+                    "(for example 'cells' and 'cells labels')"
+                )
+            return pairs
+        if self.image.value is None or self.labels.value is None:
+            raise UNetCatError("choose an Image layer and the Labels layer painted over it")
+        return [(self.image.value, self.labels.value)]
+
+    def _resume(self):
+        """What to continue from: ``None``, the session's model, or a model file's path."""
+        choice = self.start_from.value
+        if choice == START_FROM[1]:
+            if Session.model is None:
+                raise UNetCatError("no model to continue: train one in this session first, or choose a model file")
+            return Session.model
+        if choice == START_FROM[2]:
+            path = self.resume_path.value
+            if not path or str(path) in ("", ".") or Path(path).is_dir():
+                raise UNetCatError("choose the model file (.keras) to continue training")
+            if not Path(path).is_file():
+                raise UNetCatError(f"model file {path} does not exist")
+            return Path(path)
+        return None
+
+    def settings(self) -> TrainingSettings:
+        """The training settings shown in the widget (validated)."""
+        try:
+            learning_rate = float(self.learning_rate.value)
+        except ValueError:
+            raise UNetCatError(f"learning rate {self.learning_rate.value!r} is not a number") from None
+        settings = TrainingSettings(
+            epochs=self.epochs.value,
+            batch_size=self.batch_size.value,
+            patch_size=self.patch_size.value,
+            learning_rate=learning_rate,
+            val_fraction=self.val_fraction.value,
+            label_mode=MODES[self.mode.value],
+        )
+        settings.validate()
+        return settings
+
+    # -- training ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the inputs, then train on a worker thread."""
+        if self.worker is not None:
+            return
+        try:
+            pairs = self._pairs()
+            settings = self.settings()
+            for image, labels in pairs:
+                if labels.data.shape != image.data.shape[: labels.data.ndim] or labels.ndim != image.ndim:
+                    raise UNetCatError(
+                        f"Labels layer '{labels.name}' has shape {labels.data.shape} but Image layer "
+                        f"'{image.name}' has shape {image.data.shape}: paint labels over the image they belong to"
+                    )
+                if not np.any(np.asarray(labels.data)):
+                    raise UNetCatError(f"Labels layer '{labels.name}' has nothing painted yet")
+            resume = self._resume()
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
+        from napari.qt.threading import create_worker
+
+        self._preview_source = pairs[0][0] if self.preview.value else None
+        if self._preview_source is not None:
+            self._preview_index = current_plane(self.viewer, self._preview_source)
+        self.plot.clear()
+        self.epochs_seen = 0
+        self.progress.max = settings.epochs
+        self.progress.value = 0
+        self.status.value = "preparing the data..."
+        self.worker = create_worker(
+            on_model_thread,
+            self._work,
+            pairs,
+            settings,
+            self.preset.value,
+            self.base_filters.value or None,
+            resume,
+            _progress={"total": settings.epochs, "desc": "Training U-Net"},
+            _ignore_errors=True,  # reported by _on_error
+        )
+        self.worker.yielded.connect(self._on_epoch)
+        self.worker.returned.connect(self._on_done)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.train_button.enabled = False
+        self.stop_button.enabled = True
+        self.worker.start()
+
+    def _work(self, pairs, settings, preset, base_filters, resume):
+        """Runs on the worker thread: build the trainer, then one yield per epoch."""
+        from ..training import Trainer
+
+        if isinstance(resume, Path):
+            resume = Session.load(resume)
+        self.trainer = Trainer(
+            [np.asarray(im.data) for im, _ in pairs],
+            [np.asarray(lab.data) for _, lab in pairs],
+            settings=settings,
+            preset=preset,
+            base_filters=base_filters,
+            names=[f"'{im.name}' / '{lab.name}'" for im, lab in pairs],
+            model=resume,
+            on_step=lambda step, steps, loss: self._relay.step.emit(step, steps, f"{loss:.4f}"),
+        )
+        for report in self.trainer.epochs():
+            preview = None
+            if self._preview_source is not None:
+                layer, index = self._preview_source, self._preview_index
+                plane = layer.data[index] if index else layer.data
+                preview = (index, self.trainer.model.predict(np.asarray(plane), rgb=layer.rgb))
+            yield report, preview
+        return self.trainer.model
+
+    def _on_step(self, step: int, steps: int, loss: str) -> None:
+        self.status.value = f"epoch {self.epochs_seen + 1}: step {step}/{steps}, loss {loss}"
+
+    def _on_epoch(self, value) -> None:
+        report, preview = value
+        self.epochs_seen += 1
+        self.plot.add(report.as_row())
+        self.progress.value = min(self.epochs_seen, self.progress.max)
+        self.status.value = report.summary()
+        if preview is not None:
+            self._show_preview(*preview)
+
+    def _show_preview(self, index: tuple[int, ...], labels: np.ndarray) -> None:
+        layer = self._preview_source
+        shape = layer.data.shape[: layer.ndim]
+        existing = next((lay for lay in self.viewer.layers if lay.name == PREVIEW_NAME), None)
+        if existing is None or existing.data.shape != shape:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            data = np.zeros(shape, labels.dtype)
+            existing = self.viewer.add_labels(data, name=PREVIEW_NAME, opacity=0.5, scale=layer.scale[-len(shape) :])
+        if index:
+            existing.data[index] = labels
+        else:
+            existing.data[...] = labels
+        existing.refresh()
+
+    def _on_done(self, model) -> None:
+        self.model = model
+        Session.set(model, "trained in this session")
+        self.save_button.enabled = True
+        self.predict_button.enabled = True
+        stopped = f" ({self.trainer.stopped})" if self.trainer.stopped else ""
+        self.status.value = f"done after {self.epochs_seen} epoch(s){stopped}: save the model, or segment"
+
+    def _on_error(self, err: Exception) -> None:
+        self._fail(str(err) if isinstance(err, UNetCatError) else f"training failed: {type(err).__name__}: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.train_button.enabled = True
+        self.stop_button.enabled = False
+
+    def _on_dims(self, _event=None) -> None:
+        if self._preview_source is not None:
+            self._preview_index = current_plane(self.viewer, self._preview_source)
+
+    def _fail(self, message: str) -> None:
+        self.status.value = message
+        notify_error(message)
+
+    def stop(self) -> None:
+        """End training after the current step; the best model so far is kept.
+
+        The trainer's loop ends by itself, so the worker still returns the model (quitting
+        the worker would drop it).
+        """
+        if self.trainer is not None:
+            self.trainer.stop()
+        self.status.value = "stopping after this step..."
+
+    def _on_destroyed(self, *_args) -> None:
+        """Closing the widget (or napari) while training stops the worker."""
+        if self.trainer is not None:
+            self.trainer.stop()
+        if self.worker is not None:
+            self.worker.quit()
+
+    def wait(self, timeout_s: float = 600) -> None:
+        """Block until training ends (for scripts and tests), keeping Qt events flowing."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout_s
+        while self.worker is not None and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.02)
+
+    # -- after training ----------------------------------------------------------------
+    def save(self) -> Path | None:
+        """Save the trained model to the path in 'save to'."""
+        path = self.save_path.value
+        if self.model is None:
+            self._fail("nothing to save yet: train a model first")
+            return None
+        if not path or Path(path).is_dir() or str(path) in ("", "."):
+            self._fail("choose a file name to save the model to, for example cells.keras")
+            return None
+        try:
+            written = self.model.save(path)
+        except (UNetCatError, OSError) as err:
+            self._fail(f"could not save the model: {err}")
+            return None
+        Session.set(self.model, str(written))
+        self.status.value = f"model saved to {written}"
+        return written
+
+    def predict_training_images(self) -> None:
+        """Segment the training image(s) into new Labels layers."""
+        if self.model is None:
+            self._fail("train a model first")
+            return
+        from .segment_widget import start_prediction
+
+        try:
+            pairs = self._pairs()
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
+        for image, _ in pairs:
+            start_prediction(self.viewer, self.model, image, on_error=self._fail)

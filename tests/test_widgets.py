@@ -1,0 +1,211 @@
+"""The napari widgets in a real viewer (under Xvfb): they open from the manifest, train on
+a worker, plot, preview, stop, save, and put predictions into Labels layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_unet_cat.synthetic import make_image, strokes_from_mask
+
+from .conftest import foreground_iou
+
+PLUGIN = "napari-unet-cat"
+WAIT_MS = 240_000
+
+
+def _fast(widget, epochs=6):
+    """Small settings so that a test trains in seconds on two cores."""
+    widget.base_filters.value = 8
+    widget.epochs.value = epochs
+    widget.patch_size.value = 64
+    widget.batch_size.value = 8
+    widget.learning_rate.value = "3e-3"
+    widget.val_fraction.value = 0.0
+
+
+@pytest.fixture
+def painted(make_napari_viewer):
+    """A viewer with a synthetic image and strokes painted over it."""
+    viewer = make_napari_viewer()
+    image, mask = make_image((160, 160), seed=11)
+    strokes = strokes_from_mask(mask, fraction=0.08, seed=11)
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(strokes, name="cells labels")
+    return viewer, image, mask
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("Train U-Net", "TrainWidget"), ("Segment with U-Net", "SegmentWidget"), ("Segment a folder", "FolderWidget")],
+)
+def test_each_widget_opens_from_the_manifest(make_napari_viewer, name, kind):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    assert type(widget).__name__ == kind
+    assert dock.name.startswith(name)
+
+
+def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
+    viewer, image, mask = painted
+    train = _dock(viewer, "Train U-Net")
+    assert train.image.value.name == "cells" and train.labels.value.name == "cells labels"
+    _fast(train, epochs=8)
+    train.start()
+    assert train.worker is not None  # training runs off the GUI thread
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+
+    # The plot has one point per epoch; the preview shows the model on the plane on screen.
+    assert len(train.plot.rows) == 8 and train.plot.series("loss")[-1] < train.plot.series("loss")[0]
+    preview = viewer.layers["U-Net preview"]
+    assert preview.data.shape == image.shape and set(np.unique(preview.data)) <= {1, 2}
+    assert train.model is not None and train.save_button.enabled
+
+    train.save_path.value = tmp_path / "painted.keras"
+    assert train.save() == tmp_path / "painted.keras"
+
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.model_path.value = tmp_path / "painted.keras"
+    segment.image.value = viewer.layers["cells"]
+    segment.probabilities.value = True
+    segment.run()
+    qtbot.waitUntil(lambda: "cells U-Net" in viewer.layers, timeout=WAIT_MS)
+    result = viewer.layers["cells U-Net"]
+    assert result.data.shape == image.shape
+    assert set(np.unique(result.data)) <= {1, 2}  # the painted values, never 0
+    assert foreground_iou(result.data, mask, value=2) > 0.7
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert "cells p(2)" in viewer.layers
+
+
+def test_training_continues_from_a_model_file(painted, qtbot, tmp_path):
+    viewer, _, _ = painted
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=2)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    train.save_path.value = tmp_path / "first.keras"
+    train.save()
+
+    assert train.resume_path.native.isHidden()
+    train.start_from.value = "a model file"
+    assert not train.resume_path.native.isHidden()  # the file field shows only for this choice
+    train.resume_path.value = tmp_path / "first.keras"
+    train.epochs.value = 2
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.plot.series("epoch") == [3, 4]  # the file's history goes on
+    assert len(train.model.config.history) == 4
+
+
+def test_stop_ends_training_early_and_keeps_a_model(painted, qtbot):
+    viewer, image, _ = painted
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=500)
+    train.start()
+    qtbot.waitUntil(lambda: len(train.plot.rows) >= 1, timeout=WAIT_MS)
+    train.stop()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert 1 <= len(train.plot.rows) < 500
+    assert train.trainer.stopped == "stopped"
+    assert train.model.predict(image).shape == image.shape
+
+
+def test_stacks_train_on_painted_planes_and_preview_the_plane_on_screen(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    pairs = [make_image((96, 96), seed=s) for s in (1, 2, 3)]
+    stack = np.stack([p[0] for p in pairs])
+    labels = np.zeros(stack.shape, np.uint8)
+    labels[1] = strokes_from_mask(pairs[1][1], fraction=0.1, seed=1)
+    viewer.add_image(stack, name="stack")
+    viewer.add_labels(labels, name="stack labels")
+    viewer.dims.set_current_step(0, 2)
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=2)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    preview = viewer.layers["U-Net preview"].data
+    assert preview.shape == stack.shape
+    assert preview[2].any() and not preview[0].any()  # only the plane on screen is previewed
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda v: v.add_labels(np.zeros((160, 160), np.uint8), name="empty"), "nothing painted"),
+        (lambda v: v.add_labels(np.ones((80, 80), np.uint8), name="small"), "has shape"),
+    ],
+    ids=["nothing-painted", "wrong-shape"],
+)
+def test_bad_layers_get_a_clear_message_and_no_worker(painted, setup, message):
+    viewer, _, _ = painted
+    layer = setup(viewer)
+    train = _dock(viewer, "Train U-Net")
+    train.labels.value = layer
+    train.start()
+    assert train.worker is None
+    assert message in train.status.value and layer.name in train.status.value
+
+
+def test_model_with_other_channels_is_explained(painted, qtbot, tiny_model, tmp_path):
+    viewer, _, _ = painted
+    path = tiny_model.save(tmp_path / "gray.keras")
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.model_path.value = path
+    segment.image.value = viewer.layers["colour"]
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert "3 channels" in segment.status.value and "trained on 1" in segment.status.value
+    assert "colour U-Net" not in viewer.layers
+
+
+def test_unreadable_model_file_is_explained(painted, qtbot, tmp_path):
+    viewer, _, _ = painted
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a model")
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.model_path.value = bad
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert "broken.keras" in segment.status.value
+
+
+def test_folder_widget_runs_the_batch_function(make_napari_viewer, qtbot, tiny_model, tmp_path):
+    viewer = make_napari_viewer()
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(3):
+        Image.fromarray(make_image((70, 90), seed=i)[0]).save(inp / f"im{i}.png")
+    (inp / "broken.png").write_bytes(b"")
+    model = tiny_model.save(tmp_path / "m.keras")
+    folder = _dock(viewer, "Segment a folder")
+    folder.model_path.value = model
+    folder.input_dir.value = inp
+    folder.output_dir.value = tmp_path / "out"
+    folder.run()
+    qtbot.waitUntil(lambda: folder.worker is None, timeout=WAIT_MS)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["im0.tif", "im1.tif", "im2.tif"]
+    assert folder.report is not None and len(folder.report.done) == 3 and len(folder.report.failed) == 1
+    assert "3 segmented" in folder.status.value and "broken.png" in folder.status.value
+    assert folder.progress.value == folder.progress.max == 4
+
+
+def test_labelme_file_opens_as_image_and_labels(make_napari_viewer, tmp_path):
+    import json
+
+    Image.fromarray(np.full((20, 30), 100, np.uint8)).save(tmp_path / "cat.png")
+    shapes = [{"label": "cat", "shape_type": "polygon", "points": [[2, 2], [10, 2], [10, 10], [2, 10]]}]
+    data = {"shapes": shapes, "imagePath": "cat.png", "imageData": None, "imageHeight": 20, "imageWidth": 30}
+    (tmp_path / "cat.json").write_text(json.dumps(data))
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "cat.json"), plugin=PLUGIN)
+    assert [layer.name for layer in viewer.layers] == ["cat", "cat labels"]
+    labels = viewer.layers["cat labels"].data
+    assert labels[2:11, 2:11].all() and labels.sum() == 81
