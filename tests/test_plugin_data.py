@@ -33,7 +33,8 @@ def test_sample_data_is_contributed():
     assert keys == {"synthetic_cells", "chelsea"}
     from napari_unet_cat._sample_data import chelsea_cat, synthetic_cells
 
-    (image, _, _), (mask, _, _), (strokes, _, kind) = synthetic_cells()
+    (image, _, _), (strokes, _, kind), (mask, mask_meta, _) = synthetic_cells()
     assert image.shape == mask.shape == strokes.shape == (256, 256) and kind == "labels"
     assert set(np.unique(strokes)) == {0, 1, 2} and (strokes > 0).mean() < 0.1
+    assert set(np.unique(mask)) == {0, 1} and mask_meta["visible"] is False
     assert chelsea_cat()[0][0].shape[-1] == 3

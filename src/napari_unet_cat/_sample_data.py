@@ -6,13 +6,13 @@ from .synthetic import make_image, strokes_from_mask
 
 
 def synthetic_cells():
-    """A synthetic image, its full mask, and a few painted strokes (sparse labels)."""
+    """A synthetic image, a few painted strokes (sparse labels) and, hidden, its full mask."""
     image, mask = make_image((256, 256), seed=7)
     strokes = strokes_from_mask(mask, fraction=0.03, seed=7)
     return [
         (image, {"name": "synthetic cells"}, "image"),
-        (mask, {"name": "synthetic cells mask", "visible": False}, "labels"),
         (strokes, {"name": "synthetic cells strokes"}, "labels"),
+        (mask, {"name": "synthetic cells mask", "visible": False}, "labels"),
     ]
 
 

@@ -67,9 +67,14 @@ def collect_classes(
     if len(found) < 2:
         only = next(iter(found))
         extra = " besides the background 0" if mode == "dense" else ""
+        hint = (
+            "; if 0 is the background of a full mask, use the dense label mode (0 = background)"
+            if mode == "sparse"
+            else ""
+        )
         raise InputError(
-            f"the labels hold only one class (value {only}); annotate at least two classes{extra}, "
-            "for example the object and some background"
+            f"{', '.join(names) or 'the labels'} hold only one class (value {only}); annotate at least two "
+            f"classes{extra}, for example the object and some background{hint}"
         )
     return sorted(found)
 
