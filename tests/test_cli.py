@@ -102,6 +102,12 @@ def test_predict_then_evaluate(trained, tmp_path, capsys):
     assert result["n_images"] == 3 and result["per_class"]["1"]["iou"] > 0.85
     assert set(result["per_class"]["1"]) == {"iou", "dice"}
 
+    tta_out = tmp_path / "pred-tta"
+    argv = ["predict", "--model", str(model), "--input", str(tmp_path / "test/images"), "--output", str(tta_out)]
+    assert main([*argv, "--tta", "--quiet"]) == 0
+    tta_pred = tifffile.imread(tta_out / "img 0.tif")
+    assert tta_pred.shape == (101, 87) and foreground_iou(tta_pred, truth) > 0.85
+
 
 def test_bad_files_are_skipped_reported_and_counted(trained, tmp_path, capsys):
     _, model = trained

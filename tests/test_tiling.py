@@ -109,3 +109,31 @@ def test_dask_input_gives_the_same_mask(tiny_model):
     image, _ = make_image((260, 250), seed=6)
     lazy = da.from_array(image, chunks=(64, 64))
     np.testing.assert_array_equal(tiny_model.predict(lazy, tile_size=96), tiny_model.predict(image, tile_size=96))
+
+
+def test_test_time_augmentation_is_flip_and_rotation_equivariant(tiny_model):
+    # 92 + 2 * border (2) = 96 is a multiple of the model's 4, so the mirror padding
+    # is symmetric and a flipped image is padded exactly as the flipped padded image.
+    image, _ = make_image((92, 92), seed=8)
+    transforms = [lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: np.rot90(a)]
+
+    def probabilities(img, tta):
+        return tiny_model.predict(
+            np.ascontiguousarray(img), tile_size=96, return_probabilities=True, test_time_augmentation=tta
+        )[1]
+
+    plain, averaged = probabilities(image, False), probabilities(image, True)
+    np.testing.assert_allclose(averaged.sum(-1), 1, atol=1e-5)
+    for t in transforms:
+        np.testing.assert_allclose(probabilities(t(image), True), t(averaged), atol=1e-5)
+    # Without augmentation the network alone is not equivariant, so the check above can fail.
+    assert np.abs(probabilities(transforms[2](image), False) - transforms[2](plain)).max() > 1e-3
+    assert (averaged.argmax(-1) == plain.argmax(-1)).mean() > 0.95
+
+
+def test_test_time_augmentation_works_on_tiles_that_are_not_square(tiny_model):
+    image, _mask = make_image((70, 150), seed=9)
+    # Padded to 76 x 156: one 76-row window high, 96-column windows across.
+    labels = tiny_model.predict(image, tile_size=96, margin=16, test_time_augmentation=True)
+    assert labels.shape == (70, 150) and set(np.unique(labels)) <= {0, 1}
+    assert (labels == tiny_model.predict(image, tile_size=96, margin=16)).mean() > 0.95

@@ -1,6 +1,8 @@
 """Real TensorFlow training on synthetic data, small enough for two CPU cores."""
 
+import itertools
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -110,7 +112,39 @@ def test_time_budget_ends_training():
     trainer = Trainer(images, masks, settings=settings, **TINY)
     model = trainer.run()
     assert trainer.stopped == "time budget"
-    assert 1 <= len(model.config.history) < 1000
+    history = model.config.history
+    assert 1 <= len(history) < 1000
+    # The learning rate falls as the budget is spent (the rate of the last step of each epoch).
+    rates = [row["learning_rate"] for row in history]
+    assert all(b <= a for a, b in itertools.pairwise(rates)) and rates[-1] < FAST["learning_rate"]
+
+
+def test_annealing_follows_the_time_spent_and_can_be_turned_off():
+    images, masks = make_dataset(2, (64, 64), seed=51)
+    settings = TrainingSettings(epochs=1, time_budget_s=100, val_fraction=0, **FAST)
+    trainer = Trainer(images, masks, settings=settings, **TINY)
+    base = FAST["learning_rate"]
+    for spent, expected in ((0, base), (50, base * (0.05 + 0.95 * 0.5)), (100, base * 0.05), (400, base * 0.05)):
+        trainer._started = time.perf_counter() - spent
+        assert trainer._learning_rate_now() == pytest.approx(expected, rel=1e-3)
+    trainer.settings.anneal = False
+    assert trainer._learning_rate_now() is None
+    trainer.settings.anneal, trainer.settings.time_budget_s = True, None
+    assert trainer._learning_rate_now() is None  # no budget: the tutorial's constant rate
+
+
+def test_resuming_with_a_label_value_the_model_does_not_know_is_explained(tiny_model):
+    images, masks = make_dataset(2, (64, 64), seed=61)
+    masks[1] = masks[1] * 3  # values 0 and 3; the model knows 0 and 1
+    with pytest.raises(InputError, match=r"3 that the model does not know") as info:
+        Trainer(images, masks, settings=TrainingSettings(epochs=1, **FAST), model=tiny_model, names=["a", "b.png"])
+    assert "b.png" in str(info.value)
+
+
+def test_a_batch_larger_than_the_data_trains():
+    images, masks = make_dataset(2, (64, 64), seed=62)
+    model = train(images, masks, epochs=1, steps_per_epoch=2, val_fraction=0, batch_size=48, patch_size=64, **TINY)
+    assert model.predict(images[0]).shape == (64, 64)
 
 
 def test_resume_continues_the_history_and_keeps_classes(tiny_model, tmp_path):

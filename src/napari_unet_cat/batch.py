@@ -3,6 +3,7 @@ napari folder widget."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -57,6 +58,7 @@ def segment_folder(
     *,
     tile_size: int | None = None,
     probabilities: bool = False,
+    test_time_augmentation: bool = False,
     overwrite: bool = False,
     progress: FileProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -74,6 +76,7 @@ def segment_folder(
         output_dir: Folder for the masks; created if missing; must differ from ``input_dir``.
         tile_size: Tile side for prediction (default: automatic).
         probabilities: Also write ``<stem>_probabilities.tif`` (float32, classes last).
+        test_time_augmentation: Average over flips and 90-degree rotations (8x slower).
         overwrite: Redo images whose mask already exists.
         progress: Called with ``(index, total, path, status)`` after each file, where
             status is ``done``, ``skipped`` or ``failed``.
@@ -99,6 +102,7 @@ def segment_folder(
         raise InputError(f"cannot create the output folder {output_dir}: {err}") from None
     if not os.access(output_dir, os.W_OK):
         raise InputError(f"the output folder {output_dir} is not writable")
+    _remove_leftovers(output_dir)
     report = BatchReport()
     inputs = {p.resolve() for p in images}
     for i, path in enumerate(images):
@@ -114,7 +118,13 @@ def segment_folder(
         else:
             try:
                 image = read_image(path)
-                result = model.predict(image, tile_size=tile_size, return_probabilities=probabilities, name=str(path))
+                result = model.predict(
+                    image,
+                    tile_size=tile_size,
+                    return_probabilities=probabilities,
+                    test_time_augmentation=test_time_augmentation,
+                    name=str(path),
+                )
                 if probabilities:
                     labels, probs = result
                     write_tiff(prob_path, probs.astype(np.float32))
@@ -142,6 +152,14 @@ def segment_folder(
             progress(i + 1, len(images), path, status)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _remove_leftovers(output_dir: Path) -> None:
+    """Delete temporary files a killed run left behind (``.<stem>.<random>.tmp.tif``);
+    one output folder takes one run at a time."""
+    for leftover in output_dir.glob(".*.tmp.tif"):
+        with contextlib.suppress(OSError):  # never fatal
+            leftover.unlink()
 
 
 def _log(output_dir: Path, path: Path, status: str, why: str, seconds: float) -> None:

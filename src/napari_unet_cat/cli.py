@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import PRESETS, TrainingSettings, parse_class_weights, parse_value_map
+from .config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings, parse_class_weights, parse_value_map
 from .errors import InputError, UNetCatError
 
 
@@ -59,14 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=_positive_float,
         metavar="MINUTES",
-        help="stop after this many minutes and keep the best model",
+        help="stop after this many minutes and keep the best model; the learning rate "
+        "falls along a cosine over the budget unless --constant-learning-rate",
     )
     t.add_argument("--preset", choices=sorted(PRESETS), default="classic", help="network size (default classic)")
     t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
     t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
     t.add_argument("--patch-size", type=_positive_int, default=128, help="training patch side (default 128)")
     t.add_argument("--batch-size", type=_positive_int, default=20, help="patches per step (default 20)")
-    t.add_argument("--learning-rate", type=_positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        help="Adam learning rate (default: the preset's, 1e-4 for classic, 1e-3 for light)",
+    )
+    t.add_argument(
+        "--constant-learning-rate", action="store_true", help="keep the learning rate fixed under --time-budget"
+    )
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
     t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
     t.add_argument("--sparse", action="store_true", help="0 in masks means 'not annotated' (painted strokes)")
@@ -94,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="folder for the masks (<stem>.tif)")
     p.add_argument("--tile-size", type=_positive_int, help="tile side (default: from available memory)")
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_probabilities.tif")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over flips and 90-degree rotations (8x slower)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -146,11 +159,12 @@ def _train(args) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
-        learning_rate=args.learning_rate,
+        learning_rate=args.learning_rate or PRESET_LEARNING_RATES[args.preset],
         val_fraction=args.val_fraction,
         label_mode="sparse" if args.sparse else "dense",
         steps_per_epoch=args.steps_per_epoch,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        anneal=not args.constant_learning_rate,
         augment=not args.no_augment,
         elastic=not args.no_augment,
         class_weights=parse_class_weights(args.class_weight),
@@ -260,6 +274,7 @@ def _predict(args) -> int:
             args.output,
             tile_size=args.tile_size,
             probabilities=args.probabilities,
+            test_time_augmentation=args.tta,
             overwrite=args.overwrite,
             progress=progress,
         )

@@ -25,6 +25,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "light": {"base_filters": 16, "depth": 4},
 }
 
+#: Adam's learning rate for each preset: the tutorial's 1e-4 for its network; ten times
+#: that for ``light``, which reaches a useful preview in under a minute on a CPU where
+#: 1e-4 takes several (docs/benchmarks.md).
+PRESET_LEARNING_RATES: dict[str, float] = {"classic": 1e-4, "light": 1e-3}
+
 IGNORE = "ignore"
 
 
@@ -110,6 +115,9 @@ class TrainingSettings:
     label_mode: LabelMode = "dense"
     steps_per_epoch: int | None = None
     time_budget_s: float | None = None
+    #: With a time budget, lower the learning rate along a cosine to a twentieth of
+    #: its start as the budget runs out, so that the run ends on settled weights.
+    anneal: bool = True
     augment: bool = True
     elastic: bool = True
     class_weights: dict[int, float] | None = None

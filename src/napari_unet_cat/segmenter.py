@@ -95,6 +95,7 @@ class UNetModel:
         border: int | None = None,
         batch_size: int | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        test_time_augmentation: bool = False,
         progress: ProgressCallback | None = None,
         name: str = "image",
     ):
@@ -112,6 +113,8 @@ class UNetModel:
             border: Mirror padding added at the image borders (default ``2**depth // 2``).
             batch_size: Tiles per network call (default: as many as fit the budget).
             memory_budget: Bytes of activations allowed per network call.
+            test_time_augmentation: Average the probabilities over the 8 flips and
+                90-degree rotations of each tile (as the U-Net paper did); 8x the time.
             progress: Called with ``(tiles_done, tiles_total)`` as tiles finish.
             name: How to call the image in error messages.
 
@@ -152,15 +155,18 @@ class UNetModel:
         plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
         total = layout.n_planes * len(plans)
         done = 0
+        tta = bool(test_time_augmentation)
         for index in plane_indices(layout):
             if scale != 1.0:
                 # A rescaled plane is held whole: its bands join, then return to full size.
                 plane = self._scaled_plane(image, layout, index)
-                bands = self._predict_plane(plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True)
+                bands = self._predict_plane(
+                    plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True, tta=tta
+                )
                 whole = np.concatenate([band for _, band in bands])
                 bands = [((0, layout.spatial[0]), resize_plane(whole, layout.spatial))]
             else:
-                bands = self._predict_plane(image, layout, index, plans, batch_size)
+                bands = self._predict_plane(image, layout, index, plans, batch_size, tta=tta)
             for rows, band in bands:
                 labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
                 if probs is not None:
@@ -184,7 +190,15 @@ class UNetModel:
         return resize_plane(plane, scaled_shape(layout.spatial, self.config.scale))
 
     def _predict_plane(
-        self, source, layout: Layout, index, plans: PlaneTiling, batch_size: int, *, normalized: bool = False
+        self,
+        source,
+        layout: Layout,
+        index,
+        plans: PlaneTiling,
+        batch_size: int,
+        *,
+        normalized: bool = False,
+        tta: bool = False,
     ):
         """Yield ``((row_start, row_stop), probabilities)`` bands of one plane, top to bottom.
 
@@ -215,7 +229,7 @@ class UNetModel:
             ]
             outputs = []
             for b in range(0, len(windows), batch_size):
-                outputs.extend(self._infer(np.stack(windows[b : b + batch_size])))
+                outputs.extend(self._infer(np.stack(windows[b : b + batch_size]), tta=tta))
             need = r + win_h - acc_start
             if need > acc.shape[0]:
                 grow = need - acc.shape[0]
@@ -235,8 +249,23 @@ class UNetModel:
             drop = final - acc_start
             acc, wsum, acc_start = acc[drop:], wsum[drop:], final
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of a batch of tiles."""
+    def _infer(self, batch: np.ndarray, *, tta: bool = False) -> np.ndarray:
+        """Softmax probabilities of a batch of ``(N, Y, X, C)`` tiles (averaged over the
+        dihedral transforms when test-time augmentation is on)."""
+        if not tta:
+            return self._softmax(batch)
+        total = np.zeros((*batch.shape[:3], len(self.class_values)), np.float32)
+        for flip in (False, True):
+            flipped = batch[:, :, ::-1] if flip else batch
+            for turns in range(4):
+                # Tile sides are multiples of 2**depth, so every transform keeps the
+                # pooling grid on the same pixels and maps back exactly.
+                out = self._softmax(np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2))))
+                out = np.rot90(out, -turns, axes=(1, 2))
+                total += out[:, :, ::-1] if flip else out
+        return total / 8
+
+    def _softmax(self, batch: np.ndarray) -> np.ndarray:
         logits = np.asarray(self.keras_model.predict_on_batch(batch), dtype=np.float32)
         logits -= logits.max(axis=-1, keepdims=True)
         np.exp(logits, out=logits)

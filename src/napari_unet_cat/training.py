@@ -29,6 +29,8 @@ StepCallback = Callable[[int, int, float], None]
 #: Fewest steps in an automatic epoch: a few strokes on one image make a "pass" of one
 #: or two patches, and an epoch that short is all overhead (and a jumpy curve).
 MIN_STEPS_PER_EPOCH = 8
+#: Share of the starting learning rate left at the end of an annealed time budget.
+ANNEAL_FLOOR = 0.05
 
 
 @dataclass
@@ -47,6 +49,7 @@ class EpochReport:
     improved: bool = False
     stopped: str = ""
     steps: int = 0
+    learning_rate: float = 0.0
 
     @property
     def mean_iou(self) -> float:
@@ -64,7 +67,7 @@ class EpochReport:
             row["val_loss"] = self.val_loss
             row["val_mean_iou"] = self.val_mean_iou
             row.update({f"val_iou_{v}": x for v, x in self.val_iou.items()})
-        row.update(seconds=self.seconds, images_per_second=self.images_per_second)
+        row.update(seconds=self.seconds, images_per_second=self.images_per_second, learning_rate=self.learning_rate)
         return row
 
     def summary(self) -> str:
@@ -104,6 +107,11 @@ class _Watch(keras.callbacks.Callback):
     def __init__(self, trainer: Trainer):
         super().__init__()
         self.trainer = trainer
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rate = self.trainer._learning_rate_now()
+        if rate is not None:
+            self.model.optimizer.learning_rate.assign(rate)
 
     def on_train_batch_end(self, batch, logs=None):
         t = self.trainer
@@ -294,6 +302,15 @@ class Trainer:
             return "time budget"
         return ""
 
+    def _learning_rate_now(self) -> float | None:
+        """The annealed learning rate for the time spent so far, or None when constant."""
+        s = self.settings
+        if not (s.anneal and s.time_budget_s):
+            return None
+        done = min(1.0, (time.perf_counter() - self._started) / s.time_budget_s)
+        floor = ANNEAL_FLOOR
+        return s.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
+
     # -- the loop --------------------------------------------------------------------------
     def _compile(self) -> None:
         values = self.config.class_values
@@ -340,6 +357,7 @@ class Trainer:
                 loss=float(logs["loss"]),
                 iou={v: float(logs[f"iou_{v}"]) for v in values},
                 steps=self.steps_per_epoch,
+                learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
             )
             if has_val and not self._stopped:
                 scores = self.keras_model.evaluate(
