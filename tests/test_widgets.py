@@ -52,6 +52,31 @@ def test_each_widget_opens_from_the_manifest(make_napari_viewer, name, kind):
     assert dock.name.startswith(name)
 
 
+def test_the_sample_opens_ready_to_train_on_its_strokes(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "synthetic_cells")
+    train = _dock(viewer, "Train U-Net")
+    assert train.image.value.name == "synthetic cells"
+    assert train.labels.value.name == "synthetic cells strokes"  # not the hidden full mask
+    assert train.settings().label_mode == "sparse"
+    assert (train.preset.value, train.settings().learning_rate) == ("light", 1e-3)
+    train.preset.value = "classic"  # the tutorial's network brings the tutorial's rate
+    assert train.settings().learning_rate == 1e-4
+
+
+def test_pairs_by_name_match_the_longest_image_name_and_skip_predictions(make_napari_viewer):
+    from napari_unet_cat._qt._common import pair_layers_by_name
+
+    viewer = make_napari_viewer()
+    blank = np.zeros((16, 16), np.uint8)
+    for name in ("cell", "cell 2"):
+        viewer.add_image(blank, name=name)
+    for name in ("cell labels", "cell 2 labels", "cell U-Net", "other labels"):
+        viewer.add_labels(blank, name=name)
+    pairs = {(image.name, labels.name) for image, labels in pair_layers_by_name(viewer)}
+    assert pairs == {("cell", "cell labels"), ("cell 2", "cell 2 labels")}
+
+
 def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
     viewer, image, mask = painted
     train = _dock(viewer, "Train U-Net")
@@ -115,6 +140,19 @@ def test_stop_ends_training_early_and_keeps_a_model(painted, qtbot):
     assert 1 <= len(train.plot.rows) < 500
     assert train.trainer.stopped == "stopped"
     assert train.model.predict(image).shape == image.shape
+
+
+def test_closing_napari_during_training_stops_the_worker(painted, qtbot):
+    viewer, _, _ = painted
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=500)
+    train.start()
+    qtbot.waitUntil(lambda: len(train.plot.rows) >= 1, timeout=WAIT_MS)
+    trainer, worker = train.trainer, train.worker
+    viewer.close()
+    qtbot.waitUntil(lambda: trainer.stopped == "stopped", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+    assert trainer.epochs_done < 500
 
 
 def test_stacks_train_on_painted_planes_and_preview_the_plane_on_screen(make_napari_viewer, qtbot):

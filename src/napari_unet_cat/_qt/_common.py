@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import queue
@@ -17,6 +18,32 @@ if TYPE_CHECKING:
     import napari
 
     from ..segmenter import UNetModel
+
+
+def unless_closed(method):
+    """Make a widget's slot do nothing once the widget is closed: a worker may still
+    report after its Qt objects are gone (closing napari during training)."""
+
+    @functools.wraps(method)
+    def slot(self, *args, **kwargs):
+        if getattr(self, "closed", False):
+            return None
+        return method(self, *args, **kwargs)
+
+    return slot
+
+
+def status_label(text: str = ""):
+    """A magicgui Label that wraps long messages instead of widening the dock."""
+    from magicgui.widgets import Label
+
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
+#: Suffix of the Labels layers that hold a prediction (``<image> U-Net``).
+PREDICTION_SUFFIX = " U-Net"
 
 
 class Session:
@@ -110,10 +137,13 @@ def layers_of(viewer: napari.Viewer | None, kind: str) -> list:
 
 
 def pair_layers_by_name(viewer: napari.Viewer) -> list[tuple]:
-    """Every (Image, Labels) pair whose Labels layer name starts with the Image layer name."""
+    """Every (Image, Labels) pair whose Labels layer name starts with the Image layer name
+    (predictions this plugin added, ``<image> U-Net``, are not annotations and are left out)."""
     images = sorted(layers_of(viewer, "image"), key=lambda layer: -len(layer.name))
     pairs = []
     for labels in layers_of(viewer, "labels"):
+        if labels.name.endswith(PREDICTION_SUFFIX):
+            continue
         match = next((im for im in images if labels.name.startswith(im.name) and labels.name != im.name), None)
         if match is not None:
             pairs.append((match, labels))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
 
 from ..errors import UNetCatError
-from ._common import Relay, Session, notify_error, on_model_thread
+from ._common import Relay, Session, notify_error, on_model_thread, status_label, unless_closed
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -19,6 +19,7 @@ class FolderWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
+        self.closed = False
         self.worker = None
         self.report = None
         self._cancel = False
@@ -30,11 +31,12 @@ class FolderWidget(Container):
         self.output_dir = FileEdit(label="output folder", mode="d", value="")
         self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also write probabilities", value=False)
+        self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.overwrite = CheckBox(text="redo images already done", value=False)
         self.run_button = PushButton(text="Segment folder")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.status = status_label("")
         self.extend(
             [
                 self.model_path,
@@ -43,6 +45,7 @@ class FolderWidget(Container):
                 self.output_dir,
                 self.tile_size,
                 self.probabilities,
+                self.tta,
                 self.overwrite,
                 self.run_button,
                 self.cancel_button,
@@ -52,7 +55,14 @@ class FolderWidget(Container):
         )
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.native.destroyed.connect(self._on_destroyed)
 
+    def _on_destroyed(self, *_args) -> None:
+        """Closing the widget (or napari) cancels the files not yet started."""
+        self.closed = True
+        self._cancel = True
+
+    @unless_closed
     def _fail(self, message: str) -> None:
         self.status.value = message
         notify_error(message)
@@ -101,25 +111,30 @@ class FolderWidget(Container):
             out,
             tile_size=self.tile_size.value or None,
             probabilities=self.probabilities.value,
+            test_time_augmentation=self.tta.value,
             overwrite=self.overwrite.value,
             progress=lambda i, n, path, status: self._relay.step.emit(i, n, f"{path.name}: {status}"),
             should_stop=lambda: self._cancel,
         )
 
+    @unless_closed
     def _on_file(self, done: int, total: int, text: str) -> None:
         self.progress.max = total
         self.progress.value = done
         self.status.value = f"{done}/{total} {text}"
 
+    @unless_closed
     def _on_done(self, report) -> None:
         self.report = report
         self.status.value = report.summary()
         if report.failed:
             notify_error(f"{len(report.failed)} file(s) failed; see the summary in the widget")
 
+    @unless_closed
     def _on_error(self, err: Exception) -> None:
         self._fail(str(err) if isinstance(err, UNetCatError) else f"batch failed: {type(err).__name__}: {err}")
 
+    @unless_closed
     def _on_finished(self) -> None:
         self.worker = None
         self.run_button.enabled = True

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
 
 from ..arrays import infer_layout, plane_indices
 from ..errors import UNetCatError
-from ._common import Session, layers_of, notify_error, on_model_thread
+from ._common import PREDICTION_SUFFIX, Session, layers_of, notify_error, on_model_thread, status_label, unless_closed
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -23,7 +23,7 @@ def _planes_of(layer, model: UNetModel) -> list[tuple[int, ...]]:
     return list(plane_indices(layout))
 
 
-def predict_layer(model, layer, tile_size: int | None, probabilities: bool):
+def predict_layer(model, layer, tile_size: int | None, probabilities: bool, tta: bool = False):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model)``.
     Lazy (dask) layers are read tile by tile."""
@@ -35,7 +35,14 @@ def predict_layer(model, layer, tile_size: int | None, probabilities: bool):
     labels = probs = None
     for i, index in enumerate(indices):
         plane = data[index] if index else data
-        result = model.predict(plane, tile_size, probabilities, rgb=layer.rgb, name=f"layer '{layer.name}'")
+        result = model.predict(
+            plane,
+            tile_size,
+            probabilities,
+            rgb=layer.rgb,
+            test_time_augmentation=tta,
+            name=f"layer '{layer.name}'",
+        )
         plane_labels, plane_probs = result if probabilities else (result, None)
         if labels is None:
             labels = np.zeros(shape, plane_labels.dtype)
@@ -49,7 +56,7 @@ def predict_layer(model, layer, tile_size: int | None, probabilities: bool):
 
 def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNetModel, probs=None):
     """Add the prediction as a Labels layer named after the image (and probabilities)."""
-    name = f"{layer.name} U-Net"
+    name = f"{layer.name}{PREDICTION_SUFFIX}"
     scale = layer.scale[-labels.ndim :]
     metadata = {"label_names": model.class_names, "class_values": model.class_values}
     if name in viewer.layers:
@@ -69,6 +76,7 @@ def start_prediction(
     *,
     tile_size: int | None = None,
     probabilities: bool = False,
+    test_time_augmentation: bool = False,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -85,6 +93,7 @@ def start_prediction(
         layer,
         tile_size,
         probabilities,
+        test_time_augmentation,
         _progress={"total": total, "desc": f"U-Net {layer.name}"},
         _ignore_errors=True,  # reported by on_error
     )
@@ -114,15 +123,17 @@ class SegmentWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
+        self.closed = False
         self.worker = None
         self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
         self.use_session = CheckBox(text="use the model trained in this session", value=False)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also add probabilities", value=False)
+        self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="")
+        self.status = status_label("")
         self.extend(
             [
                 self.model_path,
@@ -130,18 +141,24 @@ class SegmentWidget(Container):
                 self.image,
                 self.tile_size,
                 self.probabilities,
+                self.tta,
                 self.run_button,
                 self.progress,
                 self.status,
             ]
         )
         self.run_button.changed.connect(self.run)
+        self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(lambda _e: self.image.reset_choices())
         viewer.layers.events.removed.connect(lambda _e: self.image.reset_choices())
 
     def _image_choices(self, _widget=None):
         return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
 
+    def _on_destroyed(self, *_args) -> None:
+        self.closed = True
+
+    @unless_closed
     def _fail(self, message: str) -> None:
         self.status.value = message
         notify_error(message)
@@ -172,11 +189,14 @@ class SegmentWidget(Container):
         self.run_button.enabled = False
 
         def progress(done: int, total: int) -> None:
+            if self.closed:
+                return
             self.progress.max = total
             self.progress.value = done
 
         def finished(layer) -> None:
-            self.status.value = f"added '{layer.name}'"
+            if not self.closed:
+                self.status.value = f"added '{layer.name}'"
 
         def fail(message: str) -> None:
             self._fail(message)
@@ -187,12 +207,14 @@ class SegmentWidget(Container):
             self.image.value,
             tile_size=self.tile_size.value or None,
             probabilities=self.probabilities.value,
+            test_time_augmentation=self.tta.value,
             on_error=fail,
             on_progress=progress,
             on_done=finished,
         )
         self.worker.finished.connect(self._finished)
 
+    @unless_closed
     def _finished(self) -> None:
         self.worker = None
         self.run_button.enabled = True

@@ -13,14 +13,13 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
 )
 
-from ..config import PRESETS, TrainingSettings
+from ..config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings
 from ..errors import UNetCatError
 from ._common import (
     Relay,
@@ -30,6 +29,8 @@ from ._common import (
     notify_error,
     on_model_thread,
     pair_layers_by_name,
+    status_label,
+    unless_closed,
 )
 from .loss_plot import LossPlot
 
@@ -52,6 +53,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
+        self.closed = False
         self.worker = None
         self.trainer = None
         self.model = None
@@ -70,7 +72,7 @@ class TrainWidget(Container):
         self.epochs = SpinBox(label="epochs", value=50, min=1, max=100_000)
         self.patch_size = SpinBox(label="patch size", value=128, min=16, max=2048, step=16)
         self.batch_size = SpinBox(label="batch size", value=20, min=1, max=1024)
-        self.learning_rate = LineEdit(label="learning rate", value="1e-4")
+        self.learning_rate = LineEdit(label="learning rate", value=f"{PRESET_LEARNING_RATES['light']:g}")
         self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
         self.start_from = ComboBox(label="start from", choices=list(START_FROM), value=START_FROM[0])
         self.resume_path = FileEdit(label="model file to continue", mode="r", filter="*.keras", value="")
@@ -78,7 +80,7 @@ class TrainWidget(Container):
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = Label(value="paint labels, then Train")
+        self.status = status_label("paint labels, then Train")
         self.save_path = FileEdit(label="save to", mode="w", filter="*.keras", value="")
         self.save_button = PushButton(text="Save model", enabled=False)
         self.predict_button = PushButton(text="Predict training images", enabled=False)
@@ -108,6 +110,10 @@ class TrainWidget(Container):
             ]
         )
         self.resume_path.visible = False
+        # Each preset brings its learning rate (the field stays editable).
+        self.preset.changed.connect(
+            lambda name: setattr(self.learning_rate, "value", f"{PRESET_LEARNING_RATES[name]:g}")
+        )
         self.start_from.changed.connect(lambda choice: setattr(self.resume_path, "visible", choice == START_FROM[2]))
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
@@ -252,9 +258,11 @@ class TrainWidget(Container):
             yield report, preview
         return self.trainer.model
 
+    @unless_closed
     def _on_step(self, step: int, steps: int, loss: str) -> None:
         self.status.value = f"epoch {self.epochs_seen + 1}: step {step}/{steps}, loss {loss}"
 
+    @unless_closed
     def _on_epoch(self, value) -> None:
         report, preview = value
         self.epochs_seen += 1
@@ -279,6 +287,7 @@ class TrainWidget(Container):
             existing.data[...] = labels
         existing.refresh()
 
+    @unless_closed
     def _on_done(self, model) -> None:
         self.model = model
         Session.set(model, "trained in this session")
@@ -287,18 +296,22 @@ class TrainWidget(Container):
         stopped = f" ({self.trainer.stopped})" if self.trainer.stopped else ""
         self.status.value = f"done after {self.epochs_seen} epoch(s){stopped}: save the model, or segment"
 
+    @unless_closed
     def _on_error(self, err: Exception) -> None:
         self._fail(str(err) if isinstance(err, UNetCatError) else f"training failed: {type(err).__name__}: {err}")
 
+    @unless_closed
     def _on_finished(self) -> None:
         self.worker = None
         self.train_button.enabled = True
         self.stop_button.enabled = False
 
+    @unless_closed
     def _on_dims(self, _event=None) -> None:
         if self._preview_source is not None:
             self._preview_index = current_plane(self.viewer, self._preview_source)
 
+    @unless_closed
     def _fail(self, message: str) -> None:
         self.status.value = message
         notify_error(message)
@@ -315,6 +328,7 @@ class TrainWidget(Container):
 
     def _on_destroyed(self, *_args) -> None:
         """Closing the widget (or napari) while training stops the worker."""
+        self.closed = True
         if self.trainer is not None:
             self.trainer.stop()
         if self.worker is not None:
