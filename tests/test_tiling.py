@@ -137,3 +137,34 @@ def test_test_time_augmentation_works_on_tiles_that_are_not_square(tiny_model):
     labels = tiny_model.predict(image, tile_size=96, margin=16, test_time_augmentation=True)
     assert labels.shape == (70, 150) and set(np.unique(labels)) <= {0, 1}
     assert (labels == tiny_model.predict(image, tile_size=96, margin=16)).mean() > 0.95
+
+
+@pytest.mark.parametrize("shape", [(300, 520), (2, 150, 170)], ids=["plane", "stack"])
+def test_streaming_into_a_tiled_tiff_gives_the_in_memory_labels(tiny_model, tmp_path, shape):
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    planes = [make_image(shape[-2:], seed=int(s))[0] for s in rng.integers(0, 100, int(np.prod(shape[:-2])))]
+    image = np.stack(planes).reshape(shape)
+    path = tiny_model.predict_to_tiff(image, tmp_path / "mask.tif", tile_size=96, chunk=64, rgb=False)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].is_tiled and tif.pages[0].tilewidth == 64
+        written = tif.asarray()
+    np.testing.assert_array_equal(written, tiny_model.predict(image, tile_size=96, rgb=False))
+    assert not [p for p in tmp_path.iterdir() if p.name != "mask.tif"]  # no temporary file left
+
+
+def test_large_images_in_a_folder_stream_to_their_mask(tiny_model, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_unet_cat import batch
+
+    image, _ = make_image((260, 330), seed=12)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "big.tif", image)
+    monkeypatch.setattr(batch, "STREAM_PIXELS", 100 * 100)
+    report = batch.segment_folder(tiny_model, tmp_path / "in", tmp_path / "out", tile_size=96)
+    assert report.ok and len(report.done) == 1
+    with tifffile.TiffFile(tmp_path / "out" / "big.tif") as tif:
+        assert tif.pages[0].is_tiled
+        np.testing.assert_array_equal(tif.asarray(), tiny_model.predict(image, tile_size=96))

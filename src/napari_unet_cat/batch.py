@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from .errors import InputError
 from .io import list_images, read_image, write_tiff
 
 LOG_NAME = "napari-unet-cat-log.jsonl"
+#: Images with more values than this are segmented straight into their (tiled) mask
+#: file, band by band, instead of as a whole array in memory.
+STREAM_PIXELS = 4096 * 4096
 FileProgress = Callable[[int, int, Path, str], None]
 
 
@@ -62,6 +67,8 @@ def segment_folder(
     overwrite: bool = False,
     progress: FileProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -81,6 +88,12 @@ def segment_folder(
         progress: Called with ``(index, total, path, status)`` after each file, where
             status is ``done``, ``skipped`` or ``failed``.
         should_stop: Polled between files; return True to cancel the rest.
+        scheduler: Run on a Dask cluster: ``"local"`` for a ``LocalCluster`` on this
+            machine, or a scheduler address (``tcp://host:8786``), whose workers must
+            see the same files. Each worker process loads the model once. Needs the
+            ``distributed`` package (``pip install "napari-unet-cat[cluster]"``).
+        workers: Worker processes of the local cluster (default: one per 4 CPU cores,
+            at least 1).
 
     Returns:
         A :class:`BatchReport`.
@@ -105,61 +118,225 @@ def segment_folder(
     _remove_leftovers(output_dir)
     report = BatchReport()
     inputs = {p.resolve() for p in images}
-    for i, path in enumerate(images):
-        if should_stop is not None and should_stop():
-            report.cancelled = True
-            break
+
+    # Decide up front what each file needs, so that the next image to segment can be
+    # read while the model works on the current one.
+    plan: list[tuple[Path, str, str]] = []  # (path, "segment" | "skipped" | "failed", why)
+    for path in images:
         mask_path, prob_path = output_paths(path, output_dir)
-        t0 = time.perf_counter()
         if mask_path.resolve() in inputs or prob_path.resolve() in inputs:
-            status, why = "failed", f"its output {mask_path} would overwrite an input"
+            plan.append((path, "failed", f"its output {mask_path} would overwrite an input"))
         elif mask_path.exists() and (prob_path.exists() or not probabilities) and not overwrite:
-            status, why = "skipped", ""
+            plan.append((path, "skipped", ""))
         else:
-            try:
-                image = read_image(path)
-                result = model.predict(
-                    image,
-                    tile_size=tile_size,
-                    return_probabilities=probabilities,
-                    test_time_augmentation=test_time_augmentation,
-                    name=str(path),
-                )
-                if probabilities:
-                    labels, probs = result
-                    write_tiff(prob_path, probs.astype(np.float32))
-                else:
-                    labels = result
-                write_tiff(mask_path, labels)
-                status, why = "done", ""
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except MemoryError:
-                status, why = "failed", "out of memory (try a smaller --tile-size)"
-            except Exception as err:  # one bad file must not end the run
-                status, why = (
-                    "failed",
-                    str(err) if isinstance(err, (InputError, OSError)) else f"{type(err).__name__}: {err}",
-                )
-        if status == "done":
-            report.done.append(path)
-        elif status == "skipped":
-            report.skipped.append(path)
-        else:
+            plan.append((path, "segment", ""))
+    finished = 0
+
+    def record(path: Path, status: str, why: str, seconds: float) -> None:
+        nonlocal finished
+        {"done": report.done, "skipped": report.skipped}.get(status, []).append(path)
+        if status == "failed":
             report.failed.append((path, why))
-        _log(output_dir, path, status, why, time.perf_counter() - t0)
+        _log(output_dir, path, status, why, seconds)
+        finished += 1
         if progress is not None:
-            progress(i + 1, len(images), path, status)
+            progress(finished, len(images), path, status)
+
+    def write(path: Path, result, t0: float) -> tuple[str, str, float]:
+        mask_path, prob_path = output_paths(path, output_dir)
+        try:
+            if probabilities:
+                labels, probs = result
+                write_tiff(prob_path, probs.astype(np.float32))
+            else:
+                labels = result
+            write_tiff(mask_path, labels)
+            return "done", "", time.perf_counter() - t0
+        except Exception as err:
+            return "failed", _reason(err), time.perf_counter() - t0
+
+    options = {"tile_size": tile_size, "probabilities": probabilities, "test_time_augmentation": test_time_augmentation}
+    if scheduler is not None:
+        _run_on_cluster(model, plan, output_dir, options, record, report, should_stop, scheduler, workers)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    to_read = iter([path for path, action, _ in plan if action == "segment"])
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
+    ):
+        next_read = _submit_read(reader, to_read)
+        pending = None  # (path, future of write)
+        try:
+            for path, action, why in plan:
+                if should_stop is not None and should_stop():
+                    report.cancelled = True
+                    break
+                if action != "segment":
+                    record(path, action, why, 0.0)
+                    continue
+                t0 = time.perf_counter()
+                read = next_read
+                next_read = _submit_read(reader, to_read)
+                try:
+                    image = read.result()
+                    if not probabilities and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
+                        # Large: labels go to the file band by band, never whole in memory.
+                        model.predict_to_tiff(
+                            image,
+                            output_paths(path, output_dir)[0],
+                            tile_size=tile_size,
+                            test_time_augmentation=test_time_augmentation,
+                            name=str(path),
+                        )
+                        result = None
+                    else:
+                        result = model.predict(
+                            image,
+                            tile_size=tile_size,
+                            return_probabilities=probabilities,
+                            test_time_augmentation=test_time_augmentation,
+                            name=str(path),
+                        )
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as err:  # one bad file must not end the run
+                    if pending is not None:
+                        record(pending[0], *pending[1].result())
+                        pending = None
+                    record(path, "failed", _reason(err), time.perf_counter() - t0)
+                    continue
+                del image
+                if pending is not None:
+                    record(pending[0], *pending[1].result())
+                    pending = None
+                if result is None:
+                    record(path, "done", "", time.perf_counter() - t0)
+                else:
+                    pending = (path, writer.submit(write, path, result, t0))
+                del result
+        finally:
+            if pending is not None:
+                record(pending[0], *pending[1].result())
+            if next_read is not None:
+                next_read.cancel()
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _run_on_cluster(model, plan, output_dir, options, record, report, should_stop, scheduler, workers) -> None:
+    """Segment the planned files on a Dask cluster, recording outcomes as they come."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError(
+            "running on a cluster needs the 'distributed' package: pip install \"napari-unet-cat[cluster]\""
+        ) from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=".napari-unet-cat-", dir=output_dir) as tmp:
+        # Workers load the model from a file saved here, beside the outputs they write.
+        model_file = model.save(Path(tmp) / "model.keras")
+        if scheduler == "local":
+            n = workers or max(1, (os.cpu_count() or 1) // 4)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            cluster, client = None, Client(scheduler)
+        try:
+            futures = {}
+            for path, action, why in plan:
+                if action != "segment":
+                    record(path, action, why, 0.0)
+                    continue
+                future = client.submit(
+                    segment_one, str(model_file), str(path), str(output_dir), options, key=f"segment-{path.name}"
+                )
+                futures[future] = path
+            for future in as_completed(futures):
+                if should_stop is not None and should_stop():
+                    report.cancelled = True
+                    client.cancel(list(futures))
+                    break
+                path = futures[future]
+                try:
+                    status, why, seconds = future.result()
+                except Exception as err:  # a worker died, or the task could not run
+                    status, why, seconds = "failed", _reason(err), 0.0
+                record(path, status, why, seconds)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+_WORKER_MODELS: dict[tuple[str, float], object] = {}
+
+
+def segment_one(model_file: str, image_path: str, output_dir: str, options: dict) -> tuple[str, str, float]:
+    """Segment one image into ``output_dir`` (runs on a cluster worker): ``(status, why,
+    seconds)``. The model is loaded once per worker process and kept."""
+    from .segmenter import load_model
+
+    t0 = time.perf_counter()
+    key = (model_file, os.stat(model_file).st_mtime)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = load_model(model_file)
+    model = _WORKER_MODELS[key]
+    path = Path(image_path)
+    mask_path, prob_path = output_paths(path, Path(output_dir))
+    try:
+        image = read_image(path)
+        if not options["probabilities"] and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
+            model.predict_to_tiff(
+                image,
+                mask_path,
+                tile_size=options["tile_size"],
+                test_time_augmentation=options["test_time_augmentation"],
+                name=str(path),
+            )
+            return "done", "", time.perf_counter() - t0
+        result = model.predict(
+            image,
+            tile_size=options["tile_size"],
+            return_probabilities=options["probabilities"],
+            test_time_augmentation=options["test_time_augmentation"],
+            name=str(path),
+        )
+        if options["probabilities"]:
+            labels, probs = result
+            write_tiff(prob_path, probs.astype(np.float32))
+        else:
+            labels = result
+        write_tiff(mask_path, labels)
+        return "done", "", time.perf_counter() - t0
+    except Exception as err:
+        return "failed", _reason(err), time.perf_counter() - t0
+
+
+def _submit_read(reader: ThreadPoolExecutor, paths) -> Future | None:
+    path = next(paths, None)
+    return None if path is None else reader.submit(read_image, path)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, MemoryError):
+        return "out of memory (try a smaller --tile-size)"
+    if isinstance(err, (InputError, OSError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
 def _remove_leftovers(output_dir: Path) -> None:
-    """Delete temporary files a killed run left behind (``.<stem>.<random>.tmp.tif``);
+    """Delete temporary files a killed run left behind (``.<stem>.<random>.tmp.tif``, and
+    the model copy of a cluster run);
     one output folder takes one run at a time."""
     for leftover in output_dir.glob(".*.tmp.tif"):
         with contextlib.suppress(OSError):  # never fatal
             leftover.unlink()
+    for leftover in output_dir.glob(".napari-unet-cat-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _log(output_dir: Path, path: Path, status: str, why: str, seconds: float) -> None:

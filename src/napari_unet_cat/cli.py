@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="test-time augmentation: average over flips and 90-degree rotations (8x slower)",
     )
     p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="run on a local Dask cluster of this many worker processes (needs the 'distributed' package)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster at this scheduler address (tcp://host:8786); workers must see the files",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="score predicted masks against true masks")
@@ -276,6 +286,8 @@ def _predict(args) -> int:
             probabilities=args.probabilities,
             test_time_augmentation=args.tta,
             overwrite=args.overwrite,
+            scheduler=args.scheduler or ("local" if args.workers else None),
+            workers=args.workers,
             progress=progress,
         )
     finally:

@@ -123,6 +123,122 @@ class UNetModel:
             class values used in training; with ``return_probabilities``, the tuple
             ``(labels, probabilities)`` where probabilities have a last axis of classes.
         """
+        layout, bands = self.iter_bands(
+            image,
+            tile_size,
+            rgb=rgb,
+            margin=margin,
+            border=border,
+            batch_size=batch_size,
+            memory_budget=memory_budget,
+            test_time_augmentation=test_time_augmentation,
+            progress=progress,
+            name=name,
+        )
+        values = np.asarray(self.class_values)
+        labels = np.zeros(layout.plane_shape + layout.spatial, dtype=smallest_int_dtype(int(values.max())))
+        probs = (
+            np.zeros(layout.plane_shape + layout.spatial + (len(values),), dtype=np.float32)
+            if return_probabilities
+            else None
+        )
+        for index, rows, band in bands:
+            labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
+            if probs is not None:
+                probs[(*index, slice(*rows))] = band
+        return (labels, probs) if return_probabilities else labels
+
+    def predict_to_tiff(
+        self,
+        image,
+        path: str | os.PathLike,
+        tile_size: int | None = None,
+        *,
+        chunk: int = 256,
+        progress: ProgressCallback | None = None,
+        name: str = "image",
+        **options,
+    ) -> Path:
+        """Segment ``image`` straight into a tiled, compressed TIFF file, band by band.
+
+        Only a band of rows of probabilities is held at a time and the labels are
+        written as they are finished, so with a lazy ``image`` (memory-mapped TIFF,
+        zarr, dask) the memory used stays about the same however large the image is.
+        The labels are the same as :meth:`predict` gives. The file is written under a
+        temporary name and renamed, so it is complete or absent.
+
+        Args:
+            image: As for :meth:`predict`.
+            path: The TIFF file to write (BigTIFF when over 2 GiB); stacks become pages.
+            tile_size: As for :meth:`predict`.
+            chunk: Side of the TIFF's square tiles.
+            progress: Called with ``(tiles_done, tiles_total)``.
+            name: How to call the image in error messages.
+            **options: ``rgb``, ``margin``, ``border``, ``batch_size``, ``memory_budget``,
+                ``test_time_augmentation``, as for :meth:`predict`.
+
+        Returns:
+            The path written.
+        """
+        import tifffile
+
+        from .io import atomic_write
+
+        layout, bands = self.iter_bands(image, tile_size, progress=progress, name=name, **options)
+        values = np.asarray(self.class_values)
+        dtype = smallest_int_dtype(int(values.max()))
+        shape = layout.plane_shape + layout.spatial
+        width = layout.spatial[1]
+
+        def tiles():
+            """Tiles of ``chunk`` x ``chunk`` labels, row by row, plane by plane."""
+            held: list[np.ndarray] = []
+            rows_held = 0
+            plane = None
+            for index, (_, stop), band in bands:
+                if index != plane:
+                    plane, held, rows_held = index, [], 0
+                held.append(values[np.argmax(band, axis=-1)].astype(dtype))
+                rows_held += band.shape[0]
+                while rows_held >= chunk or (rows_held and stop == layout.spatial[0]):
+                    block = np.concatenate(held)
+                    top, held = block[:chunk], [block[chunk:]]
+                    rows_held = held[0].shape[0]
+                    for c in range(0, width, chunk):
+                        yield np.ascontiguousarray(top[:, c : c + chunk])
+
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        return atomic_write(
+            path,
+            lambda tmp: tifffile.imwrite(
+                tmp,
+                data=tiles(),
+                shape=shape,
+                dtype=dtype,
+                tile=(chunk, chunk),
+                compression="zlib",
+                bigtiff=nbytes > 2**31 - 2**26,
+            ),
+        )
+
+    def iter_bands(
+        self,
+        image,
+        tile_size: int | None = None,
+        *,
+        rgb: bool | None = None,
+        margin: int | None = None,
+        border: int | None = None,
+        batch_size: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        test_time_augmentation: bool = False,
+        progress: ProgressCallback | None = None,
+        name: str = "image",
+    ):
+        """Plan the prediction of ``image`` and return ``(layout, bands)``, where
+        ``bands`` yields ``(plane_index, (row_start, row_stop), probabilities)`` for
+        consecutive bands of rows, plane after plane (arguments as for :meth:`predict`).
+        Errors in the arguments are raised here, before any band is computed."""
         arch = self.config.architecture
         k = arch.size_multiple
         layout = infer_layout(np.shape(image), n_channels=arch.n_channels, rgb=rgb, name=name)
@@ -141,40 +257,31 @@ class UNetModel:
         if batch_size is None:
             per_tile = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters * tile * tile
             batch_size = int(max(1, min(64, memory_budget // per_tile)))
-
-        values = np.asarray(self.class_values)
-        out_dtype = smallest_int_dtype(int(values.max()))
-        labels = np.zeros(layout.plane_shape + layout.spatial, dtype=out_dtype)
-        probs = (
-            np.zeros(layout.plane_shape + layout.spatial + (len(values),), dtype=np.float32)
-            if return_probabilities
-            else None
-        )
         scale = self.config.scale
         work_spatial = scaled_shape(layout.spatial, scale) if scale != 1.0 else layout.spatial
         plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
-        total = layout.n_planes * len(plans)
-        done = 0
         tta = bool(test_time_augmentation)
-        for index in plane_indices(layout):
-            if scale != 1.0:
-                # A rescaled plane is held whole: its bands join, then return to full size.
-                plane = self._scaled_plane(image, layout, index)
-                bands = self._predict_plane(
-                    plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True, tta=tta
-                )
-                whole = np.concatenate([band for _, band in bands])
-                bands = [((0, layout.spatial[0]), resize_plane(whole, layout.spatial))]
-            else:
-                bands = self._predict_plane(image, layout, index, plans, batch_size, tta=tta)
-            for rows, band in bands:
-                labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
-                if probs is not None:
-                    probs[(*index, slice(*rows))] = band
-            done += len(plans)
-            if progress is not None:
-                progress(done, total)
-        return (labels, probs) if return_probabilities else labels
+
+        def bands():
+            total = layout.n_planes * len(plans)
+            done = 0
+            for index in plane_indices(layout):
+                if scale != 1.0:
+                    # A rescaled plane is held whole: its bands join, then return to full size.
+                    plane = self._scaled_plane(image, layout, index)
+                    parts = self._predict_plane(
+                        plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True, tta=tta
+                    )
+                    whole = np.concatenate([band for _, band in parts])
+                    yield index, (0, layout.spatial[0]), resize_plane(whole, layout.spatial)
+                else:
+                    for rows, band in self._predict_plane(image, layout, index, plans, batch_size, tta=tta):
+                        yield index, rows, band
+                done += len(plans)
+                if progress is not None:
+                    progress(done, total)
+
+        return layout, bands()
 
     def _margin(self, tile: int) -> int:
         arch = self.config.architecture
