@@ -204,15 +204,24 @@ def test_model_with_other_channels_is_explained(painted, qtbot, tiny_model, tmp_
     assert "colour U-Net" not in viewer.layers
 
 
-def test_unreadable_model_file_is_explained(painted, qtbot, tmp_path):
-    viewer, _, _ = painted
+def test_unreadable_model_file_is_explained(painted, qtbot, tiny_model, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer, image, _ = painted
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a model")
     segment = _dock(viewer, "Segment with U-Net")
     segment.model_path.value = bad
+    seen = len(notification_manager.records)
     segment.run()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
     assert "broken.keras" in segment.status.value
+    assert any("broken.keras" in str(n.message) for n in notification_manager.records[seen:])
+    # The error cost one message: the same widget then segments with a good model.
+    segment.model_path.value = tiny_model.save(tmp_path / "good.keras")
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert viewer.layers["cells U-Net"].data.shape == image.shape
 
 
 def test_folder_widget_runs_the_batch_function(make_napari_viewer, qtbot, tiny_model, tmp_path):

@@ -107,13 +107,18 @@ class _Watch(keras.callbacks.Callback):
     def __init__(self, trainer: Trainer):
         super().__init__()
         self.trainer = trainer
+        self.steps_done = 0
 
     def on_train_batch_begin(self, batch, logs=None):
         rate = self.trainer._learning_rate_now()
         if rate is not None:
             self.model.optimizer.learning_rate.assign(rate)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps_done = 0
+
     def on_train_batch_end(self, batch, logs=None):
+        self.steps_done = batch + 1
         t = self.trainer
         if t.on_step is not None:
             t.on_step(batch + 1, t.steps_per_epoch, float((logs or {}).get("loss", math.nan)))
@@ -367,7 +372,8 @@ class Trainer:
                 report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
             report.epoch_seconds = time.perf_counter() - t0
             report.seconds = time.perf_counter() - self._started
-            report.images_per_second = self.steps_per_epoch * s.batch_size / max(train_seconds, 1e-9)
+            # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
+            report.images_per_second = watch.steps_done * s.batch_size / max(train_seconds, 1e-9)
             report.stopped = self._stopped
             if not self._stopped or self._best_weights is None:
                 report.improved = self._consider(report)

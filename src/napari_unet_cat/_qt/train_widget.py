@@ -280,7 +280,13 @@ class TrainWidget(Container):
             if existing is not None:
                 self.viewer.layers.remove(existing)
             data = np.zeros(shape, labels.dtype)
-            existing = self.viewer.add_labels(data, name=PREVIEW_NAME, opacity=0.5, scale=layer.scale[-len(shape) :])
+            existing = self.viewer.add_labels(
+                data,
+                name=PREVIEW_NAME,
+                opacity=0.5,
+                scale=layer.scale[-len(shape) :],
+                translate=layer.translate[-len(shape) :],
+            )
         if index:
             existing.data[index] = labels
         else:
