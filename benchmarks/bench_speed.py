@@ -1,0 +1,230 @@
+"""Speed and memory of prediction and training, as ratios against the bare Keras model.
+
+Usage:
+    python benchmarks/bench_speed.py [--parts predict train memory tiles] [--presets light classic] [--quick]
+
+Parts (each compares within one process, or one fresh process per size for memory):
+  predict  megapixels/s of ``segment_folder`` (the ``predict`` command) on a folder of
+           512x512 images, against ``keras_model.predict_on_batch`` on the same pixels
+           already in memory, one image per call and in batches of 8
+  train    images/s of our training loop (``Trainer``: augmented patches drawn by the
+           input pipeline) against ``keras_model.fit`` on the same number of patches held
+           in memory, same model, batch and optimizer
+  memory   peak resident memory of ``UNetModel.predict`` on square images of 1k to 8k
+           pixels held in memory, each in a fresh process, and what predicting added
+  stream   the same for ``UNetModel.predict_to_tiff`` reading a memory-mapped TIFF and
+           writing the mask band by band (what ``predict`` does for large images)
+  tiles    time and peak memory of predicting a 2048x2048 image against the tile size
+
+Models have random weights (speed does not depend on them); images are synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+PARTS = ("predict", "train", "memory", "stream", "tiles")
+
+
+def untrained_model(preset: str, n_channels: int = 1):
+    from napari_unet_cat.config import ClassInfo, ModelConfig, architecture_from_preset
+    from napari_unet_cat.segmenter import UNetModel
+    from napari_unet_cat.unet import build_unet
+
+    arch = architecture_from_preset(preset, n_channels=n_channels, n_classes=2)
+    keras_model = build_unet(2, n_channels, base_filters=arch.base_filters, depth=arch.depth)
+    return UNetModel(keras_model, ModelConfig(architecture=arch, classes=[ClassInfo(0), ClassInfo(1)]))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_predict(preset: str, n_images: int, size: int = 512) -> dict:
+    import tifffile
+
+    from napari_unet_cat.batch import segment_folder
+    from napari_unet_cat.synthetic import make_image
+
+    model = untrained_model(preset)
+    images = [make_image((size, size), seed=i)[0] for i in range(n_images)]
+    megapixels = n_images * size * size / 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for i, image in enumerate(images):
+            tifffile.imwrite(folder / f"{i:03d}.tif", image)
+        segment_folder(model, folder, Path(tmp) / "warm-up", tile_size=size)  # traces the graph
+        x = np.stack([(im.astype(np.float32) / 255)[..., None] for im in images])
+        model.keras_model.predict_on_batch(x[:1])
+        model.keras_model.predict_on_batch(x[:8])
+        t0 = time.perf_counter()
+        for i in range(n_images):
+            model.keras_model.predict_on_batch(x[i : i + 1])
+        bare_one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(0, n_images, 8):
+            model.keras_model.predict_on_batch(x[i : i + 8])
+        bare_batch = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = segment_folder(model, folder, Path(tmp) / "out")
+        ours = time.perf_counter() - t0
+        assert len(report.done) == n_images, report.summary()
+    return {
+        "part": "predict",
+        "preset": preset,
+        "images": n_images,
+        "size": size,
+        "ours_mpx_s": megapixels / ours,
+        "bare_one_mpx_s": megapixels / bare_one,
+        "bare_batch8_mpx_s": megapixels / bare_batch,
+        "ratio_vs_one": bare_one / ours,
+        "ratio_vs_batch8": bare_batch / ours,
+    }
+
+
+def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128) -> dict:
+    import keras
+
+    from napari_unet_cat.config import TrainingSettings
+    from napari_unet_cat.losses import ClassIoU, MaskedCrossEntropy
+    from napari_unet_cat.synthetic import make_dataset
+    from napari_unet_cat.training import Trainer
+
+    images, masks = make_dataset(16, (256, 256), seed=0)
+    settings = TrainingSettings(epochs=2, steps_per_epoch=steps, batch_size=batch, patch_size=patch, val_fraction=0)
+    trainer = Trainer(images, masks, settings=settings, preset=preset)
+    epochs = list(trainer.epochs())
+    ours = epochs[-1].images_per_second  # the second epoch: graph already traced
+
+    rng = np.random.default_rng(0)
+    x, y = trainer.data.sampler.batch(rng, batch * steps)
+    bare = trainer.keras_model
+    bare.compile(keras.optimizers.Adam(1e-3), MaskedCrossEntropy(), metrics=[ClassIoU(0), ClassIoU(1)])
+    bare.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
+    t0 = time.perf_counter()
+    bare.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    bare_speed = batch * steps / (time.perf_counter() - t0)
+    return {
+        "part": "train",
+        "preset": preset,
+        "batch": batch,
+        "patch": patch,
+        "ours_images_s": ours,
+        "bare_fit_images_s": bare_speed,
+        "ratio": ours / bare_speed,
+    }
+
+
+def memory_child(size: int, tile: int | None, preset: str) -> dict:
+    """Runs in a fresh process: peak memory added by predicting one ``size``-square image."""
+    model = untrained_model(preset)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (size, size), dtype=np.uint8)
+    model.predict(image[:256, :256], tile_size=tile)  # trace the graph first
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    labels = model.predict(image, tile_size=tile)
+    seconds = time.perf_counter() - t0
+    assert labels.shape == (size, size)
+    return {"size": size, "tile": tile, "seconds": seconds, "base_mb": before, "peak_mb": peak_rss_mb()}
+
+
+def stream_child(path: str, preset: str) -> dict:
+    """Runs in a fresh process: peak memory added by streaming a memory-mapped TIFF
+    into a tiled mask file (``UNetModel.predict_to_tiff``)."""
+    import tifffile
+
+    model = untrained_model(preset)
+    image = tifffile.memmap(path, mode="r")
+    model.predict(np.asarray(image[:256, :256]))  # trace the graph first
+    before = peak_rss_mb()
+    t0 = time.perf_counter()
+    model.predict_to_tiff(image, Path(path).with_suffix(".mask.tif"))
+    seconds = time.perf_counter() - t0
+    return {"size": image.shape[0], "seconds": seconds, "base_mb": before, "peak_mb": peak_rss_mb()}
+
+
+def in_fresh_process(call: str) -> dict:
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_speed as b; "
+        f"print('RESULT', json.dumps(b.{call}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--presets", nargs="+", default=["light", "classic"])
+    parser.add_argument("--images", type=int, default=24, help="512x512 images in the prediction folder")
+    parser.add_argument("--steps", type=int, default=30, help="training steps timed")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--tiles", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    parser.add_argument("--quick", action="store_true", help="light preset, few images and steps, sizes to 2k")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.presets, args.images, args.steps = ["light"], 8, 8
+        args.sizes, args.tiles = [1024, 2048], [256, 1024]
+
+    import keras
+
+    header = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "command": " ".join(sys.argv),
+    }
+    results: list[dict] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(result: dict) -> None:
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        args.out.write_text(json.dumps({**header, "results": results}, indent=1))
+        keras.utils.clear_session(free_memory=True)
+
+    for preset in args.presets:
+        if "predict" in args.parts:
+            record(bench_predict(preset, args.images))
+        if "train" in args.parts:
+            record(bench_train(preset, args.steps))
+    if "memory" in args.parts:
+        for size in args.sizes:
+            record({"part": "memory", "preset": "light", **in_fresh_process(f"memory_child({size}, None, 'light')")})
+    if "stream" in args.parts:
+        import tifffile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for size in args.sizes:
+                path = Path(tmp) / f"{size}.tif"
+                rng = np.random.default_rng(0)
+                tifffile.imwrite(path, rng.integers(0, 255, (size, size), dtype=np.uint8))
+                record(
+                    {"part": "stream", "preset": "light", **in_fresh_process(f"stream_child({str(path)!r}, 'light')")}
+                )
+                path.unlink()
+    if "tiles" in args.parts:
+        for tile in args.tiles:
+            record({"part": "tiles", "preset": "light", **in_fresh_process(f"memory_child(2048, {tile}, 'light')")})
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Print the Markdown tables of docs/benchmarks.md from the benchmarks' JSON results.
+
+Usage: python benchmarks/report.py benchmarks/results/accuracy.json benchmarks/results/speed.json ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def accuracy_tables(data: dict) -> str:
+    rows = data["results"]
+    out = [f"`{data['command']}` ({data['date']}, {data['machine']}, Keras {data['keras']} on {data['backend']})", ""]
+    out += [
+        "| method | training | epochs (best) | foreground IoU | Dice | pixel accuracy | IoU with TTA "
+        "| predicting test/ (with TTA) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if r.get("part") not in (None, "seeds", "classic") and r["method"] != "otsu":
+            continue
+        training = f"{r['train_seconds'] / 60:.1f} min" if "train_seconds" in r else "none"
+        epochs = f"{r['epochs']} ({r['best_epoch']})" if "epochs" in r else ""
+        tta = f"{r['tta_iou']:.4f}" if "tta_iou" in r else ""
+        seconds = f"{r['predict_seconds']:.1f} s" + (f" ({r['tta_predict_seconds']:.0f} s)" if "tta_iou" in r else "")
+        out.append(
+            f"| {r['method']} | {training} | {epochs} | {r['iou']:.4f} | {r['dice']:.4f} | "
+            f"{r['pixel_accuracy']:.4f} | {tta} | {seconds} |"
+        )
+    seeds = [r["iou"] for r in rows if r.get("part") == "seeds"]
+    if len(seeds) > 1:
+        out += ["", f"Light preset over {len(seeds)} seeds: IoU {min(seeds):.4f} to {max(seeds):.4f} "
+                f"(spread {max(seeds) - min(seeds):.4f})."]  # fmt: skip
+    for part, key, label in (("images", "n_images", "training images"), ("strokes", "stroke_percent", "% painted")):
+        picked = sorted((r for r in rows if r.get("part") == part), key=lambda r: r[key])
+        if picked:
+            out += ["", f"| {label} | training | foreground IoU | Dice |", "| ---: | ---: | ---: | ---: |"]
+            out += [
+                f"| {r[key]:g} | {r['train_seconds'] / 60:.1f} min | {r['iou']:.4f} | {r['dice']:.4f} |" for r in picked
+            ]
+    return "\n".join(out)
+
+
+def speed_tables(data: dict) -> str:
+    rows = data["results"]
+    out = [f"`{data['command']}` ({data['date']}, {data['machine']}, Keras {data['keras']} on {data['backend']})", ""]
+    predict = [r for r in rows if r["part"] == "predict"]
+    if predict:
+        out += [
+            "| preset | `predict` on a folder | bare model, 1 image per call | ratio | bare, 8 per call | ratio |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {r['preset']} | {r['ours_mpx_s']:.2f} MP/s | {r['bare_one_mpx_s']:.2f} MP/s | "
+            f"{r['ratio_vs_one']:.2f} | {r['bare_batch8_mpx_s']:.2f} MP/s | {r['ratio_vs_batch8']:.2f} |"
+            for r in predict
+        ]
+    train = [r for r in rows if r["part"] == "train"]
+    if train:
+        out += [
+            "",
+            "| preset | our training loop | bare `fit` on patches in memory | ratio |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {r['preset']} | {r['ours_images_s']:.1f} images/s | {r['bare_fit_images_s']:.1f} images/s | "
+            f"{r['ratio']:.2f} |"
+            for r in train
+        ]
+    for part, title in (("memory", "in memory (`predict`)"), ("stream", "streamed (`predict_to_tiff`)")):
+        picked = [r for r in rows if r["part"] == part]
+        if picked:
+            base = picked[0]["peak_mb"]
+            out += [
+                "",
+                f"| image, {title} | peak memory | added by predicting | vs {picked[0]['size']} | time |",
+                "| ---: | ---: | ---: | ---: | ---: |",
+            ]
+            out += [
+                f"| {r['size']}x{r['size']} | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['base_mb']:.0f} MB | "
+                f"{r['peak_mb'] / base:.2f}x | {r['seconds']:.1f} s |"
+                for r in picked
+            ]
+    tiles = [r for r in rows if r["part"] == "tiles"]
+    if tiles:
+        out += ["", "| tile size (2048x2048 image) | time | peak memory | added |", "| ---: | ---: | ---: | ---: |"]
+        out += [
+            f"| {r['tile']} | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['base_mb']:.0f} MB |"
+            for r in tiles
+        ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    for name in sys.argv[1:]:
+        data = json.loads(Path(name).read_text())
+        parts = {r.get("part") or r.get("method") for r in data["results"]}
+        print(
+            speed_tables(data) if parts & {"predict", "train", "memory", "stream", "tiles"} else accuracy_tables(data)
+        )
+        print()
+
+
+if __name__ == "__main__":
+    main()

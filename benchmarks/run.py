@@ -1,0 +1,55 @@
+"""Run every benchmark, one after the other (each alone on the machine, as their ratios need).
+
+Usage:
+    python benchmarks/run.py --data PATH/TO/nuclei [--quick]
+
+``--quick`` shrinks each benchmark to a smoke run of a few minutes in all (one seed, one
+minute of training, small images); the figures in docs/benchmarks.md come from the full
+run. The napari benchmark needs a display: on Linux without one, run this under
+``xvfb-run -a``; it is skipped (and said so) when no display is found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and test/ (nuclei)")
+    parser.add_argument("--quick", action="store_true", help="a few minutes in all")
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="folder for the JSON results")
+    args = parser.parse_args()
+    quick = ["--quick"] if args.quick else []
+    suffix = "-quick" if args.quick else ""
+    runs = [
+        ["bench_speed.py", *quick, "--out", str(args.results / f"speed{suffix}.json")],
+        ["bench_accuracy.py", str(args.data), *quick, "--out", str(args.results / f"accuracy{suffix}.json")],
+        ["bench_presets.py", *(["--widths", "16", "8", "--steps", "2"] if args.quick else [])],
+    ]
+    if os.environ.get("DISPLAY") or sys.platform != "linux":
+        runs.append(["bench_napari_sample.py", "--epochs", "3" if args.quick else "30"])
+    else:
+        print("no display: skipping bench_napari_sample.py (run under xvfb-run -a)")
+    failed = []
+    for run in runs:
+        print(f"\n=== {' '.join(run)}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.call([sys.executable, str(HERE / run[0]), *run[1:]])
+        print(f"=== {run[0]}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+        if code:
+            failed.append(run[0])
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
