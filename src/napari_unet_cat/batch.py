@@ -143,14 +143,8 @@ def segment_folder(
             progress(finished, len(images), path, status)
 
     def write(path: Path, result, t0: float) -> tuple[str, str, float]:
-        mask_path, prob_path = output_paths(path, output_dir)
         try:
-            if probabilities:
-                labels, probs = result
-                write_tiff(prob_path, probs.astype(np.float32))
-            else:
-                labels = result
-            write_tiff(mask_path, labels)
+            _write_outputs(path, output_dir, result, probabilities)
             return "done", "", time.perf_counter() - t0
         except Exception as err:
             return "failed", _reason(err), time.perf_counter() - t0
@@ -181,24 +175,7 @@ def segment_folder(
                 next_read = _submit_read(reader, to_read)
                 try:
                     image = read.result()
-                    if not probabilities and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
-                        # Large: labels go to the file band by band, never whole in memory.
-                        model.predict_to_tiff(
-                            image,
-                            output_paths(path, output_dir)[0],
-                            tile_size=tile_size,
-                            test_time_augmentation=test_time_augmentation,
-                            name=str(path),
-                        )
-                        result = None
-                    else:
-                        result = model.predict(
-                            image,
-                            tile_size=tile_size,
-                            return_probabilities=probabilities,
-                            test_time_augmentation=test_time_augmentation,
-                            name=str(path),
-                        )
+                    result = _predict_or_stream(model, image, path, output_dir, options)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as err:  # one bad file must not end the run
@@ -285,34 +262,34 @@ def segment_one(model_file: str, image_path: str, output_dir: str, options: dict
         _WORKER_MODELS[key] = load_model(model_file)
     model = _WORKER_MODELS[key]
     path = Path(image_path)
-    mask_path, prob_path = output_paths(path, Path(output_dir))
     try:
-        image = read_image(path)
-        if not options["probabilities"] and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
-            model.predict_to_tiff(
-                image,
-                mask_path,
-                tile_size=options["tile_size"],
-                test_time_augmentation=options["test_time_augmentation"],
-                name=str(path),
-            )
-            return "done", "", time.perf_counter() - t0
-        result = model.predict(
-            image,
-            tile_size=options["tile_size"],
-            return_probabilities=options["probabilities"],
-            test_time_augmentation=options["test_time_augmentation"],
-            name=str(path),
-        )
-        if options["probabilities"]:
-            labels, probs = result
-            write_tiff(prob_path, probs.astype(np.float32))
-        else:
-            labels = result
-        write_tiff(mask_path, labels)
+        result = _predict_or_stream(model, read_image(path), path, Path(output_dir), options)
+        if result is not None:
+            _write_outputs(path, Path(output_dir), result, options["probabilities"])
         return "done", "", time.perf_counter() - t0
     except Exception as err:
         return "failed", _reason(err), time.perf_counter() - t0
+
+
+def _predict_or_stream(model, image, path: Path, output_dir: Path, options: dict):
+    """Predict ``image``; a large one (without probabilities) goes straight into its
+    mask file band by band, never whole in memory, and gives ``None``."""
+    common = {"tile_size": options["tile_size"], "test_time_augmentation": options["test_time_augmentation"]}
+    if not options["probabilities"] and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
+        model.predict_to_tiff(image, output_paths(path, output_dir)[0], name=str(path), **common)
+        return None
+    return model.predict(image, return_probabilities=options["probabilities"], name=str(path), **common)
+
+
+def _write_outputs(path: Path, output_dir: Path, result, probabilities: bool) -> None:
+    """Write the mask (and the probabilities) of ``path``, each file atomically."""
+    mask_path, prob_path = output_paths(path, output_dir)
+    if probabilities:
+        labels, probs = result
+        write_tiff(prob_path, probs.astype(np.float32))
+    else:
+        labels = result
+    write_tiff(mask_path, labels)
 
 
 def _submit_read(reader: ThreadPoolExecutor, paths) -> Future | None:
