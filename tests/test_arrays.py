@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from napari_unet_cat.arrays import (
+    argmax_last,
     IGNORE_INDEX,
     apply_value_map,
     encode_labels,
@@ -96,3 +97,11 @@ def test_value_map_relabels_and_ignores():
 def test_bad_value_map_entries_are_explained(entry):
     with pytest.raises(InputError, match="VALUE=CLASS"):
         parse_value_map([entry])
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 5])
+def test_argmax_last_matches_numpy_ties_included(n_classes):
+    values = np.random.default_rng(n_classes).random((33, 17, n_classes)).astype(np.float32)
+    values[:4, :4] = 0.5  # ties: the first class wins, as in NumPy
+    values = values[::2, 1:]  # a strided view, as prediction bands are
+    np.testing.assert_array_equal(argmax_last(values), np.argmax(values, axis=-1))

@@ -46,6 +46,22 @@ def test_tiled_prediction_equals_whole_image_prediction(tiny_model):
     assert (tiled_labels == whole_labels).mean() > 0.9999
 
 
+def test_probabilities_follow_the_weights_of_the_keras_model(tiny_model):
+    # The softmax runs in a wrapper that shares the network's weights: further training
+    # (here, new weights set) shows in the next prediction.
+    image, _ = make_image((64, 64), seed=5)
+    before = tiny_model.predict(image, return_probabilities=True)[1]
+    weights = tiny_model.keras_model.get_weights()
+    try:
+        tiny_model.keras_model.set_weights([w * 0.5 for w in weights])
+        after = tiny_model.predict(image, return_probabilities=True)[1]
+    finally:
+        tiny_model.keras_model.set_weights(weights)
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(tiny_model.predict(image, return_probabilities=True)[1], before, atol=1e-6)
+    np.testing.assert_allclose(before.sum(axis=-1), 1.0, atol=1e-5)
+
+
 def test_default_tiling_stays_close_to_whole_image(tiny_model):
     image, _ = make_image((200, 200), seed=4)
     whole = tiny_model.predict(image, tile_size=512)

@@ -185,6 +185,14 @@ def apply_normalization(window: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> n
     return out.astype(np.float32, copy=False)
 
 
+def argmax_last(values: np.ndarray) -> np.ndarray:
+    """``np.argmax(values, axis=-1)`` (first maximum wins), with a fast path for two
+    classes, the common case, whose short last axis NumPy reduces pixel by pixel."""
+    if values.shape[-1] == 2:
+        return (values[..., 1] > values[..., 0]).view(np.uint8)
+    return np.argmax(values, axis=-1)
+
+
 def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     """Map positions outside ``[0, n)`` back inside by mirroring (NumPy's 'reflect' mode)."""
     if n == 1:

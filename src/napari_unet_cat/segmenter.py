@@ -16,6 +16,7 @@ from .arrays import (
     Layout,
     apply_normalization,
     infer_layout,
+    argmax_last,
     percentile_range,
     plane_indices,
     plane_subsample,
@@ -36,7 +37,7 @@ FORMAT_VERSION = 1
 #: Memory allowed for one batch of tiles in prediction, unless told otherwise.
 DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Bytes of activations per pixel and base filter held at once during inference
-#: (measured: see benchmarks/bench_predict.py, tile-size curve).
+#: (measured: see benchmarks/bench_speed.py, tile-size curve).
 BYTES_PER_PIXEL_PER_FILTER = 48
 
 ProgressCallback = Callable[[int, int], None]
@@ -53,6 +54,7 @@ class UNetModel:
     def __init__(self, keras_model, config: ModelConfig):
         self.keras_model = keras_model
         self.config = config
+        self._probability_model = None
 
     # -- description -------------------------------------------------------------------
     @property
@@ -110,7 +112,9 @@ class UNetModel:
             rgb: Whether the last axis is colour, when known (napari's ``rgb`` flag).
             margin: Context pixels around each tile's kept core (default: the
                 network's receptive radius, at most a quarter of the tile).
-            border: Mirror padding added at the image borders (default ``2**depth // 2``).
+            border: Mirror padding added at the image borders (default 0: the network
+                sees zeros beyond the image, as at the edges of its training patches;
+                planes are mirror-padded only up to a multiple of ``2**depth``).
             batch_size: Tiles per network call (default: as many as fit the budget).
             memory_budget: Bytes of activations allowed per network call.
             test_time_augmentation: Average the probabilities over the 8 flips and
@@ -143,7 +147,7 @@ class UNetModel:
             else None
         )
         for index, rows, band in bands:
-            labels[(*index, slice(*rows))] = values[np.argmax(band, axis=-1)]
+            labels[(*index, slice(*rows))] = values[argmax_last(band)]
             if probs is not None:
                 probs[(*index, slice(*rows))] = band
         return (labels, probs) if return_probabilities else labels
@@ -198,7 +202,7 @@ class UNetModel:
             for index, (_, stop), band in bands:
                 if index != plane:
                     plane, held, rows_held = index, [], 0
-                held.append(values[np.argmax(band, axis=-1)].astype(dtype))
+                held.append(values[argmax_last(band)].astype(dtype))
                 rows_held += band.shape[0]
                 while rows_held >= chunk or (rows_held and stop == layout.spatial[0]):
                     block = np.concatenate(held)
@@ -246,7 +250,7 @@ class UNetModel:
         if tile_size is not None and tile_size < k:
             raise InputError(f"tile size must be at least {k} for this model (received {tile_size})")
         margin = self._margin(tile) if margin is None else round_up(int(margin), k)
-        border = k // 2 if border is None else int(border)
+        border = 0 if border is None else int(border)
         if margin < 0 or border < 0:
             raise InputError(f"margin and border must not be negative (received {margin}, {border})")
         if tile - 2 * margin < k:
@@ -318,6 +322,14 @@ class UNetModel:
             lo, hi = percentile_range(plane_subsample(source, layout, index), self.config.normalization)
         (pad_top, _), (pad_left, _) = plans.pad
         height, width = layout.spatial
+        if len(plans) == 1:
+            # One window holds the whole padded plane: no blending to do.
+            rows = np.arange(plans.rows.length) - pad_top
+            cols = np.arange(plans.cols.length) - pad_left
+            window = apply_normalization(read_window(source, layout, index, rows, cols), lo, hi)
+            out = self._infer(window[None], tta=tta)[0]
+            yield (0, height), out[pad_top : pad_top + height, pad_left : pad_left + width]
+            return
         n_classes = len(self.class_values)
         padded_w = plans.cols.length
         win_h, win_w = plans.window
@@ -373,11 +385,15 @@ class UNetModel:
         return total / 8
 
     def _softmax(self, batch: np.ndarray) -> np.ndarray:
-        logits = np.asarray(self.keras_model.predict_on_batch(batch), dtype=np.float32)
-        logits -= logits.max(axis=-1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=-1, keepdims=True)
-        return logits
+        if self._probability_model is None:
+            from ._backend import keras
+
+            # The softmax runs inside the compiled network call (in float32 whatever
+            # the network's precision), sharing the network's weights.
+            logits = self.keras_model.outputs[0]
+            probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+            self._probability_model = keras.Model(self.keras_model.inputs, probabilities)
+        return np.asarray(self._probability_model.predict_on_batch(batch), dtype=np.float32)
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
