@@ -15,7 +15,8 @@ Parts (each compares within one process, or one fresh process per size for memor
            each in a fresh process, and what predicting added to the memory before
   stream   the same for ``UNetModel.predict_to_tiff`` reading a memory-mapped TIFF and
            writing the mask band by band (what ``predict`` does for large images)
-  tiles    time and peak memory of predicting a 2048x2048 image against the tile size
+  tiles    time and peak memory of predicting a 2048x2048 image against the tile size,
+           and with the automatic choice (time of a second call, graphs traced)
 
 Models have random weights (speed does not depend on them); images are synthetic.
 """
@@ -149,18 +150,25 @@ def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128) -> di
     }
 
 
-def memory_child(size: int, tile: int | None, preset: str) -> dict:
-    """Runs in a fresh process: peak memory added by predicting one ``size``-square image."""
+def memory_child(size: int, tile: int | None, preset: str, timed_again: bool = False) -> dict:
+    """Runs in a fresh process: peak memory added by predicting one ``size``-square image
+    (and, with ``timed_again``, the time of a second prediction, graphs then traced)."""
     model = untrained_model(preset)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (size, size), dtype=np.uint8)
     model.predict(image[:256, :256], tile_size=tile)  # trace the graph first
+    chosen = tile or model.auto_tile_size(spatial=(size, size))
     before = start_measuring()
     t0 = time.perf_counter()
     labels = model.predict(image, tile_size=tile)
     seconds = time.perf_counter() - t0
     assert labels.shape == (size, size)
-    return {"size": size, "tile": tile, "seconds": seconds, "base_mb": before, "peak_mb": status_mb("VmHWM")}
+    result = {"size": size, "tile": tile, "chosen_tile": chosen, "seconds": seconds}
+    if timed_again:
+        t0 = time.perf_counter()
+        model.predict(image, tile_size=tile)
+        result["seconds_again"] = time.perf_counter() - t0
+    return {**result, "base_mb": before, "peak_mb": status_mb("VmHWM")}
 
 
 def stream_child(path: str, preset: str) -> dict:
@@ -242,8 +250,10 @@ def main() -> None:
                 )
                 path.unlink()
     if "tiles" in args.parts:
-        for tile in args.tiles:
-            record({"part": "tiles", "preset": "light", **in_fresh_process(f"memory_child(2048, {tile}, 'light')")})
+        for tile in [*args.tiles, None]:  # None: the automatic choice
+            record(
+                {"part": "tiles", "preset": "light", **in_fresh_process(f"memory_child(2048, {tile}, 'light', True)")}
+            )
     print(f"results: {args.out}")
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from napari_unet_cat.arrays import (
-    argmax_last,
     IGNORE_INDEX,
     apply_value_map,
+    argmax_last,
     encode_labels,
     infer_layout,
     normalize,

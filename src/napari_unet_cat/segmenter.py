@@ -15,8 +15,8 @@ from . import __version__
 from .arrays import (
     Layout,
     apply_normalization,
-    infer_layout,
     argmax_last,
+    infer_layout,
     percentile_range,
     plane_indices,
     plane_subsample,
@@ -34,8 +34,8 @@ CONFIG_MEMBER = "napari_unet_cat.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 #: Newest model-file format this version reads and the one it writes.
 FORMAT_VERSION = 1
-#: Memory allowed for one batch of tiles in prediction, unless told otherwise.
-DEFAULT_MEMORY_BUDGET = 1 << 30
+#: Largest tile side chosen automatically (memory permitting).
+MAX_AUTO_TILE = 4096
 #: Bytes of activations per pixel and base filter held at once during inference
 #: (measured: see benchmarks/bench_speed.py, tile-size curve).
 BYTES_PER_PIXEL_PER_FILTER = 48
@@ -78,13 +78,46 @@ class UNetModel:
         )
 
     # -- prediction --------------------------------------------------------------------
-    def auto_tile_size(self, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-        """Largest tile side whose activations fit in ``memory_budget`` bytes."""
+    def auto_tile_size(
+        self,
+        memory_budget: int | None = None,
+        spatial: tuple[int, int] | None = None,
+        border: int = 0,
+    ) -> int:
+        """Tile side for prediction when none is given.
+
+        Args:
+            memory_budget: Bytes of activations one tile may use (default: from the
+                free memory, see :func:`napari_unet_cat.resources.memory_budget`).
+            spatial: The plane's ``(height, width)``, when known.
+            border: Mirror border, as for :meth:`predict`.
+
+        Returns:
+            The largest side whose activations fit the budget (at most
+            ``MAX_AUTO_TILE``); given ``spatial``, the side up to that which makes the
+            network compute the fewest pixels (tiles times tile area) for the plane: the
+            network's speed per pixel hardly depends on the tile side (tile-size curve
+            in benchmarks/bench_speed.py), so overlap is what costs.
+        """
+        from . import resources
+
         arch = self.config.architecture
-        per_pixel = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters
-        side = int(np.sqrt(memory_budget / per_pixel))
         k = arch.size_multiple
-        return int(np.clip(side // k * k, max(k, 4 * k), 4096))
+        budget = resources.memory_budget() if memory_budget is None else int(memory_budget)
+        side = int(np.sqrt(budget / (BYTES_PER_PIXEL_PER_FILTER * arch.base_filters)))
+        largest = int(np.clip(side // k * k, 4 * k, max(MAX_AUTO_TILE // k * k, 4 * k)))
+        if spatial is None:
+            return largest
+        best_cost, best_tile = None, largest
+        for tile in range(largest, max(4 * k, largest // 2) - 1, -k):
+            margin = self._margin(tile)
+            if tile - 2 * margin < k:
+                continue
+            plans = plan_plane(spatial, tile_size=tile, margin=margin, multiple=k, border=border)
+            cost = len(plans) * plans.rows.window * plans.cols.window
+            if best_cost is None or cost < best_cost:
+                best_cost, best_tile = cost, tile
+        return best_tile
 
     def predict(
         self,
@@ -96,7 +129,7 @@ class UNetModel:
         margin: int | None = None,
         border: int | None = None,
         batch_size: int | None = None,
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        memory_budget: int | None = None,
         test_time_augmentation: bool = False,
         progress: ProgressCallback | None = None,
         name: str = "image",
@@ -116,7 +149,8 @@ class UNetModel:
                 sees zeros beyond the image, as at the edges of its training patches;
                 planes are mirror-padded only up to a multiple of ``2**depth``).
             batch_size: Tiles per network call (default: as many as fit the budget).
-            memory_budget: Bytes of activations allowed per network call.
+            memory_budget: Bytes of activations allowed per network call (default: a
+                quarter of the free memory, of the GPU when one is used).
             test_time_augmentation: Average the probabilities over the 8 flips and
                 90-degree rotations of each tile (as the U-Net paper did); 8x the time.
             progress: Called with ``(tiles_done, tiles_total)`` as tiles finish.
@@ -234,7 +268,7 @@ class UNetModel:
         margin: int | None = None,
         border: int | None = None,
         batch_size: int | None = None,
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        memory_budget: int | None = None,
         test_time_augmentation: bool = False,
         progress: ProgressCallback | None = None,
         name: str = "image",
@@ -246,13 +280,24 @@ class UNetModel:
         arch = self.config.architecture
         k = arch.size_multiple
         layout = infer_layout(np.shape(image), n_channels=arch.n_channels, rgb=rgb, name=name)
-        tile = round_up(int(tile_size), k) if tile_size else self.auto_tile_size(memory_budget)
+        border = 0 if border is None else int(border)
+        if border < 0:
+            raise InputError(f"border must not be negative (received {border})")
         if tile_size is not None and tile_size < k:
             raise InputError(f"tile size must be at least {k} for this model (received {tile_size})")
+        if memory_budget is None:
+            from .resources import memory_budget as free_memory_budget
+
+            memory_budget = free_memory_budget()
+        scale = self.config.scale
+        work_spatial = scaled_shape(layout.spatial, scale) if scale != 1.0 else layout.spatial
+        if tile_size:
+            tile = round_up(int(tile_size), k)
+        else:
+            tile = self.auto_tile_size(memory_budget, work_spatial, border)
         margin = self._margin(tile) if margin is None else round_up(int(margin), k)
-        border = 0 if border is None else int(border)
-        if margin < 0 or border < 0:
-            raise InputError(f"margin and border must not be negative (received {margin}, {border})")
+        if margin < 0:
+            raise InputError(f"margin must not be negative (received {margin})")
         if tile - 2 * margin < k:
             raise InputError(
                 f"tile size {tile} is too small for a context margin of {margin} pixels on each side; "
@@ -261,8 +306,6 @@ class UNetModel:
         if batch_size is None:
             per_tile = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters * tile * tile
             batch_size = int(max(1, min(64, memory_budget // per_tile)))
-        scale = self.config.scale
-        work_spatial = scaled_shape(layout.spatial, scale) if scale != 1.0 else layout.spatial
         plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
         tta = bool(test_time_augmentation)
 

@@ -1,0 +1,143 @@
+"""What the machine offers to prediction: free memory and whether an accelerator is used.
+
+Everything here is best effort and cheap: a value that cannot be found falls back to a
+conservative default, never to an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from pathlib import Path
+
+#: Share of the free memory one batch of tiles may use.
+MEMORY_SHARE = 0.25
+MIN_BUDGET = 256 << 20
+MAX_BUDGET = 8 << 30
+#: Budget when the free memory cannot be read.
+FALLBACK_BUDGET = 1 << 30
+
+
+def available_memory() -> int | None:
+    """Bytes of main memory that can be used without swapping (``None`` if unknown).
+
+    Linux's ``MemAvailable``, or ``psutil`` where installed; a cgroup (container) limit
+    is taken into account when it is lower.
+    """
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if free is None:
+        try:
+            import psutil
+
+            free = int(psutil.virtual_memory().available)
+        except Exception:
+            return None
+    limit = _cgroup_room()
+    return min(free, limit) if limit is not None else free
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup v2 memory limit, if it has one."""
+    try:
+        base = Path("/sys/fs/cgroup")
+        limit = (base / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((base / "memory.current").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _backend_name() -> str:
+    from ._backend import keras
+
+    return keras.backend.backend()
+
+
+def accelerator_memory() -> int | None:
+    """Bytes free for our use on the first GPU the Keras backend computes on, or
+    ``None`` when it computes on the CPU (or that cannot be read)."""
+    try:
+        backend = _backend_name()
+        if not uses_accelerator():
+            return None
+        if backend == "jax":
+            import jax
+
+            # JAX computes inside a pool it reserved: what the pool has left.
+            stats = jax.devices()[0].memory_stats() or {}
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            # TensorFlow reserves the GPU for itself: its size less what it uses now.
+            total = _nvidia_total_memory()
+            if total is None:
+                return None
+            return total - int(tf.config.experimental.get_memory_info("GPU:0")["current"])
+        if backend == "torch":
+            import torch
+
+            return int(torch.cuda.mem_get_info()[0])
+    except Exception:
+        return None
+    return None
+
+
+@functools.cache
+def _nvidia_total_memory() -> int | None:
+    """Memory of GPU 0 from ``nvidia-smi``, where installed."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run(
+            [tool, "--query-gpu=memory.total", "--format=csv,noheader,nounits", "--id=0"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        return int(out.split()[0]) << 20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+@functools.cache
+def uses_accelerator() -> bool:
+    """Whether the Keras backend computes on a GPU (or another accelerator)."""
+    try:
+        backend = _backend_name()
+        if backend == "jax":
+            import jax
+
+            return jax.devices()[0].platform != "cpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:
+        return False
+    return False
+
+
+def memory_budget(free: int | None = None) -> int:
+    """Bytes one network call may use: a quarter of the free memory (of the GPU when
+    one is used), between 256 MiB and 8 GiB."""
+    if free is None:
+        free = accelerator_memory() if uses_accelerator() else available_memory()
+    if free is None:
+        return FALLBACK_BUDGET
+    return int(min(MAX_BUDGET, max(MIN_BUDGET, free * MEMORY_SHARE)))
