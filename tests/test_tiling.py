@@ -128,8 +128,8 @@ def test_dask_input_gives_the_same_mask(tiny_model):
 
 
 def test_test_time_augmentation_is_flip_and_rotation_equivariant(tiny_model):
-    # 92 + 2 * border (2) = 96 is a multiple of the model's 4, so the mirror padding
-    # is symmetric and a flipped image is padded exactly as the flipped padded image.
+    # 92 is a multiple of the model's 4, so there is no padding to break the symmetry:
+    # a flipped image is padded exactly as the flipped padded image.
     image, _ = make_image((92, 92), seed=8)
     transforms = [lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: np.rot90(a)]
 

@@ -12,31 +12,40 @@ import numpy as np
 from .errors import InputError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy")
+#: Folders with this suffix are zarr arrays (or groups whose first array is the image).
+ZARR_SUFFIX = ".zarr"
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy", ZARR_SUFFIX)
 #: Suffixes a mask's stem may add to its image's stem (``cat.png`` <- ``cat_mask.png``).
 MASK_STEM_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels")
-#: TIFF files larger than this are memory-mapped when their layout allows it.
+#: TIFF files larger than this are read lazily: memory-mapped when their layout allows
+#: it (uncompressed, contiguous), else through tifffile's zarr store, tile by tile.
 MEMMAP_THRESHOLD = 256 << 20
 
 
 def list_images(folder: str | os.PathLike, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Image files directly in ``folder`` (not hidden, not temporary), sorted by name."""
+    """Image files directly in ``folder`` (not hidden, not temporary), and ``.zarr``
+    folders when ``suffixes`` includes it, sorted by name."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError(f"folder {folder} does not exist")
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
     suffixes = tuple(suffixes)
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-    )
+
+    def wanted(p: Path) -> bool:
+        if p.name.startswith(".") or p.suffix.lower() not in suffixes:
+            return False
+        return p.is_dir() if p.suffix.lower() == ZARR_SUFFIX else p.is_file()
+
+    return sorted(p for p in folder.iterdir() if wanted(p))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an array (TIFF via tifffile, others via Pillow, ``.npy``).
 
-    Palette PNGs (as many mask tools write) give their indices, not colours. Large
-    uncompressed TIFFs are memory-mapped rather than loaded.
+    Palette PNGs (as many mask tools write) give their indices, not colours. Large TIFFs
+    (plain, tiled, compressed, BigTIFF) and ``.zarr`` folders are opened lazily: only
+    what is indexed is read, so prediction reads them tile by tile.
 
     Raises:
         InputError: The file is missing, empty or not a readable image; the message
@@ -45,6 +54,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist")
+    if path.is_dir() and path.suffix.lower() == ZARR_SUFFIX:
+        return _check_array(path, open_zarr(path))
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an image file")
     size = path.stat().st_size
@@ -59,7 +70,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 try:
                     return tifffile.memmap(path, mode="r")
                 except (ValueError, OSError):
-                    pass
+                    return _check_array(path, _open_tiff_lazily(path))
             array = tifffile.imread(path)
         elif suffix == ".npy":
             array = np.load(path, mmap_mode="r" if size > MEMMAP_THRESHOLD else None, allow_pickle=False)
@@ -78,13 +89,50 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except Exception as err:  # each image library raises its own kinds of error
         raise InputError(f"cannot read {path} as an image ({type(err).__name__}: {err})") from None
     array = np.asarray(array) if not isinstance(array, np.memmap) else array
-    if array.ndim < 2 or min(array.shape) == 0:
-        raise InputError(f"{path} holds an array of shape {array.shape}, not an image")
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise InputError(f"{path} has pixel type {array.dtype}, which is not a number type")
+    return _check_array(path, array)
+
+
+def _check_array(path: Path, array):
+    """``array`` if it can be an image, else an :class:`InputError` naming ``path``."""
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
+    if len(shape) < 2 or min(shape) == 0:
+        raise InputError(f"{path} holds an array of shape {shape}, not an image")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InputError(f"{path} has pixel type {dtype}, which is not a number type")
     return array
+
+
+def _open_tiff_lazily(path: Path):
+    """A TIFF's first series at full resolution as a read-only zarr array (tile by tile)."""
+    import tifffile
+    import zarr
+
+    store = tifffile.imread(path, aszarr=True, level=0)
+    return zarr.open(store, mode="r")
+
+
+def open_zarr(path: str | os.PathLike):
+    """A ``.zarr`` folder as a read-only, lazily read array: the array itself, or in a
+    group (OME-Zarr, for example) its full-resolution array ``0`` or else its first.
+
+    Raises:
+        InputError: Not a zarr array or group, or a group holding no array.
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as err:
+        raise InputError(f"cannot read {path} as a zarr array ({type(err).__name__}: {err})") from None
+    if hasattr(node, "shape") and hasattr(node, "dtype"):
+        return node
+    arrays = dict(node.arrays())
+    if not arrays:
+        raise InputError(f"{path} is a zarr group without any array")
+    return arrays["0"] if "0" in arrays else arrays[sorted(arrays)[0]]
 
 
 def read_labels(path: str | os.PathLike, labelme_values: dict[str, int] | None = None) -> np.ndarray:

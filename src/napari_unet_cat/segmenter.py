@@ -222,28 +222,13 @@ class UNetModel:
 
         from .io import atomic_write
 
-        layout, bands = self.iter_bands(image, tile_size, progress=progress, name=name, **options)
-        values = np.asarray(self.class_values)
-        dtype = smallest_int_dtype(int(values.max()))
+        layout, blocks, dtype = self._label_blocks(image, tile_size, chunk, progress, name, options)
         shape = layout.plane_shape + layout.spatial
-        width = layout.spatial[1]
 
         def tiles():
-            """Tiles of ``chunk`` x ``chunk`` labels, row by row, plane by plane."""
-            held: list[np.ndarray] = []
-            rows_held = 0
-            plane = None
-            for index, (_, stop), band in bands:
-                if index != plane:
-                    plane, held, rows_held = index, [], 0
-                held.append(values[argmax_last(band)].astype(dtype))
-                rows_held += band.shape[0]
-                while rows_held >= chunk or (rows_held and stop == layout.spatial[0]):
-                    block = np.concatenate(held)
-                    top, held = block[:chunk], [block[chunk:]]
-                    rows_held = held[0].shape[0]
-                    for c in range(0, width, chunk):
-                        yield np.ascontiguousarray(top[:, c : c + chunk])
+            for _, _, block in blocks:
+                for c in range(0, layout.spatial[1], chunk):
+                    yield np.ascontiguousarray(block[:, c : c + chunk])
 
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         return atomic_write(
@@ -258,6 +243,80 @@ class UNetModel:
                 bigtiff=nbytes > 2**31 - 2**26,
             ),
         )
+
+    def predict_to_zarr(
+        self,
+        image,
+        path: str | os.PathLike,
+        tile_size: int | None = None,
+        *,
+        chunk: int = 512,
+        progress: ProgressCallback | None = None,
+        name: str = "image",
+        **options,
+    ) -> Path:
+        """Segment ``image`` straight into a zarr array (a ``.zarr`` folder), band by band.
+
+        As :meth:`predict_to_tiff`, with the same labels and the same memory use; the
+        array's chunks are ``chunk`` pixels square (one plane deep for stacks). The
+        folder is written under a temporary name and renamed, so it is complete or
+        absent; an existing one at ``path`` is replaced only once the new one is whole.
+
+        Returns:
+            The path written.
+        """
+        import shutil
+
+        import zarr
+
+        path = Path(path)
+        layout, blocks, dtype = self._label_blocks(image, tile_size, chunk, progress, name, options)
+        shape = layout.plane_shape + layout.spatial
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp.zarr", dir=path.parent))
+        try:
+            array = zarr.open_array(
+                str(tmp), mode="w", shape=shape, dtype=dtype, chunks=(1,) * len(layout.plane_shape) + (chunk, chunk)
+            )
+            for index, top, block in blocks:
+                array[(*index, slice(top, top + block.shape[0]))] = block
+            if path.exists():
+                old = path.with_name(f".{path.name}.replaced")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    def _label_blocks(self, image, tile_size, chunk: int, progress, name: str, options: dict):
+        """``(layout, blocks, dtype)`` where ``blocks`` yields ``(plane_index, row_start,
+        labels)`` for blocks of ``chunk`` whole rows (fewer at a plane's end), in order."""
+        if chunk < 16 or chunk % 16:
+            raise InputError(f"chunk must be a positive multiple of 16 (received {chunk})")
+        layout, bands = self.iter_bands(image, tile_size, progress=progress, name=name, **options)
+        values = np.asarray(self.class_values)
+        dtype = smallest_int_dtype(int(values.max()))
+
+        def blocks():
+            held: list[np.ndarray] = []
+            rows_held = top = 0
+            plane = None
+            for index, (_, stop), band in bands:
+                if index != plane:
+                    plane, held, rows_held, top = index, [], 0, 0
+                held.append(values[argmax_last(band)].astype(dtype))
+                rows_held += band.shape[0]
+                while rows_held >= chunk or (rows_held and stop == layout.spatial[0]):
+                    block = np.concatenate(held)
+                    yield index, top, block[:chunk]
+                    held = [block[chunk:]]
+                    rows_held = held[0].shape[0]
+                    top += chunk
+
+        return layout, blocks(), dtype
 
     def iter_bands(
         self,
