@@ -69,22 +69,33 @@ def strokes_from_mask(mask: np.ndarray, *, fraction: float = 0.05, seed: int = 0
     out = np.zeros(mask.shape, np.uint8)
     target = fraction * mask.size
     inside = {1: binary_erosion(mask == 0, iterations=3), 2: binary_erosion(mask == 1, iterations=2)}
-    while (out > 0).sum() < target:
+    # Where each class may still start a stroke (inside it, not yet painted), kept up to
+    # date stroke by stroke, so that each stroke costs one pass over a boolean array.
+    free = {cls: inside[cls].copy() for cls in inside}
+    painted = 0
+    height, width = mask.shape
+    while painted < target:
         cls = 1 + int(rng.integers(2))
-        candidates = np.flatnonzero(inside[cls] & (out == 0))
+        candidates = np.flatnonzero(free[cls])
         if not candidates.size:
-            if not np.flatnonzero(inside[3 - cls] & (out == 0)).size:
+            if not free[3 - cls].any():
                 break
             continue
-        y, x = divmod(int(candidates[rng.integers(candidates.size)]), mask.shape[1])
-        stroke = np.zeros(mask.shape, bool)
+        y, x = divmod(int(candidates[rng.integers(candidates.size)]), width)
         length = int(rng.integers(5, 15))
         dy, dx = rng.normal(size=2)
         norm = np.hypot(dy, dx) or 1.0
-        for t in range(length):
-            py, px = int(round(y + t * dy / norm)), int(round(x + t * dx / norm))
-            if 0 <= py < mask.shape[0] and 0 <= px < mask.shape[1]:
-                stroke[py, px] = True
-        stroke = binary_dilation(stroke) & inside[cls]
-        out[stroke] = cls
+        points = [(int(round(y + t * dy / norm)), int(round(x + t * dx / norm))) for t in range(length)]
+        points = [(py, px) for py, px in points if 0 <= py < height and 0 <= px < width]
+        # The stroke, one pixel wide, thickened by a cross: drawn in its bounding box only.
+        top, left = max(min(p[0] for p in points) - 1, 0), max(min(p[1] for p in points) - 1, 0)
+        bottom, right = min(max(p[0] for p in points) + 2, height), min(max(p[1] for p in points) + 2, width)
+        box = np.zeros((bottom - top, right - left), bool)
+        for py, px in points:
+            box[py - top, px - left] = True
+        region = (slice(top, bottom), slice(left, right))
+        stroke = binary_dilation(box) & inside[cls][region]
+        painted += int((stroke & (out[region] == 0)).sum())
+        out[region][stroke] = cls
+        free[cls][region][stroke] = False
     return out
