@@ -1,7 +1,8 @@
 """Speed and memory of prediction and training, as ratios against the bare Keras model.
 
 Usage:
-    python benchmarks/bench_speed.py [--parts predict train memory tiles] [--presets light classic] [--quick]
+    python benchmarks/bench_speed.py [--parts predict train memory stream tiles cluster]
+                                     [--presets light classic] [--quick]
 
 Parts (each compares within one process, or one fresh process per size for memory):
   predict  megapixels/s of ``segment_folder`` (the ``predict`` command) on a folder of
@@ -13,8 +14,11 @@ Parts (each compares within one process, or one fresh process per size for memor
   memory   peak resident memory (Linux VmHWM, reset just before predicting) of
            ``UNetModel.predict`` on square images of 1k to 8k pixels held in memory,
            each in a fresh process, and what predicting added to the memory before
-  stream   the same for ``UNetModel.predict_to_tiff`` reading a memory-mapped TIFF and
-           writing the mask band by band (what ``predict`` does for large images)
+  stream   the same for ``UNetModel.predict_to_tiff`` reading a tiled, compressed TIFF
+           lazily and writing the mask band by band (what ``predict`` does for large
+           images), and whether that mask equals the in-memory one
+  cluster  a folder of 512x512 images segmented in one process and on a local Dask
+           cluster (``predict --workers``): times, and whether the masks are the same
   tiles    time and peak memory of predicting a 2048x2048 image against the tile size,
            and with the automatic choice (time of a second call, graphs traced)
 
@@ -39,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-PARTS = ("predict", "train", "memory", "stream", "tiles")
+PARTS = ("predict", "train", "memory", "stream", "tiles", "cluster")
 
 
 def untrained_model(preset: str, n_channels: int = 1):
@@ -172,18 +176,72 @@ def memory_child(size: int, tile: int | None, preset: str, timed_again: bool = F
 
 
 def stream_child(path: str, preset: str) -> dict:
-    """Runs in a fresh process: peak memory added by streaming a memory-mapped TIFF
-    into a tiled mask file (``UNetModel.predict_to_tiff``)."""
+    """Runs in a fresh process: peak memory added by streaming a tiled, compressed TIFF
+    (read lazily, tile by tile) into a tiled mask file (``UNetModel.predict_to_tiff``, what
+    ``predict`` does for large images); then whether the mask equals the in-memory one."""
     import tifffile
 
+    from napari_unet_cat import io
+
     model = untrained_model(preset)
-    image = tifffile.memmap(path, mode="r")
+    io.MEMMAP_THRESHOLD = 0  # read lazily whatever the size, as a whole-slide image would be
+    image = io.read_image(path)
+    assert not isinstance(image, np.ndarray), type(image)
     model.predict(np.asarray(image[:256, :256]))  # trace the graph first
+    mask_path = Path(path).with_suffix(".mask.tif")
     before = start_measuring()
     t0 = time.perf_counter()
-    model.predict_to_tiff(image, Path(path).with_suffix(".mask.tif"))
+    model.predict_to_tiff(image, mask_path)
     seconds = time.perf_counter() - t0
-    return {"size": image.shape[0], "seconds": seconds, "base_mb": before, "peak_mb": status_mb("VmHWM")}
+    peak = status_mb("VmHWM")
+    identical = bool((tifffile.imread(mask_path) == model.predict(tifffile.imread(path))).all())
+    mask_path.unlink()
+    return {
+        "size": image.shape[0],
+        "chosen_tile": model.auto_tile_size(spatial=image.shape),
+        "seconds": seconds,
+        "base_mb": before,
+        "peak_mb": peak,
+        "identical_to_in_memory": identical,
+    }
+
+
+def bench_cluster(preset: str, n_images: int, workers: int = 2, size: int = 512) -> dict:
+    """The same folder segmented in this process and on a local Dask cluster."""
+    import tifffile
+
+    from napari_unet_cat.batch import segment_folder
+    from napari_unet_cat.synthetic import make_image
+
+    model = untrained_model(preset)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        for i in range(n_images):
+            tifffile.imwrite(folder / f"{i:03d}.tif", make_image((size, size), seed=i)[0])
+        segment_folder(model, folder, Path(tmp) / "warm-up")
+        t0 = time.perf_counter()
+        single = segment_folder(model, folder, Path(tmp) / "single")
+        single_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cluster = segment_folder(model, folder, Path(tmp) / "cluster", scheduler="local", workers=workers)
+        cluster_s = time.perf_counter() - t0
+        assert single.ok and cluster.ok, (single.summary(), cluster.summary())
+        same = all(
+            (tifffile.imread(Path(tmp) / "single" / p.name) == tifffile.imread(Path(tmp) / "cluster" / p.name)).all()
+            for p in sorted(folder.iterdir())
+        )
+    return {
+        "part": "cluster",
+        "preset": preset,
+        "images": n_images,
+        "size": size,
+        "workers": workers,
+        "single_s": single_s,
+        "cluster_s": cluster_s,
+        "ratio": single_s / cluster_s,
+        "same_masks": same,
+    }
 
 
 def in_fresh_process(call: str) -> dict:
@@ -203,6 +261,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="training steps timed")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--tiles", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the local Dask cluster")
     parser.add_argument("--quick", action="store_true", help="light preset, few images and steps, sizes to 2k")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
@@ -244,11 +303,15 @@ def main() -> None:
             for size in args.sizes:
                 path = Path(tmp) / f"{size}.tif"
                 rng = np.random.default_rng(0)
-                tifffile.imwrite(path, rng.integers(0, 255, (size, size), dtype=np.uint8))
+                image = rng.integers(0, 255, (size, size), dtype=np.uint8)
+                tifffile.imwrite(path, image, tile=(512, 512), compression="zlib", bigtiff=True)
+                del image
                 record(
                     {"part": "stream", "preset": "light", **in_fresh_process(f"stream_child({str(path)!r}, 'light')")}
                 )
                 path.unlink()
+    if "cluster" in args.parts:
+        record(bench_cluster("light", args.images, args.workers))
     if "tiles" in args.parts:
         for tile in [*args.tiles, None]:  # None: the automatic choice
             record(
