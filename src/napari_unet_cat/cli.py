@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
     t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_precision(t)
+    t.add_argument(
+        "--xla",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA compilation (default auto: on for GPUs, off on CPUs)",
+    )
+    t.add_argument(
+        "--data-parallel",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="split each batch across GPUs (default auto: when there are several)",
+    )
 
     p = sub.add_parser("predict", help="segment every image of a folder")
     p.add_argument("--model", required=True, type=Path, help="model file")
@@ -118,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run on the Dask cluster at this scheduler address (tcp://host:8786); workers must see the files",
     )
+    _add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="score predicted masks against true masks")
@@ -135,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--epochs", type=_positive_int, default=12, help="epochs (default 12)")
     return parser
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        default="auto",
+        help="compute precision (default auto: mixed_float16 on a GPU, float32 on a CPU)",
+    )
+
+
+def _on_off_auto(value: str) -> bool | None:
+    return {"on": True, "off": False}.get(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +206,9 @@ def _train(args) -> int:
         elastic=not args.no_augment,
         class_weights=parse_class_weights(args.class_weight),
         seed=args.seed,
+        precision=args.precision,
+        xla=_on_off_auto(args.xla),
+        data_parallel=_on_off_auto(args.data_parallel),
     )
     resume = load_model(args.resume) if args.resume else None
     trainer = Trainer(
@@ -264,7 +294,7 @@ def _predict(args) -> int:
     from .batch import segment_folder
     from .segmenter import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     bar = None
     if not args.quiet:
         from tqdm import tqdm

@@ -123,6 +123,13 @@ class TrainingSettings:
     class_weights: dict[int, float] | None = None
     seed: int = 0
     monitor: str = "val_loss"
+    #: ``auto`` (mixed float16 on a GPU, float32 on a CPU), ``float32``,
+    #: ``mixed_float16`` or ``mixed_bfloat16``.
+    precision: str = "auto"
+    #: XLA compilation: None lets Keras decide (on for GPUs and JAX, off on CPUs).
+    xla: bool | None = None
+    #: Split each batch across GPUs: None means when more than one is seen.
+    data_parallel: bool | None = None
 
     def validate(self) -> None:
         problems = []
@@ -144,6 +151,10 @@ class TrainingSettings:
             problems.append(f"steps_per_epoch must be at least 1 (received {self.steps_per_epoch})")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             problems.append(f"time budget must be positive (received {self.time_budget_s} s)")
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            problems.append(
+                f"precision must be auto, float32, mixed_float16 or mixed_bfloat16 (received {self.precision!r})"
+            )
         if self.class_weights and any(w < 0 for w in self.class_weights.values()):
             problems.append(f"class weights must not be negative (received {self.class_weights})")
         if problems:

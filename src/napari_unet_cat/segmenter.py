@@ -534,13 +534,21 @@ def _in_memory_layout(plane: np.ndarray) -> Layout:
     return Layout(plane_shape=(), spatial=plane.shape[:2], channels=plane.shape[2], channel_axis=True)
 
 
-def load_model(path: str | os.PathLike) -> UNetModel:
+def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
     """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``).
+
+    Args:
+        path: The model file.
+        precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
+            float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
 
     Raises:
         ModelFileError: The file is missing, truncated, corrupt, made by another tool,
             or made by a newer version of this package. The message names the file.
     """
+    from .resources import resolve_precision
+
+    policy = resolve_precision(precision)
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
@@ -574,7 +582,7 @@ def load_model(path: str | os.PathLike) -> UNetModel:
                 raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
             with tempfile.TemporaryDirectory() as tmp:
                 weights = Path(archive.extract(WEIGHTS_MEMBER, tmp))
-                keras_model = _build_from_config(config)
+                keras_model = _build_from_config(config, policy)
                 try:
                     keras_model.load_weights(weights)
                 except Exception as err:  # h5py and Keras raise many kinds here
@@ -592,15 +600,18 @@ def load_model(path: str | os.PathLike) -> UNetModel:
     return UNetModel(keras_model, config)
 
 
-def _build_from_config(config: ModelConfig):
+def _build_from_config(config: ModelConfig, dtype_policy: str = "float32"):
+    """The Keras network of ``config``, its layers computing under ``dtype_policy``."""
+    from .resources import dtype_policy as policy_scope
     from .unet import build_unet
 
     arch = config.architecture
-    return build_unet(
-        arch.n_classes,
-        arch.n_channels,
-        base_filters=arch.base_filters,
-        depth=arch.depth,
-        batch_norm=arch.batch_norm,
-        kernel_l2=arch.kernel_l2,
-    )
+    with policy_scope(dtype_policy):
+        return build_unet(
+            arch.n_classes,
+            arch.n_channels,
+            base_filters=arch.base_filters,
+            depth=arch.depth,
+            batch_norm=arch.batch_norm,
+            kernel_l2=arch.kernel_l2,
+        )

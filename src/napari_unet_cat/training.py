@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .config import (
 from .dataset import PatchSampler, collect_classes, prepare_planes, split_validation, validation_patches
 from .errors import InputError, TrainingStopped
 from .losses import ClassIoU, MaskedCrossEntropy
+from .resources import distribution_scope, resolve_precision
 from .segmenter import UNetModel, _build_from_config
 
 StepCallback = Callable[[int, int, float], None]
@@ -264,7 +266,17 @@ class Trainer:
                 scale=scale,
                 value_map=value_map,
             )
-            self.keras_model = _build_from_config(config)
+        self.precision = resolve_precision(s.precision)
+        self._scope = distribution_scope(s.data_parallel)
+        if model is None:
+            with self._scope():
+                self.keras_model = _build_from_config(config, self.precision)
+        elif self._scope is not nullcontext or self.keras_model.dtype_policy.name != self.precision:
+            # Variables must be made under the distribution and policy: a copy that is.
+            weights = model.keras_model.get_weights()  # read outside any other strategy
+            with self._scope():
+                self.keras_model = _build_from_config(config, self.precision)
+                self.keras_model.set_weights(weights)
         k = config.architecture.size_multiple
         if s.patch_size % k:
             raise InputError(
@@ -321,11 +333,14 @@ class Trainer:
         values = self.config.class_values
         weights = self.settings.class_weights
         class_weights = None if not weights else [float(weights.get(v, 1.0)) for v in values]
-        self.keras_model.compile(
-            optimizer=keras.optimizers.Adam(self.settings.learning_rate),
-            loss=MaskedCrossEntropy(class_weights),
-            metrics=[ClassIoU(i, name=f"iou_{v}") for i, v in enumerate(values)],
-        )
+        xla = self.settings.xla
+        with self._scope():
+            self.keras_model.compile(
+                optimizer=keras.optimizers.Adam(self.settings.learning_rate),
+                loss=MaskedCrossEntropy(class_weights),
+                metrics=[ClassIoU(i, name=f"iou_{v}") for i, v in enumerate(values)],
+                jit_compile="auto" if xla is None else bool(xla),
+            )
 
     def epochs(self) -> Iterator[EpochReport]:
         """Train, yielding a report after each epoch; ends when done or stopped."""
@@ -344,14 +359,15 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             dataset.epoch = epoch
-            fit = self.keras_model.fit(
-                dataset,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                steps_per_epoch=self.steps_per_epoch,
-                callbacks=[watch],
-                verbose=0,
-            )
+            with self._scope():
+                fit = self.keras_model.fit(
+                    dataset,
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
+                    steps_per_epoch=self.steps_per_epoch,
+                    callbacks=[watch],
+                    verbose=0,
+                )
             logs = {k: v[-1] for k, v in fit.history.items() if v}
             if not logs:  # stopped before the first step of this epoch
                 break
@@ -365,9 +381,10 @@ class Trainer:
                 learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
             )
             if has_val and not self._stopped:
-                scores = self.keras_model.evaluate(
-                    self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
-                )
+                with self._scope():
+                    scores = self.keras_model.evaluate(
+                        self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
+                    )
                 report.val_loss = float(scores["loss"])
                 report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
             report.epoch_seconds = time.perf_counter() - t0
