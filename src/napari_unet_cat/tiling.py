@@ -57,7 +57,8 @@ def axis_tiles(length: int, window: int, margin: int, multiple: int, blend: int 
         window: Tile side; a multiple of ``multiple``.
         margin: Context pixels kept each side of a core; a multiple of ``multiple``.
         multiple: The network's size multiple.
-        blend: Half-width of the cross-fade at core edges (default ``margin // 2``).
+        blend: Half-width of the cross-fade at core edges (default ``margin // 2``; at
+            most half the shortest core).
 
     Returns:
         The :class:`AxisTiles`. A length that fits in one window gets one window of
@@ -83,6 +84,9 @@ def axis_tiles(length: int, window: int, margin: int, multiple: int, blend: int 
         start = min(max(core_start - margin, 0), length - window)
         starts.append(start)
         cores.append((core_start, core_stop))
+    # Cross-fades from both ends of a core must not meet inside it, or weights would sum
+    # past 1 there: a core as short as the margin allows shortens the fade.
+    blend = min(blend, min(stop - start for start, stop in cores) // 2)
     return AxisTiles(length, window, tuple(starts), tuple(cores), blend)
 
 
