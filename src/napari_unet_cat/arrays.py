@@ -125,13 +125,14 @@ def get_plane(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
     return channels_last(np.asarray(plane), layout)
 
 
-def channels_last(block: np.ndarray, layout: Layout) -> np.ndarray:
-    """A ``(h, w[, C])`` block as float32 ``(h, w, C)``: a channel axis added, alpha dropped."""
+def channels_last(block: np.ndarray, layout: Layout, dtype=np.float32) -> np.ndarray:
+    """A ``(h, w[, C])`` block as ``(h, w, C)`` (float32 unless ``dtype`` is None): a
+    channel axis added, alpha dropped."""
     if not layout.channel_axis:
         block = block[..., np.newaxis]
     elif layout.channels == 4:
         block = block[..., :3]
-    return block.astype(np.float32, copy=False)
+    return block if dtype is None else block.astype(dtype, copy=False)
 
 
 def normalize(plane: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -150,7 +151,10 @@ def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray
     lazy (memory-mapped, dask) plane is read sparsely rather than loaded whole.
     """
     step = sample_step(plane.shape[:2])
-    sample = np.asarray(plane[::step, ::step], dtype=np.float32)
+    sample = np.asarray(plane[::step, ::step])
+    if sample.dtype.kind in "ui" and sample.dtype.itemsize <= 2:
+        return _small_int_percentiles(sample, norm)
+    sample = sample.astype(np.float32, copy=False)
     axis = (0, 1) if norm.per_channel else None
     if np.isfinite(sample).all():
         lo, hi = np.percentile(sample, [norm.low, norm.high], axis=axis)
@@ -164,6 +168,32 @@ def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray
     return np.asarray(lo, dtype=np.float32), np.asarray(hi, dtype=np.float32)
 
 
+def _small_int_percentiles(sample: np.ndarray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """``np.percentile`` (linear method) of 8- and 16-bit integers from a histogram: the
+    same values, without sorting (several times faster on the common image types)."""
+    offset = int(np.iinfo(sample.dtype).min)
+    columns = [sample[..., c] for c in range(sample.shape[-1])] if norm.per_channel else [sample]
+    lows, highs = [], []
+    for values in columns:
+        flat = values.ravel().astype(np.int64) - offset
+        cumulative = np.cumsum(np.bincount(flat))
+        n = int(cumulative[-1])
+        ends = []
+        for q in (norm.low, norm.high):
+            position = q / 100 * (n - 1)
+            below = int(np.floor(position))
+            t = position - below
+            # The values of rank ``below`` and the one after, read off the histogram.
+            a, b = np.searchsorted(cumulative, [below, min(below + 1, n - 1)], side="right") + offset
+            a, b, diff = float(a), float(b), float(b - a)
+            ends.append(a + diff * t if t < 0.5 else b - diff * (1 - t))  # NumPy's interpolation
+        lows.append(ends[0])
+        highs.append(ends[1])
+    if not norm.per_channel:
+        return np.float32(lows[0]), np.float32(highs[0])
+    return np.asarray(lows, np.float32), np.asarray(highs, np.float32)
+
+
 def sample_step(spatial: tuple[int, int]) -> int:
     """Stride that leaves at most about ``PERCENTILE_SAMPLE`` pixels of a plane."""
     return max(1, int(np.sqrt(spatial[0] * spatial[1] / PERCENTILE_SAMPLE)))
@@ -173,7 +203,9 @@ def plane_subsample(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray
     """A regular subsample of plane ``index`` as float32 ``(h, w, C)``, read with a stride
     so that a lazy array is never loaded whole (for :func:`percentile_range`)."""
     step = sample_step(layout.spatial)
-    return channels_last(np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))]), layout)
+    block = np.asarray(array[(*index, slice(None, None, step), slice(None, None, step))])
+    # Kept in its own type: 8- and 16-bit images take a faster percentile path.
+    return channels_last(block, layout, dtype=None)
 
 
 def apply_normalization(window: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
