@@ -34,8 +34,10 @@ CONFIG_MEMBER = "napari_unet_cat.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 #: Newest model-file format this version reads and the one it writes.
 FORMAT_VERSION = 1
-#: Largest tile side chosen automatically (memory permitting).
-MAX_AUTO_TILE = 4096
+#: Largest tile side chosen automatically (memory permitting). Larger tiles would save
+#: little: with the default margin, 2048-pixel tiles already compute only about 1.2x the
+#: pixels of the plane, while their memory grows with the square of the side.
+MAX_AUTO_TILE = 2048
 #: Bytes of activations per pixel and base filter held at once during inference
 #: (measured: see benchmarks/bench_speed.py, tile-size curve).
 BYTES_PER_PIXEL_PER_FILTER = 48
@@ -442,24 +444,28 @@ class UNetModel:
         for i, r in enumerate(plans.rows.starts):
             row_w = plans.rows.weights(i)
             rows = np.arange(r, r + win_h) - pad_top
-            windows = [
-                apply_normalization(
-                    read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi
-                )
-                for c in plans.cols.starts
-            ]
-            outputs = []
-            for b in range(0, len(windows), batch_size):
-                outputs.extend(self._infer(np.stack(windows[b : b + batch_size]), tta=tta))
             need = r + win_h - acc_start
             if need > acc.shape[0]:
                 grow = need - acc.shape[0]
                 acc = np.concatenate([acc, np.zeros((grow, padded_w, n_classes), np.float32)])
                 wsum = np.concatenate([wsum, np.zeros((grow, padded_w), np.float32)])
-            for j, (c, out) in enumerate(zip(plans.cols.starts, outputs)):
-                w = row_w[:, None] * col_weights[j][None, :]
-                acc[r - acc_start : r - acc_start + win_h, c : c + win_w] += out * w[..., None]
-                wsum[r - acc_start : r - acc_start + win_h, c : c + win_w] += w
+            # One batch of windows at a time, each blended in as soon as it is computed: the
+            # memory held does not grow with the number of tiles across the plane.
+            for b in range(0, len(plans.cols.starts), batch_size):
+                starts = plans.cols.starts[b : b + batch_size]
+                windows = [
+                    apply_normalization(
+                        read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi
+                    )
+                    for c in starts
+                ]
+                outputs = self._infer(np.stack(windows), tta=tta)
+                del windows
+                for j, (c, out) in enumerate(zip(starts, outputs), start=b):
+                    w = row_w[:, None] * col_weights[j][None, :]
+                    acc[r - acc_start : r - acc_start + win_h, c : c + win_w] += out * w[..., None]
+                    wsum[r - acc_start : r - acc_start + win_h, c : c + win_w] += w
+                del outputs
             final = plans.rows.length if i == len(plans.rows.starts) - 1 else plans.rows.starts[i + 1]
             # Rows before ``final`` get no more contributions: emit those inside the image.
             lo_row, hi_row = max(acc_start, pad_top), min(final, pad_top + height)
