@@ -118,23 +118,7 @@ def _nvidia_total_memory() -> int | None:
 @functools.cache
 def uses_accelerator() -> bool:
     """Whether the Keras backend computes on a GPU (or another accelerator)."""
-    try:
-        backend = _backend_name()
-        if backend == "jax":
-            import jax
-
-            return jax.devices()[0].platform != "cpu"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_physical_devices("GPU"))
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.is_available()
-    except Exception:
-        return False
-    return False
+    return accelerator_count() > 0
 
 
 def memory_budget(free: int | None = None) -> int:
