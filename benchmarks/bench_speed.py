@@ -253,6 +253,51 @@ def in_fresh_process(call: str) -> dict:
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
 
 
+def plot(results: list[dict], folder: Path) -> list[Path]:
+    """Peak memory against image size, and time and memory against tile size, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    by_part = {part: [r for r in results if r["part"] == part] for part in ("memory", "stream", "tiles")}
+    if by_part["memory"] or by_part["stream"]:
+        fig = Figure(figsize=(4.8, 3.4), layout="constrained")
+        ax = fig.subplots()
+        for part, label in (("memory", "image in memory"), ("stream", "streamed, lazy TIFF in")):
+            rows = sorted((r["size"], r["peak_mb"] / 1024) for r in by_part[part])
+            if rows:
+                ax.plot(*zip(*rows), marker="o", label=label)
+        sizes = sorted({r["size"] for part in ("memory", "stream") for r in by_part[part]})
+        ax.set(xlabel="image side (pixels, square)", ylabel="peak memory (GiB)", xscale="log", ylim=(0, None))
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.savefig(folder / "memory-vs-image-size.png", dpi=100)
+        written.append(folder / "memory-vs-image-size.png")
+    tiles = [r for r in by_part["tiles"] if r["tile"]]
+    if tiles:
+        fig = Figure(figsize=(4.8, 3.4), layout="constrained")
+        ax = fig.subplots()
+        sides = [r["tile"] for r in tiles]
+        ax.plot(sides, [r.get("seconds_again", r["seconds"]) for r in tiles], marker="o", color="C0")
+        ax.set(xlabel="tile side (pixels)", ylabel="seconds for 2048x2048", xscale="log", ylim=(0, None))
+        ax.set_xticks(sides, [str(t) for t in sides])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        memory = ax.twinx()
+        memory.plot(sides, [r["peak_mb"] / 1024 for r in tiles], marker="s", color="C1")
+        memory.set(ylabel="peak memory (GiB)", ylim=(0, None))
+        ax.yaxis.label.set_color("C0")
+        memory.yaxis.label.set_color("C1")
+        fig.savefig(folder / "tile-size.png", dpi=100)
+        written.append(folder / "tile-size.png")
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
@@ -264,7 +309,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the local Dask cluster")
     parser.add_argument("--quick", action="store_true", help="light preset, few images and steps, sizes to 2k")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"))
+    parser.add_argument(
+        "--plots", type=Path, help="folder for the PNG plots (default docs/images; quick: beside --out)"
+    )
     args = parser.parse_args()
+    if args.plots is None:
+        args.plots = args.out.parent / "plots-quick" if args.quick else Path("docs/images")
     if args.quick:
         args.presets, args.images, args.steps = ["light"], 8, 8
         args.sizes, args.tiles = [1024, 2048], [256, 1024]
@@ -321,6 +371,8 @@ def main() -> None:
             record(
                 {"part": "tiles", "preset": "light", **in_fresh_process(f"memory_child(2048, {tile}, 'light', True)")}
             )
+    for path in plot(results, args.plots):
+        print(f"plot: {path}")
     print(f"results: {args.out}")
 
 

@@ -72,23 +72,40 @@ def speed_tables(data: dict) -> str:
     for part, title in (("memory", "in memory (`predict`)"), ("stream", "streamed (`predict_to_tiff`)")):
         picked = [r for r in rows if r["part"] == part]
         if picked:
-            base = picked[0]["peak_mb"]
+            base = next((r["peak_mb"] for r in picked if r["size"] == 2048), picked[0]["peak_mb"])
+            same = " | mask = in-memory" if part == "stream" else ""
             out += [
                 "",
-                f"| image, {title} | peak memory | added by predicting | vs {picked[0]['size']} | time |",
-                "| ---: | ---: | ---: | ---: | ---: |",
+                f"| image, {title} | automatic tile | peak memory | added by predicting | vs 2048 | time{same} |",
+                "| ---: | ---: | ---: | ---: | ---: | ---:" + (" | :---:" if same else "") + " |",
             ]
             out += [
-                f"| {r['size']}x{r['size']} | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['base_mb']:.0f} MB | "
-                f"{r['peak_mb'] / base:.2f}x | {r['seconds']:.1f} s |"
+                f"| {r['size']}x{r['size']} | {r.get('chosen_tile', '')} | {r['peak_mb']:.0f} MB | "
+                f"{r['peak_mb'] - r['base_mb']:.0f} MB | {r['peak_mb'] / base:.2f}x | {r['seconds']:.1f} s"
+                + (f" | {'yes' if r['identical_to_in_memory'] else 'NO'}" if same else "")
+                + " |"
                 for r in picked
             ]
     tiles = [r for r in rows if r["part"] == "tiles"]
     if tiles:
-        out += ["", "| tile size (2048x2048 image) | time | peak memory | added |", "| ---: | ---: | ---: | ---: |"]
         out += [
-            f"| {r['tile']} | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['base_mb']:.0f} MB |"
+            "",
+            "| tile size (2048x2048 image) | first call | second call | peak memory | added |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {r['tile'] or 'automatic (' + str(r['chosen_tile']) + ')'} | {r['seconds']:.1f} s | "
+            f"{r.get('seconds_again', float('nan')):.1f} s | {r['peak_mb']:.0f} MB | "
+            f"{r['peak_mb'] - r['base_mb']:.0f} MB |"
             for r in tiles
+        ]
+    for r in (r for r in rows if r["part"] == "cluster"):
+        out += [
+            "",
+            "| same folder | one process | local Dask cluster | ratio | same masks |",
+            "| --- | ---: | ---: | ---: | :---: |",
+            f"| {r['images']} images of {r['size']}x{r['size']}, {r['workers']} workers | {r['single_s']:.1f} s | "
+            f"{r['cluster_s']:.1f} s | {r['ratio']:.2f} | {'yes' if r['same_masks'] else 'NO'} |",
         ]
     return "\n".join(out)
 
@@ -98,7 +115,9 @@ def main() -> None:
         data = json.loads(Path(name).read_text())
         parts = {r.get("part") or r.get("method") for r in data["results"]}
         print(
-            speed_tables(data) if parts & {"predict", "train", "memory", "stream", "tiles"} else accuracy_tables(data)
+            speed_tables(data)
+            if parts & {"predict", "train", "memory", "stream", "tiles", "cluster"}
+            else accuracy_tables(data)
         )
         print()
 
