@@ -150,7 +150,8 @@ class UNetModel:
             border: Mirror padding added at the image borders (default 0: the network
                 sees zeros beyond the image, as at the edges of its training patches;
                 planes are mirror-padded only up to a multiple of ``2**depth``).
-            batch_size: Tiles per network call (default: as many as fit the budget).
+            batch_size: Tiles per network call (default: as many as fit the budget, up
+                to the pixels of the largest automatic tile).
             memory_budget: Bytes of activations allowed per network call (default: a
                 quarter of the free memory, of the GPU when one is used).
             test_time_augmentation: Average the probabilities over the 8 flips and
@@ -365,8 +366,12 @@ class UNetModel:
                 f"use a tile of at least {2 * margin + k} or a smaller margin"
             )
         if batch_size is None:
+            # As many tiles per call as the budget allows, but never more pixels than the
+            # largest automatic tile holds: memory then stays about the same whatever the
+            # image's size (batching more gains little speed).
             per_tile = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters * tile * tile
-            batch_size = int(max(1, min(64, memory_budget // per_tile)))
+            largest = self.auto_tile_size(memory_budget)
+            batch_size = int(max(1, min(64, memory_budget // per_tile, largest * largest // (tile * tile))))
         plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
         tta = bool(test_time_augmentation)
 
