@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings, parse_class_weights, parse_value_map
 from .errors import InputError, UNetCatError
+from .resources import PRECISIONS
 
 
 def _checked(convert, ok, expected: str):
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        choices=PRECISIONS,
         default="auto",
         help="compute precision (default auto: mixed_float16 on a GPU, float32 on a CPU)",
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import InputError
+from .resources import PRECISIONS
 
 LabelMode = Literal["sparse", "dense"]
 
@@ -151,10 +152,8 @@ class TrainingSettings:
             problems.append(f"steps_per_epoch must be at least 1 (received {self.steps_per_epoch})")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             problems.append(f"time budget must be positive (received {self.time_budget_s} s)")
-        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            problems.append(
-                f"precision must be auto, float32, mixed_float16 or mixed_bfloat16 (received {self.precision!r})"
-            )
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)} (received {self.precision!r})")
         if self.class_weights and any(w < 0 for w in self.class_weights.values()):
             problems.append(f"class weights must not be negative (received {self.class_weights})")
         if problems:
