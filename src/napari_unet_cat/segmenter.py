@@ -284,6 +284,7 @@ class UNetModel:
                 array[(*index, slice(top, top + block.shape[0]))] = block
             if path.exists():
                 old = path.with_name(f".{path.name}.replaced")
+                shutil.rmtree(old, ignore_errors=True)  # left by a run killed just here
                 os.replace(path, old)
                 os.replace(tmp, path)
                 shutil.rmtree(old, ignore_errors=True)
