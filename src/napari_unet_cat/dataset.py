@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -304,17 +305,33 @@ def augment_patch(
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(targets)
 
 
+@lru_cache(maxsize=16)
+def _cubic_upsampling(n: int, coarse: int = 3) -> np.ndarray:
+    """The ``(n, coarse)`` matrix that upsamples ``coarse`` values to ``n`` by a cubic spline.
+
+    A 2-D cubic-spline zoom is separable, so ``M @ grid @ M.T`` equals
+    ``scipy.ndimage.zoom(grid, n / coarse, order=3, mode="nearest", grid_mode=True)``
+    at a fraction of its cost (it ran at two thirds of the whole augmentation's time).
+    """
+    from scipy.ndimage import zoom
+
+    matrix = zoom(np.eye(coarse), (n / coarse, 1), order=3, mode="nearest", grid_mode=True)[:n]
+    matrix.setflags(write=False)
+    return matrix
+
+
 def elastic_deform(
     rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, sigma: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The U-Net paper's deformation: Gaussian displacements on a coarse 3x3 grid,
     interpolated bicubically to every pixel (linear for the image, nearest for labels)."""
-    from scipy.ndimage import map_coordinates, zoom
+    from scipy.ndimage import map_coordinates
 
     h, w = targets.shape
     coarse = rng.normal(0.0, sigma, size=(2, 3, 3))
-    dy = zoom(coarse[0], (h / 3, w / 3), order=3, mode="nearest", grid_mode=True)[:h, :w]
-    dx = zoom(coarse[1], (h / 3, w / 3), order=3, mode="nearest", grid_mode=True)[:h, :w]
+    rows, cols = _cubic_upsampling(h), _cubic_upsampling(w)
+    dy = rows @ coarse[0] @ cols.T
+    dx = rows @ coarse[1] @ cols.T
     yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     coords = np.stack([yy + dy, xx + dx])
     out = np.empty(image.shape, np.float32)
