@@ -122,8 +122,10 @@ def bench_predict(preset: str, n_images: int, size: int = 512, repeats: int = 5)
     }
 
 
-def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128, rounds: int = 3) -> dict:
-    """Our training epochs, then bare ``fit`` calls of the same network (medians of ``rounds``)."""
+def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128, rounds: int = 5) -> dict:
+    """Our training loop against a bare ``fit`` of the same network on patches held in
+    memory, epoch by epoch in turn (so that a slower spell of the machine hits both):
+    medians of ``rounds`` epochs each, and of their step times."""
     import keras
 
     from napari_unet_cat.config import TrainingSettings
@@ -135,31 +137,46 @@ def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128, round
     settings = TrainingSettings(
         epochs=rounds + 1, steps_per_epoch=steps, batch_size=batch, patch_size=patch, val_fraction=0
     )
-    trainer = Trainer(images, masks, settings=settings, preset=preset)
-    rng = np.random.default_rng(0)
-    x, y = trainer.data.sampler.batch(rng, batch * steps)
-    ours = [report.images_per_second for report in trainer.epochs()][1:]  # the first traces
-    # Then the same network, compiled afresh, fitted on patches already in memory: one
-    # ``fit`` of ``rounds`` epochs, each epoch timed from its first step to its last. (Timing
-    # whole ``fit`` calls instead is unfair to the baseline: here a ``fit`` on NumPy arrays
-    # sometimes returns ~10 s after its last step, inside TensorFlow's teardown, which
-    # halved its figure in some runs.) Our epochs are timed whole, setup included.
-    bare = trainer.keras_model
-    bare.compile(keras.optimizers.Adam(1e-3), MaskedCrossEntropy(), metrics=[ClassIoU(0), ClassIoU(1)])
-    bare.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # traced
-    epoch_times: list[float] = []
+    step_ends: dict[str, list[list[float]]] = {"ours": [], "bare": []}
 
-    class EpochTimer(keras.callbacks.Callback):
+    def our_step(step: int, _steps: int, _loss: float) -> None:
+        if step == 1:
+            step_ends["ours"].append([])
+        step_ends["ours"][-1].append(time.perf_counter())
+
+    trainer = Trainer(images, masks, settings=settings, preset=preset, on_step=our_step)
+    x, y = trainer.data.sampler.batch(np.random.default_rng(0), batch * steps)
+
+    # The bare twin: the same network and weights, compiled on its own, fitted on the
+    # patches in memory, each epoch timed by a callback from its first step to its end.
+    # (Whole ``fit`` calls would be unfair to it: here a ``fit`` on NumPy arrays sometimes
+    # returns ~10 s after its last step, inside TensorFlow, which halved it in earlier runs.)
+    # Our epochs are timed whole, each ``fit`` call's setup included.
+    class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            step_ends["bare"].append([])
+
+        def on_train_batch_end(self, step, logs=None):
+            step_ends["bare"][-1].append(time.perf_counter())
 
         def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(time.perf_counter() - self.started)
+            bare.append(batch * steps / (time.perf_counter() - self.started))
 
-    t0 = time.perf_counter()
-    bare.fit(x, y, batch_size=batch, epochs=rounds, verbose=0, shuffle=False, callbacks=[EpochTimer()])
-    whole_call = rounds * batch * steps / (time.perf_counter() - t0)
-    bare_speeds = [batch * steps / seconds for seconds in epoch_times]
+    twin = keras.models.clone_model(trainer.keras_model)
+    twin.set_weights(trainer.keras_model.get_weights())
+    twin.compile(keras.optimizers.Adam(1e-3), MaskedCrossEntropy(), metrics=[ClassIoU(0), ClassIoU(1)])
+    ours: list[float] = []
+    bare: list[float] = []
+    epochs = trainer.epochs()
+    next(epochs)  # traces
+    step_ends["ours"].clear()
+    twin.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # traced
+    for _ in range(rounds):
+        ours.append(next(epochs).images_per_second)
+        twin.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[Timer()])
+    epochs.close()
+    step_s = {k: float(np.median([np.diff(ends) for ends in v])) for k, v in step_ends.items()}
     return {
         "part": "train",
         "preset": preset,
@@ -167,11 +184,13 @@ def bench_train(preset: str, steps: int, batch: int = 8, patch: int = 128, round
         "patch": patch,
         "rounds": rounds,
         "ours_images_s": float(np.median(ours)),
-        "bare_fit_images_s": float(np.median(bare_speeds)),
-        "ratio": float(np.median(ours) / np.median(bare_speeds)),
+        "bare_fit_images_s": float(np.median(bare)),
+        "ratio": float(np.median(ours) / np.median(bare)),
+        "ours_step_s": step_s["ours"],
+        "bare_step_s": step_s["bare"],
+        "step_ratio": step_s["bare"] / step_s["ours"],
         "ours_each": ours,
-        "bare_each": bare_speeds,
-        "bare_fit_call_images_s": whole_call,
+        "bare_each": bare,
     }
 
 
@@ -367,7 +386,8 @@ def main() -> None:
             )
         if "train" in args.parts:
             # classic trains about 10x slower: fewer steps keep the run short
-            record(bench_train(preset, args.steps if preset != "classic" else max(4, args.steps // 5)))
+            steps = args.steps if preset != "classic" else max(4, args.steps // 5)
+            record(bench_train(preset, steps, rounds=3 if args.quick else 5))
     if "memory" in args.parts:
         for size in args.sizes:
             record({"part": "memory", "preset": "light", **in_fresh_process(f"memory_child({size}, None, 'light')")})
