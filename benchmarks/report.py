@@ -61,12 +61,12 @@ def speed_tables(data: dict) -> str:
     if train:
         out += [
             "",
-            "| preset | our training loop | bare `fit` on patches in memory | ratio |",
-            "| --- | ---: | ---: | ---: |",
+            "| preset | our training loop | bare `fit` | ratio | median step: ours | bare | ratio |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         out += [
-            f"| {r['preset']} | {r['ours_images_s']:.1f} images/s | {r['bare_fit_images_s']:.1f} images/s | "
-            f"{r['ratio']:.2f} |"
+            f"| {r['preset']} | {r['ours_images_s']:.3g} images/s | {r['bare_fit_images_s']:.3g} images/s | "
+            f"{r['ratio']:.2f} | {r['ours_step_s']:.3f} s | {r['bare_step_s']:.3f} s | {r['step_ratio']:.2f} |"
             for r in train
         ]
     for part, title in (("memory", "in memory (`predict`)"), ("stream", "streamed (`predict_to_tiff`)")):
