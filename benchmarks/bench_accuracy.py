@@ -17,7 +17,8 @@ Parts:
   strokes  IoU against the share of each mask given as painted strokes (sparse mode)
 
 Results go to ``--out`` (JSON, one object per run, appended as runs finish) and the
-plots to ``--plots``. ``--quick`` shrinks everything to a few minutes in all.
+plots to ``--plots``. ``--quick`` shrinks everything to a few minutes in all (20 training
+and 8 test images, half-minute training runs): a smoke run, not figures to quote.
 """
 
 from __future__ import annotations
@@ -104,6 +105,25 @@ def subset_folder(data: Path, n: int | None, root: Path, strokes: float | None =
             painted = strokes_from_mask(read_labels(mask_path) > 0, fraction=strokes, seed=seed)
             Image.fromarray(painted).save(out / "masks" / path.name)
     return out
+
+
+def sample_data(data: Path, n_train: int, n_test: int, root: Path) -> Path:
+    """A view of ``data`` (links) with ``n_train`` training and ``n_test`` test images
+    drawn at random (0 = all of them), for short runs."""
+    from napari_unet_cat.io import list_images
+
+    if not n_train and not n_test:
+        return data
+    view = root / "data"
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = list_images(data / split / "images")
+        if n:
+            images = [images[i] for i in sorted(np.random.default_rng(0).permutation(len(images))[:n])]
+        for sub in ("images", "masks"):
+            (view / split / sub).mkdir(parents=True)
+            for path in images:
+                (view / split / sub / path.name).symlink_to((data / split / sub / path.name).resolve())
+    return view
 
 
 def train_and_score(
@@ -253,7 +273,11 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, help="default: the preset's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch-size", type=int, default=128)
-    parser.add_argument("--quick", action="store_true", help="1-minute runs, one seed, short curves")
+    parser.add_argument("--train-images", type=int, default=0, help="train on this many images (0 = all)")
+    parser.add_argument("--test-images", type=int, default=0, help="score on this many test images (0 = all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="half-minute runs on 20 training and 8 test images, one seed"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument(
         "--plots", type=Path, help="folder for the PNG plots (default docs/images; quick: beside --out)"
@@ -262,7 +286,8 @@ def main() -> None:
     if args.plots is None:
         args.plots = args.out.parent / "plots-quick" if args.quick else Path("docs/images")
     if args.quick:
-        args.budget, args.curve_budget, args.seeds = 1.0, 0.5, args.seeds[:1]
+        args.budget, args.curve_budget, args.seeds = 0.5, 0.25, args.seeds[:1]
+        args.train_images, args.test_images = args.train_images or 20, args.test_images or 8
         args.image_counts, args.stroke_shares = args.image_counts[:1], args.stroke_shares[-1:]
     for sub in ("train/images", "train/masks", "test/images", "test/masks"):
         if not (args.data / sub).is_dir():
@@ -287,6 +312,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        args.data = sample_data(args.data, args.train_images, args.test_images, work)
         everything = subset_folder(args.data, None, work)
         if "otsu" in args.parts:
             record(otsu(args.data))

@@ -357,7 +357,7 @@ def main() -> None:
         args.plots = args.out.parent / "plots-quick" if args.quick else Path("docs/images")
     if args.quick:
         args.presets, args.images, args.steps = ["light"], 8, 8
-        args.sizes, args.tiles = [1024, 2048], [256, 1024]
+        args.sizes, args.tiles = [1024, 2048], [512]
 
     import keras
 
@@ -382,7 +382,11 @@ def main() -> None:
             # classic predicts about 10x slower: half the images and 3 rounds keep the run short
             classic = preset == "classic"
             record(
-                bench_predict(preset, max(4, args.images // 2) if classic else args.images, repeats=3 if classic else 5)
+                bench_predict(
+                    preset,
+                    max(4, args.images // 2) if classic else args.images,
+                    repeats=3 if classic or args.quick else 5,
+                )
             )
         if "train" in args.parts:
             # classic trains about 10x slower: fewer steps keep the run short
