@@ -5,8 +5,9 @@ Usage:
 
 ``--quick`` shrinks each benchmark to a smoke run of a few minutes in all (one seed,
 half-minute trainings on 20 images scored on 8, fewer rounds and sizes); the figures in
-docs/benchmarks.md come from the full run. The napari benchmark needs a display: on Linux without one, run this under
-``xvfb-run -a``; it is skipped (and said so) when no display is found.
+docs/benchmarks.md come from the full run. The napari benchmark needs a display: on
+Linux without one, run this under ``xvfb-run -a``; it is skipped (and said so) when no
+display is found.
 """
 
 from __future__ import annotations
