@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import IGNORE, Normalization
+from .config import IGNORE, NONZERO, Normalization
 from .errors import InputError
 
 IGNORE_INDEX = -1
@@ -248,17 +248,23 @@ def read_window(array, layout: Layout, index: tuple[int, ...], rows: np.ndarray,
     return channels_last(block[rows - r0][:, cols - c0], layout)
 
 
-def apply_value_map(labels: np.ndarray, value_map: dict[int, int | str]) -> np.ndarray:
+def apply_value_map(labels: np.ndarray, value_map: dict[int | str, int | str]) -> np.ndarray:
     """Relabel a raw label image: each ``value -> class`` or ``value -> 'ignore'``.
 
     Ignored pixels become ``IGNORE_INDEX`` (-1) in the returned int32 array; all other
-    values keep their (mapped) label value.
+    values keep their (mapped) label value. The key ``"nonzero"`` maps every nonzero
+    value first; values given on their own are mapped after it, so they win.
     """
     out = np.asarray(labels).astype(np.int32, copy=True)
     if not value_map:
         return out
     source = np.asarray(labels)
+    if NONZERO in value_map:
+        target = value_map[NONZERO]
+        out[source != 0] = IGNORE_INDEX if target == IGNORE else int(target)
     for value, target in value_map.items():
+        if value == NONZERO:
+            continue
         out[source == value] = IGNORE_INDEX if target == IGNORE else int(target)
     return out
 

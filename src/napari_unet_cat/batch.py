@@ -56,6 +56,11 @@ def output_paths(image_path: Path, output_dir: Path) -> tuple[Path, Path]:
     return output_dir / f"{image_path.stem}.tif", output_dir / f"{image_path.stem}_probabilities.tif"
 
 
+def classes_path(image_path: Path, output_dir: Path) -> Path:
+    """Where the class map of ``image_path`` goes when objects are the main output."""
+    return output_dir / f"{image_path.stem}_classes.tif"
+
+
 def segment_folder(
     model,
     input_dir: str | os.PathLike,
@@ -69,6 +74,10 @@ def segment_folder(
     should_stop: Callable[[], bool] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    instances: str | None = None,
+    min_size: int = 0,
+    split: bool = False,
+    classes: bool = False,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -94,6 +103,13 @@ def segment_folder(
             ``distributed`` package (``pip install "napari-unet-cat[cluster]"``).
         workers: Worker processes of the local cluster (default: one per 4 CPU cores,
             at least 1).
+        instances: Objects instead of classes: ``watershed`` or ``components`` (see
+            :meth:`~napari_unet_cat.segmenter.UNetModel.predict`). An instance model
+            writes objects whatever this says.
+        min_size: Objects smaller than this many pixels are removed.
+        split: With ``components``, split touching blobs along distance-transform peaks.
+        classes: When the masks are objects, also write the class map as
+            ``<stem>_classes.tif``.
 
     Returns:
         A :class:`BatchReport`.
@@ -103,6 +119,9 @@ def segment_folder(
     started = time.perf_counter()
     if not isinstance(model, UNetModel):
         model = load_model(model)
+    objects = model._wants_objects(None, instances)
+    model.object_maker(instances, min_size=min_size, split=split)  # bad settings fail here, before any file
+    classes = bool(classes and objects)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
@@ -126,7 +145,12 @@ def segment_folder(
         mask_path, prob_path = output_paths(path, output_dir)
         if mask_path.resolve() in inputs or prob_path.resolve() in inputs:
             plan.append((path, "failed", f"its output {mask_path} would overwrite an input"))
-        elif mask_path.exists() and (prob_path.exists() or not probabilities) and not overwrite:
+        elif (
+            mask_path.exists()
+            and (prob_path.exists() or not probabilities)
+            and (classes_path(path, output_dir).exists() or not classes)
+            and not overwrite
+        ):
             plan.append((path, "skipped", ""))
         else:
             plan.append((path, "segment", ""))
@@ -144,12 +168,21 @@ def segment_folder(
 
     def write(path: Path, result, t0: float) -> tuple[str, str, float]:
         try:
-            _write_outputs(path, output_dir, result, probabilities)
+            _write_outputs(path, output_dir, result, options)
             return "done", "", time.perf_counter() - t0
         except Exception as err:
             return "failed", _reason(err), time.perf_counter() - t0
 
-    options = {"tile_size": tile_size, "probabilities": probabilities, "test_time_augmentation": test_time_augmentation}
+    options = {
+        "tile_size": tile_size,
+        "probabilities": probabilities,
+        "test_time_augmentation": test_time_augmentation,
+        "objects": objects,
+        "instances": instances,
+        "min_size": int(min_size),
+        "split": bool(split),
+        "classes": classes,
+    }
     if scheduler is not None:
         _run_on_cluster(model, plan, output_dir, options, record, report, should_stop, scheduler, workers)
         report.seconds = time.perf_counter() - started
@@ -265,31 +298,53 @@ def segment_one(model_file: str, image_path: str, output_dir: str, options: dict
     try:
         result = _predict_or_stream(model, read_image(path), path, Path(output_dir), options)
         if result is not None:
-            _write_outputs(path, Path(output_dir), result, options["probabilities"])
+            _write_outputs(path, Path(output_dir), result, options)
         return "done", "", time.perf_counter() - t0
     except Exception as err:
         return "failed", _reason(err), time.perf_counter() - t0
 
 
 def _predict_or_stream(model, image, path: Path, output_dir: Path, options: dict):
-    """Predict ``image``; a large one (without probabilities) goes straight into its
-    mask file band by band, never whole in memory, and gives ``None``."""
+    """Predict ``image``: ``{"labels", "probabilities", "classes"}`` (what was asked for).
+
+    A large one (without probabilities) goes straight into its mask file band by band,
+    never whole in memory, and gives ``None``; its class map, when asked for beside its
+    objects, is streamed in a second pass.
+    """
     common = {"tile_size": options["tile_size"], "test_time_augmentation": options["test_time_augmentation"]}
+    objects = {"instances": options["instances"], "min_size": options["min_size"], "split": options["split"]}
+    output = "instances" if options["objects"] else "classes"
     if not options["probabilities"] and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
-        model.predict_to_tiff(image, output_paths(path, output_dir)[0], name=str(path), **common)
+        model.predict_to_tiff(
+            image, output_paths(path, output_dir)[0], name=str(path), output=output, **objects, **common
+        )
+        if options["classes"]:
+            model.predict_to_tiff(image, classes_path(path, output_dir), name=str(path), output="classes", **common)
         return None
-    return model.predict(image, return_probabilities=options["probabilities"], name=str(path), **common)
+    wants_probs = options["probabilities"] or options["classes"]
+    probs = model.predict(image, output="probabilities", name=str(path), **common) if wants_probs else None
+    result = {"probabilities": probs if options["probabilities"] else None, "classes": None}
+    if probs is None:
+        result["labels"] = model.predict(image, output=output, name=str(path), **objects, **common)
+        return result
+    # One network pass serves every output.
+    class_map = model.labels_from_probabilities(probs, output="classes")
+    result["labels"] = (
+        model.labels_from_probabilities(probs, output=output, **objects) if options["objects"] else class_map
+    )
+    if options["classes"]:
+        result["classes"] = class_map
+    return result
 
 
-def _write_outputs(path: Path, output_dir: Path, result, probabilities: bool) -> None:
-    """Write the mask (and the probabilities) of ``path``, each file atomically."""
+def _write_outputs(path: Path, output_dir: Path, result: dict, options: dict) -> None:
+    """Write the mask (and the probabilities and class map) of ``path``, each atomically."""
     mask_path, prob_path = output_paths(path, output_dir)
-    if probabilities:
-        labels, probs = result
-        write_tiff(prob_path, probs.astype(np.float32))
-    else:
-        labels = result
-    write_tiff(mask_path, labels)
+    if result.get("probabilities") is not None:
+        write_tiff(prob_path, result["probabilities"].astype(np.float32))
+    if result.get("classes") is not None:
+        write_tiff(classes_path(path, output_dir), result["classes"])
+    write_tiff(mask_path, result["labels"])
 
 
 def _submit_read(reader: ThreadPoolExecutor, paths) -> Future | None:

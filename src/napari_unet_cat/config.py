@@ -15,7 +15,8 @@ from typing import Any, Literal
 from .errors import InputError
 from .resources import PRECISIONS
 
-LabelMode = Literal["sparse", "dense"]
+LabelMode = Literal["sparse", "dense", "instances"]
+LABEL_MODES = ("dense", "sparse", "instances")
 
 #: Named network sizes. ``classic`` is the original U-Net of the tutorial and paper
 #: (64 to 1024 filters over four poolings, about 31 M parameters); ``light`` is a
@@ -32,6 +33,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_LEARNING_RATES: dict[str, float] = {"classic": 1e-4, "light": 1e-3}
 
 IGNORE = "ignore"
+#: Value-map key for every nonzero value (``--map nonzero=1``); explicit values win over it.
+NONZERO = "nonzero"
 
 
 @dataclass
@@ -131,6 +134,11 @@ class TrainingSettings:
     xla: bool | None = None
     #: Split each batch across GPUs: None means when more than one is seen.
     data_parallel: bool | None = None
+    #: Instance masks: width in pixels (at the training scale) of the object border
+    #: class, and the U-Net paper's weight map ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``.
+    border_width: int = 2
+    w0: float = 10.0
+    sigma: float = 5.0
 
     def validate(self) -> None:
         problems = []
@@ -146,8 +154,12 @@ class TrainingSettings:
             problems.append(f"learning_rate must be at most 1 (received {self.learning_rate})")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"val_fraction must be in [0, 1) (received {self.val_fraction})")
-        if self.label_mode not in ("sparse", "dense"):
-            problems.append(f"label_mode must be 'sparse' or 'dense' (received {self.label_mode!r})")
+        if self.label_mode not in LABEL_MODES:
+            problems.append(f"label_mode must be one of {', '.join(LABEL_MODES)} (received {self.label_mode!r})")
+        if self.border_width < 1:
+            problems.append(f"border_width must be at least 1 pixel (received {self.border_width})")
+        if self.w0 < 0 or not self.sigma > 0:
+            problems.append(f"the weight map needs w0 >= 0 and sigma > 0 (received w0={self.w0}, sigma={self.sigma})")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             problems.append(f"steps_per_epoch must be at least 1 (received {self.steps_per_epoch})")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
@@ -174,15 +186,23 @@ class ModelConfig:
     history: list[dict[str, float]] = field(default_factory=list)
     package_version: str = ""
     format_version: int = 1
+    #: Areas (pixels at full resolution) of the training objects: percentiles 5, 50, 95
+    #: (instance models only; what the model has seen).
+    object_areas: list[float] = field(default_factory=list)
 
     @property
     def class_values(self) -> list[int]:
         return [c.value for c in self.classes]
 
+    @property
+    def is_instance_model(self) -> bool:
+        """Trained on instance masks: predictions are objects by default."""
+        return self.training.label_mode == "instances"
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         # JSON object keys are strings: keep maps as lists of pairs to round-trip ints.
-        data["value_map"] = [[int(k), v] for k, v in self.value_map.items()]
+        data["value_map"] = [[k if k == NONZERO else int(k), v] for k, v in self.value_map.items()]
         weights = self.training.class_weights
         data["training"]["class_weights"] = (
             None if weights is None else [[int(k), float(v)] for k, v in weights.items()]
@@ -201,10 +221,11 @@ class ModelConfig:
             scale=float(data.get("scale", 1.0)),
             tile_size=int(data.get("tile_size", 128)),
             training=_build(TrainingSettings, training),
-            value_map={int(k): v for k, v in data.get("value_map", [])},
+            value_map={(k if k == NONZERO else int(k)): v for k, v in data.get("value_map", [])},
             history=list(data.get("history", [])),
             package_version=str(data.get("package_version", "")),
             format_version=int(data.get("format_version", 1)),
+            object_areas=[float(a) for a in data.get("object_areas", [])],
         )
 
 
@@ -224,27 +245,38 @@ def architecture_from_preset(preset: str, *, n_channels: int, n_classes: int, **
     return arch
 
 
-def _parse_pairs(entries: list[str] | None, convert, what: str, example: str) -> dict[int, Any]:
-    """Parse ``VALUE=X`` strings into ``{VALUE: convert(X)}``; ``convert`` raises ValueError."""
-    pairs: dict[int, Any] = {}
+def _parse_pairs(
+    entries: list[str] | None, convert, what: str, example: str, keys: tuple[str, ...] = ()
+) -> dict[int | str, Any]:
+    """Parse ``VALUE=X`` strings into ``{VALUE: convert(X)}``; ``convert`` raises ValueError.
+    Besides whole numbers, the words in ``keys`` are accepted as VALUE."""
+    pairs: dict[int | str, Any] = {}
     for entry in entries or []:
         key, sep, target = entry.partition("=")
         try:
             if not sep:
                 raise ValueError
-            pairs[int(key)] = convert(target.strip())
+            word = key.strip().lower()
+            pairs[word if word in keys else int(key)] = convert(target.strip())
         except ValueError:
             raise InputError(f"cannot read {what} {entry!r}: expected {example}") from None
     return pairs
 
 
-def parse_value_map(entries: list[str] | None) -> dict[int, int | str]:
-    """Parse ``VALUE=CLASS`` or ``VALUE=ignore`` strings, e.g. ``255=1``."""
+def parse_value_map(entries: list[str] | None) -> dict[int | str, int | str]:
+    """Parse ``VALUE=CLASS`` or ``VALUE=ignore`` strings, e.g. ``255=1``; ``nonzero=1``
+    maps every nonzero value (values given on their own still win)."""
 
     def target(text: str) -> int | str:
         return IGNORE if text.lower() == IGNORE else int(text)
 
-    return _parse_pairs(entries, target, "value map entry", "VALUE=CLASS or VALUE=ignore, for example 255=1")
+    return _parse_pairs(
+        entries,
+        target,
+        "value map entry",
+        "VALUE=CLASS, VALUE=ignore or nonzero=CLASS, for example 255=1",
+        keys=(NONZERO,),
+    )
 
 
 def parse_class_weights(entries: list[str] | None) -> dict[int, float] | None:

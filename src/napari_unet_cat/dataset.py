@@ -27,6 +27,7 @@ from .arrays import (
 )
 from .config import Normalization
 from .errors import InputError
+from .instances import class_balance, instance_targets, looks_like_instances, separation_weights
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrainingPlane:
 
     ``targets`` holds class indices with -1 where not annotated; ``where`` lists the
     flat indices of each class's annotated pixels, for sampling patches around them.
+    Planes of instance masks also carry ``instances`` (object ids, -1 not annotated)
+    and the per-pixel loss ``weights`` made from them.
     """
 
     image: np.ndarray
@@ -42,6 +45,8 @@ class TrainingPlane:
     source: str
     image_index: int = 0
     where: list[np.ndarray] = field(default_factory=list)
+    instances: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     def index_annotations(self, n_classes: int) -> None:
         flat = self.targets.ravel()
@@ -55,7 +60,15 @@ class TrainingPlane:
 def collect_classes(
     labels: Sequence[np.ndarray], *, mode: str, value_map: dict[int, int | str], names: Sequence[str]
 ) -> list[int]:
-    """Sorted class values found in the label images (after the value map)."""
+    """Sorted class values found in the label images (after the value map).
+
+    In ``instances`` mode the classes are always background, interior and border
+    (0, 1, 2); the labels must hold at least one object.
+    """
+    if mode == "instances":
+        if not any((apply_value_map(np.asarray(lab), value_map) > 0).any() for lab in labels):
+            raise InputError(f"no objects (nonzero values) in {', '.join(names) or 'the labels'}")
+        return [0, 1, 2]
     found: set[int] = set()
     for lab, name in zip(labels, names):
         values = annotated_values(apply_value_map(np.asarray(lab), value_map), mode)
@@ -92,11 +105,16 @@ def prepare_planes(
     scale: float,
     patch_size: int,
     n_channels: int | None = None,
+    border_width: int = 2,
+    w0: float = 10.0,
+    sigma: float = 5.0,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes of each (image, labels) pair, ready for sampling.
 
     Planes without any annotation are skipped. Returns the planes and the number of
-    channels fed to the network.
+    channels fed to the network. In ``instances`` mode the labels are object ids and
+    become background/interior/border targets (``border_width`` pixels wide, at the
+    training scale) with the U-Net paper's weight map (``w0``, ``sigma``).
     """
     planes: list[TrainingPlane] = []
     for image_index, (image, lab, name) in enumerate(zip(images, labels, names)):
@@ -118,32 +136,67 @@ def prepare_planes(
         for index in plane_indices(layout):
             mapped = apply_value_map(lab[index], value_map)
             where = f"{name} plane {index}" if index else name
-            targets = encode_labels(mapped, class_values, mode, name=f"labels of {where}")
+            instances = None
+            if mode == "instances":
+                if not (mapped >= 0).any():
+                    continue
+                instances = mapped
+                if scale != 1.0:
+                    instances = resize_plane(instances, scaled_shape(layout.spatial, scale), labels=True)
+                targets = instance_targets(instances, border_width)
+            else:
+                targets = encode_labels(mapped, class_values, mode, name=f"labels of {where}")
             if not (targets >= 0).any():
                 continue
             plane = normalize(get_plane(image, layout, index), normalization)
             if scale != 1.0:
                 shape = scaled_shape(layout.spatial, scale)
                 plane = resize_plane(plane, shape)
-                targets = resize_plane(targets, shape, labels=True)
-            plane, targets = pad_to_patch(plane, targets, patch_size)
-            planes.append(TrainingPlane(plane, targets, where, image_index))
+                if instances is None:
+                    targets = resize_plane(targets, shape, labels=True)
+            plane, targets, instances = pad_to_patch(plane, targets, patch_size, instances)
+            planes.append(TrainingPlane(plane, targets, where, image_index, instances=instances))
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
+    if mode == "instances":
+        balance = class_balance([p.targets for p in planes])
+        for p in planes:
+            weights = balance[np.maximum(p.targets, 0)] + separation_weights(p.instances, p.targets, w0=w0, sigma=sigma)
+            weights[p.targets < 0] = 0.0
+            p.weights = weights.astype(np.float32)
     for p in planes:
         p.index_annotations(len(class_values))
     return planes, int(n_channels)
 
 
-def pad_to_patch(image: np.ndarray, targets: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+def check_not_instances(labels: Sequence, names: Sequence[str], mode: str, value_map: dict) -> None:
+    """Stop a class-mode run whose masks look like object ids, with what to do instead."""
+    for lab, name in zip(labels, names):
+        mapped = apply_value_map(np.asarray(lab), value_map) if value_map else np.asarray(lab)
+        if looks_like_instances(mapped):
+            n = int(np.unique(mapped[mapped > 0]).size)
+            raise InputError(
+                f"the labels of {name} look like an instance mask ({n} distinct values, each one connected "
+                f"object), but the {mode} label mode makes every value a class of its own: train with "
+                "--labels instances (label_mode='instances') for one label per object, or --map nonzero=1 "
+                "for one class of all objects; if these really are that many classes, pass --many-classes "
+                "(allow_many_classes=True)"
+            )
+
+
+def pad_to_patch(
+    image: np.ndarray, targets: np.ndarray, patch: int, instances: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Mirror-pad a plane smaller than a patch; the added label pixels are ignored."""
     short = [(0, max(0, patch - n)) for n in targets.shape]
     if not any(b for _, b in short):
-        return image, targets
+        return image, targets, instances
     mode = "reflect" if min(targets.shape) > 1 else "symmetric"
     image = np.pad(image, (*short, (0, 0)), mode=mode)
     targets = np.pad(targets, short, constant_values=IGNORE_INDEX)
-    return image, targets
+    if instances is not None:
+        instances = np.pad(instances, short, constant_values=IGNORE_INDEX)
+    return image, targets, instances
 
 
 def split_validation(
@@ -181,8 +234,21 @@ def split_validation(
     if n_val == 0:
         return planes, []
     chosen = rng.choice(len(candidates), size=n_val, replace=False)
-    train = [TrainingPlane(p.image, p.targets.copy(), p.source, p.image_index) for p in planes]
-    val = [TrainingPlane(p.image, np.full_like(p.targets, IGNORE_INDEX), p.source, p.image_index) for p in planes]
+    train = [
+        TrainingPlane(p.image, p.targets.copy(), p.source, p.image_index, instances=p.instances, weights=p.weights)
+        for p in planes
+    ]
+    val = [
+        TrainingPlane(
+            p.image,
+            np.full_like(p.targets, IGNORE_INDEX),
+            p.source,
+            p.image_index,
+            instances=p.instances,
+            weights=p.weights,
+        )
+        for p in planes
+    ]
     for c in chosen:
         i, by, bx = candidates[c]
         window = np.s_[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
@@ -198,22 +264,39 @@ def split_validation(
 
 def validation_patches(
     planes: list[TrainingPlane], patch: int, *, max_patches: int = 256, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed, un-augmented patches covering the annotated parts of validation planes."""
-    xs, ys = [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fixed, un-augmented patches covering the annotated parts of validation planes.
+
+    Returns ``(images, targets, instances)``; for planes with loss weights the targets
+    are :func:`pack_targets` of targets and weights, and ``instances`` holds the object
+    ids of each patch (None for class labels).
+    """
+    xs, ys, objects = [], [], []
     for p in planes:
         h, w = p.targets.shape
         for y0 in _starts(h, patch):
             for x0 in _starts(w, patch):
-                t = p.targets[y0 : y0 + patch, x0 : x0 + patch]
+                window = np.s_[y0 : y0 + patch, x0 : x0 + patch]
+                t = p.targets[window]
                 if (t >= 0).any():
-                    xs.append(p.image[y0 : y0 + patch, x0 : x0 + patch])
-                    ys.append(t)
+                    xs.append(p.image[window])
+                    ys.append(t if p.weights is None else pack_targets(t, np.where(t >= 0, p.weights[window], 0)))
+                    if p.instances is not None:
+                        objects.append(np.where(t >= 0, p.instances[window], 0))
     if len(xs) > max_patches:
         keep = np.sort(np.random.default_rng(seed).choice(len(xs), max_patches, replace=False))
         xs = [xs[i] for i in keep]
         ys = [ys[i] for i in keep]
-    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.int16)
+        objects = [objects[i] for i in keep] if objects else objects
+    y = np.stack(ys)
+    y = y.astype(np.int16) if y.ndim == 3 else y.astype(np.float32)
+    return np.stack(xs).astype(np.float32), y, (np.stack(objects) if objects else None)
+
+
+def pack_targets(targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Targets and per-pixel loss weights as one float32 array, the pair on the last axis
+    (what :class:`~napari_unet_cat.losses.MaskedCrossEntropy` reads as weighted targets)."""
+    return np.stack([targets.astype(np.float32), weights.astype(np.float32)], axis=-1)
 
 
 def _starts(length: int, patch: int) -> list[int]:
@@ -256,14 +339,23 @@ class PatchSampler:
         """About one pass over every training plane."""
         return int(sum(max(1, round(p.targets.size / self.patch**2)) for p in self.planes))
 
+    @property
+    def weighted(self) -> bool:
+        """Whether targets carry per-pixel loss weights (instance masks)."""
+        return self.planes[0].weights is not None
+
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.empty((size, self.patch, self.patch, self.n_channels), np.float32)
-        y = np.empty((size, self.patch, self.patch), np.int16)
+        if self.weighted:
+            y = np.empty((size, self.patch, self.patch, 2), np.float32)
+        else:
+            y = np.empty((size, self.patch, self.patch), np.int16)
         for i in range(size):
             x[i], y[i] = self.sample(rng)
         return x, y
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One patch and its targets (with their weights packed in, for instance planes)."""
         plane = self.planes[rng.choice(len(self.planes), p=self.plane_weights)]
         present = [w for w in plane.where if len(w)]
         if rng.random() < 0.5:
@@ -282,27 +374,52 @@ class PatchSampler:
         p = self.patch
         y0 = int(np.clip(cy - rng.integers(p), 0, h - p))
         x0 = int(np.clip(cx - rng.integers(p), 0, w - p))
-        x = plane.image[y0 : y0 + p, x0 : x0 + p]
-        y = plane.targets[y0 : y0 + p, x0 : x0 + p]
+        window = np.s_[y0 : y0 + p, x0 : x0 + p]
+        x = plane.image[window]
+        y = plane.targets[window]
+        weights = None if plane.weights is None else plane.weights[window]
         if self.augment:
-            x, y = augment_patch(rng, x, y, elastic=self.elastic, sigma=self.elastic_sigma)
-        return x, y
+            if weights is None:
+                x, y = augment_patch(rng, x, y, elastic=self.elastic, sigma=self.elastic_sigma)
+            else:
+                x, y, weights = augment_patch(
+                    rng, x, y, elastic=self.elastic, sigma=self.elastic_sigma, weights=weights
+                )
+        return x, (y if weights is None else pack_targets(y, weights))
 
 
 def augment_patch(
-    rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, *, elastic: bool = True, sigma: float = 4.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips, 90-degree rotations, elastic deformation and intensity jitter."""
+    rng: np.random.Generator,
+    image: np.ndarray,
+    targets: np.ndarray,
+    *,
+    elastic: bool = True,
+    sigma: float = 4.0,
+    weights: np.ndarray | None = None,
+):
+    """Random flips, 90-degree rotations, elastic deformation and intensity jitter.
+
+    Returns ``(image, targets)``, or ``(image, targets, weights)`` when per-pixel loss
+    ``weights`` are given (moved with the targets).
+    """
     k = int(rng.integers(4))
     image, targets = np.rot90(image, k), np.rot90(targets, k)
+    weights = None if weights is None else np.rot90(weights, k)
     if rng.random() < 0.5:
         image, targets = image[:, ::-1], targets[:, ::-1]
+        weights = None if weights is None else weights[:, ::-1]
     if elastic and rng.random() < 0.5:
-        image, targets = elastic_deform(rng, image, targets, sigma)
+        if weights is None:
+            image, targets = elastic_deform(rng, image, targets, sigma)
+        else:
+            image, targets, weights = elastic_deform(rng, image, targets, sigma, weights=weights)
     gain = rng.uniform(0.8, 1.2)
     offset = rng.uniform(-0.1, 0.1)
     image = image * np.float32(gain) + np.float32(offset)
-    return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(targets)
+    image, targets = np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(targets)
+    if weights is None:
+        return image, targets
+    return image, targets, np.ascontiguousarray(weights, dtype=np.float32)
 
 
 @lru_cache(maxsize=16)
@@ -320,11 +437,11 @@ def _cubic_upsampling(n: int, coarse: int = 3) -> np.ndarray:
     return matrix
 
 
-def elastic_deform(
-    rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, sigma: float
-) -> tuple[np.ndarray, np.ndarray]:
+def elastic_deform(rng: np.random.Generator, image: np.ndarray, targets: np.ndarray, sigma: float, *, weights=None):
     """The U-Net paper's deformation: Gaussian displacements on a coarse 3x3 grid,
-    interpolated bicubically to every pixel (linear for the image, nearest for labels)."""
+    interpolated bicubically to every pixel (linear for the image, nearest for labels
+    and their loss weights). Returns ``(image, targets)``, or ``(image, targets,
+    weights)`` when ``weights`` is given (None stays None)."""
     from scipy.ndimage import map_coordinates
 
     h, w = targets.shape
@@ -338,4 +455,7 @@ def elastic_deform(
     for c in range(image.shape[-1]):
         out[..., c] = map_coordinates(image[..., c], coords, order=1, mode="mirror")
     warped = map_coordinates(targets, coords, order=0, mode="mirror").astype(targets.dtype)
-    return out, warped
+    if weights is None:
+        return out, warped
+    moved = map_coordinates(np.asarray(weights, np.float32), coords, order=0, mode="mirror")
+    return out, warped, moved

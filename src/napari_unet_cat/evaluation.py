@@ -105,3 +105,131 @@ def format_scores(result: dict) -> str:
         f"{result['n_images']} image(s)"
     )
     return "\n".join(lines)
+
+
+# -- objects ---------------------------------------------------------------------------------
+#: IoU thresholds reported on their own, and those averaged into the mean AP (the 2018
+#: Data Science Bowl's 0.50, 0.55, ..., 0.95).
+REPORTED_THRESHOLDS = (0.5, 0.75, 0.9)
+MEAN_AP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+def object_overlaps(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel overlaps of every predicted object with every true object (0 = background).
+
+    Returns ``(intersection, iou, true_areas, pred_areas)``: ``intersection`` and
+    ``iou`` are ``(n_true, n_pred)`` arrays over the objects in order of their values.
+    """
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise InputError(f"predicted objects have shape {pred.shape} but true objects have shape {truth.shape}")
+    t_values, t_index = np.unique(truth, return_inverse=True)
+    p_values, p_index = np.unique(pred, return_inverse=True)
+    t_index, p_index = t_index.ravel(), p_index.ravel()
+    # Row/column 0 is the background when present; drop it after counting.
+    t_bg = t_values.size and t_values[0] <= 0
+    p_bg = p_values.size and p_values[0] <= 0
+    counts = np.bincount(t_index * p_values.size + p_index, minlength=t_values.size * p_values.size).reshape(
+        t_values.size, p_values.size
+    )
+    t_areas = counts.sum(axis=1)
+    p_areas = counts.sum(axis=0)
+    counts = counts[int(t_bg) :, int(p_bg) :]
+    t_areas, p_areas = t_areas[int(t_bg) :], p_areas[int(p_bg) :]
+    union = t_areas[:, None] + p_areas[None, :] - counts
+    iou = np.where(union > 0, counts / np.maximum(union, 1), 0.0)
+    return counts, iou, t_areas, p_areas
+
+
+def instance_counts(pred: np.ndarray, truth: np.ndarray, thresholds=MEAN_AP_THRESHOLDS) -> dict:
+    """True positives at each IoU threshold (>= 0.5, where a match is unique), object
+    counts, and merges and splits, for one image.
+
+    A *merge* is a predicted object that holds more than half of each of two or more
+    true objects; a *split* is a true object more than half of each of two or more
+    predicted objects lie in.
+    """
+    intersection, iou, t_areas, p_areas = object_overlaps(pred, truth)
+    tp = {}
+    for t in thresholds:
+        if t < 0.5:
+            raise InputError(f"IoU thresholds must be at least 0.5, where a match is unique (received {t})")
+        tp[t] = int((iou > t).sum()) if iou.size else 0
+    merges = int(((intersection > 0.5 * t_areas[:, None]).sum(axis=0) >= 2).sum()) if iou.size else 0
+    splits = int(((intersection > 0.5 * p_areas[None, :]).sum(axis=1) >= 2).sum()) if iou.size else 0
+    return {"tp": tp, "n_true": len(t_areas), "n_pred": len(p_areas), "merged": merges, "split": splits}
+
+
+def evaluate_instances(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> dict:
+    """Object scores pooled over images: objects are matched by IoU.
+
+    Returns:
+        ``{"ap": {"0.5", "0.75", "0.9"}, "f1": {...}, "mean_ap", "n_true", "n_pred",
+        "n_images", "merged", "split", "tp": {...}}``, where AP(t) = TP / (TP + FP + FN)
+        and F1(t) = 2 TP / (2 TP + FP + FN) over all objects of all images, and the mean
+        AP averages AP(t) over t = 0.50, 0.55, ..., 0.95.
+    """
+    if len(preds) != len(truths):
+        raise InputError(f"got {len(preds)} predictions but {len(truths)} true masks")
+    thresholds = sorted(set(MEAN_AP_THRESHOLDS) | set(REPORTED_THRESHOLDS))
+    tp = dict.fromkeys(thresholds, 0)
+    n_true = n_pred = merged = split = 0
+    for pred, truth in zip(preds, truths):
+        counts = instance_counts(pred, truth, thresholds)
+        for t in thresholds:
+            tp[t] += counts["tp"][t]
+        n_true += counts["n_true"]
+        n_pred += counts["n_pred"]
+        merged += counts["merged"]
+        split += counts["split"]
+
+    def ap(t: float) -> float:
+        denominator = n_true + n_pred - tp[t]  # TP + FP + FN
+        return float(tp[t] / denominator) if denominator else 1.0
+
+    def f1(t: float) -> float:
+        denominator = n_true + n_pred
+        return float(2 * tp[t] / denominator) if denominator else 1.0
+
+    return {
+        "ap": {str(t): ap(t) for t in REPORTED_THRESHOLDS},
+        "f1": {str(t): f1(t) for t in REPORTED_THRESHOLDS},
+        "mean_ap": float(np.mean([ap(t) for t in MEAN_AP_THRESHOLDS])),
+        "n_true": n_true,
+        "n_pred": n_pred,
+        "n_images": len(preds),
+        "merged": merged,
+        "split": split,
+        "tp": {str(t): tp[t] for t in REPORTED_THRESHOLDS},
+    }
+
+
+def evaluate_instance_folders(pred_dir: str | os.PathLike, truth_dir: str | os.PathLike) -> dict:
+    """:func:`evaluate_instances` of every prediction in ``pred_dir`` against the instance
+    mask of the same stem in ``truth_dir``; ``missing`` lists truths without a prediction."""
+    pairs, _lonely, orphans = pair_by_stem(pred_dir, truth_dir)
+    if not pairs:
+        raise InputError(f"no prediction in {pred_dir} has a truth mask of the same name in {truth_dir}")
+    preds, truths = [], []
+    for pred_path, truth_path in pairs:
+        pred, truth = read_labels(pred_path), read_labels(truth_path)
+        if pred.shape != truth.shape:
+            raise InputError(f"{pred_path} has shape {pred.shape} but {truth_path} has shape {truth.shape}")
+        preds.append(pred)
+        truths.append(truth)
+    result = evaluate_instances(preds, truths)
+    result["missing"] = [str(p) for p in orphans]
+    return result
+
+
+def format_instance_scores(result: dict) -> str:
+    """A small table of the object scores, for the terminal."""
+    lines = [f"{'IoU >':>8} {'AP':>7} {'F1':>7}"]
+    for t in REPORTED_THRESHOLDS:
+        lines.append(f"{t:>8} {result['ap'][str(t)]:7.4f} {result['f1'][str(t)]:7.4f}")
+    lines.append(
+        f"mean AP (0.50:0.95) {result['mean_ap']:.4f}; {result['n_true']} true and {result['n_pred']} predicted "
+        f"objects in {result['n_images']} image(s); {result['merged']} merged, {result['split']} split"
+    )
+    return "\n".join(lines)

@@ -1,7 +1,9 @@
 """Loss and metrics that ignore unannotated pixels, written with ``keras.ops`` only.
 
 Targets are int class indices of shape ``(batch, Y, X)`` with ``-1`` for "not
-annotated"; predictions are logits ``(batch, Y, X, n_classes)``.
+annotated"; predictions are logits ``(batch, Y, X, n_classes)``. Weighted targets (from
+instance masks) are float ``(batch, Y, X, 2)``: the class index, then the pixel's loss
+weight (the U-Net paper's weight map).
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from ._backend import keras
 ops = keras.ops
 
 
+def split_targets(y_true):
+    """``(class indices as int32, per-pixel weights or None)`` of plain or weighted targets."""
+    if len(y_true.shape) == 4:
+        return ops.cast(ops.round(y_true[..., 0]), "int32"), ops.cast(y_true[..., 1], "float32")
+    return ops.cast(y_true, "int32"), None
+
+
 @keras.saving.register_keras_serializable(package="napari_unet_cat")
 class MaskedCrossEntropy(keras.losses.Loss):
     """Softmax cross-entropy averaged over annotated pixels only.
@@ -20,7 +29,8 @@ class MaskedCrossEntropy(keras.losses.Loss):
     Pixels whose target is negative contribute nothing, and the mean is taken over the
     annotated pixels of the whole batch, so a batch with few strokes is not diluted by
     the unannotated rest. Optional ``class_weights`` (one per class index) weight each
-    pixel by its target class.
+    pixel by its target class; weighted targets bring a weight for every pixel (the
+    mean is then the weighted mean).
     """
 
     def __init__(self, class_weights: Sequence[float] | None = None, name: str = "masked_cross_entropy", **kwargs):
@@ -28,11 +38,13 @@ class MaskedCrossEntropy(keras.losses.Loss):
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
-        target = ops.cast(y_true, "int32")
+        target, pixel_weight = split_targets(y_true)
         annotated = target >= 0
         safe_target = ops.where(annotated, target, ops.zeros_like(target))
         pixel_loss = ops.sparse_categorical_crossentropy(safe_target, ops.cast(y_pred, "float32"), from_logits=True)
         weight = ops.cast(annotated, "float32")
+        if pixel_weight is not None:
+            weight = weight * pixel_weight
         if self.class_weights is not None:
             table = ops.convert_to_tensor(self.class_weights, dtype="float32")
             weight = weight * ops.take(table, safe_target)
@@ -54,7 +66,7 @@ class ClassIoU(keras.metrics.Metric):
         self.union = self.add_variable(shape=(), initializer="zeros", name="union")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        target = ops.cast(y_true, "int32")
+        target, _ = split_targets(y_true)
         predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         annotated = target >= 0
         is_target = ops.logical_and(annotated, ops.equal(target, self.class_index))

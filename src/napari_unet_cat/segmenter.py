@@ -121,12 +121,38 @@ class UNetModel:
                 best_cost, best_tile = cost, tile
         return best_tile
 
+    @property
+    def is_instance_model(self) -> bool:
+        """Trained on instance masks: predicts objects (one label each) by default."""
+        return self.config.is_instance_model
+
+    def object_maker(self, instances: str | None = None, *, min_size: int = 0, split: bool = False):
+        """The :class:`~napari_unet_cat.instances.ObjectMaker` for ``instances`` (``watershed``,
+        ``components``, or None for this model's own: the watershed for an instance model)."""
+        from .instances import ObjectMaker
+
+        method = instances or ("watershed" if self.is_instance_model else "components")
+        return ObjectMaker(method, self.class_values, min_size=min_size, split=split)
+
+    def _wants_objects(self, output: str | None, instances: str | None) -> bool:
+        if output not in (None, "classes", "instances", "probabilities"):
+            raise InputError(f"output must be 'classes', 'instances' or 'probabilities' (received {output!r})")
+        if instances not in (None, "watershed", "components"):
+            raise InputError(f"instances must be 'watershed' or 'components' (received {instances!r})")
+        if output is None:
+            return self.is_instance_model or instances is not None
+        return output == "instances"
+
     def predict(
         self,
         image,
         tile_size: int | None = None,
         return_probabilities: bool = False,
         *,
+        output: str | None = None,
+        instances: str | None = None,
+        min_size: int = 0,
+        split: bool = False,
         rgb: bool | None = None,
         margin: int | None = None,
         border: int | None = None,
@@ -144,6 +170,18 @@ class UNetModel:
             tile_size: Side of the square tiles the network sees (rounded up to a
                 multiple of ``2**depth``); default: chosen from ``memory_budget``.
             return_probabilities: Also return per-class probabilities.
+            output: ``classes`` (the class map, with the label values used in
+                training), ``instances`` (objects, one label each) or ``probabilities``;
+                default: ``instances`` for a model trained on instance masks, else
+                ``classes``.
+            instances: How objects are made: ``watershed`` (the default of an instance
+                model: seeds from its interior class, grown over the foreground) or
+                ``components`` (connected parts of each class but the background, the
+                class of value 0 or else the lowest; the fallback for semantic models).
+                Giving it asks for objects.
+            min_size: Objects smaller than this many pixels (full resolution) are removed.
+            split: With ``components``, split touching blobs where their distance
+                transform has several peaks.
             rgb: Whether the last axis is colour, when known (napari's ``rgb`` flag).
             margin: Context pixels around each tile's kept core (default: the
                 network's receptive radius, at most a quarter of the tile).
@@ -160,10 +198,14 @@ class UNetModel:
             name: How to call the image in error messages.
 
         Returns:
-            Labels of the image's spatial shape (leading stack axes kept) holding the
-            class values used in training; with ``return_probabilities``, the tuple
-            ``(labels, probabilities)`` where probabilities have a last axis of classes.
+            Labels of the image's spatial shape (leading stack axes kept): class values,
+            or objects numbered 1..N over the whole image (uint16 or uint32 as needed);
+            with ``return_probabilities``, the tuple ``(labels, probabilities)`` where
+            probabilities have a last axis of classes; with
+            ``output="probabilities"``, the probabilities alone.
         """
+        objects = self._wants_objects(output, instances)
+        maker = self.object_maker(instances, min_size=min_size, split=split) if objects else None
         layout, bands = self.iter_bands(
             image,
             tile_size,
@@ -177,17 +219,69 @@ class UNetModel:
             name=name,
         )
         values = np.asarray(self.class_values)
-        labels = np.zeros(layout.plane_shape + layout.spatial, dtype=smallest_int_dtype(int(values.max())))
-        probs = (
-            np.zeros(layout.plane_shape + layout.spatial + (len(values),), dtype=np.float32)
-            if return_probabilities
-            else None
-        )
+        keep_probs = return_probabilities or output == "probabilities"
+        shape = layout.plane_shape + layout.spatial
+        labels = None
+        if output != "probabilities":
+            labels = np.zeros(shape, dtype=np.uint32 if objects else smallest_int_dtype(int(values.max())))
+        probs = np.zeros((*shape, len(values)), dtype=np.float32) if keep_probs else None
+        plane_probs = None  # the current plane's probabilities, for its objects
+        next_id = 1
         for index, rows, band in bands:
-            labels[(*index, slice(*rows))] = values[argmax_last(band)]
             if probs is not None:
                 probs[(*index, slice(*rows))] = band
+            if not objects:
+                if labels is not None:
+                    labels[(*index, slice(*rows))] = values[argmax_last(band)]
+                continue
+            if plane_probs is None:
+                plane_probs = (
+                    probs[index] if probs is not None else np.zeros((*layout.spatial, len(values)), np.float32)
+                )
+            plane_probs[slice(*rows)] = band
+            if rows[1] == layout.spatial[0]:
+                # The plane is complete: its objects, numbered on from the last plane's.
+                plane_objects = maker.label_plane(plane_probs)
+                labels[index] = np.where(plane_objects > 0, plane_objects + np.uint32(next_id - 1), 0)
+                next_id += int(plane_objects.max())
+                plane_probs = None
+        if objects:
+            labels = labels.astype(smallest_int_dtype(max(next_id - 1, 1)), copy=False)
+        if output == "probabilities":
+            return probs
         return (labels, probs) if return_probabilities else labels
+
+    def labels_from_probabilities(
+        self,
+        probabilities: np.ndarray,
+        *,
+        output: str = "classes",
+        instances: str | None = None,
+        min_size: int = 0,
+        split: bool = False,
+    ) -> np.ndarray:
+        """Class map (``output="classes"``) or objects (``"instances"``) of probabilities
+        ``(..., Y, X, classes)`` as :meth:`predict` returns them; objects are numbered
+        1..N over all planes (uint16 or uint32 as needed)."""
+        probs = np.asarray(probabilities, np.float32)
+        values = np.asarray(self.class_values)
+        if probs.ndim < 3 or probs.shape[-1] != len(values):
+            raise InputError(
+                f"probabilities of shape {probs.shape} do not fit this model's {len(values)} classes "
+                "(expected (..., Y, X, classes))"
+            )
+        if output == "classes":
+            return values[argmax_last(probs)].astype(smallest_int_dtype(int(values.max())))
+        if output != "instances":
+            raise InputError(f"output must be 'classes' or 'instances' (received {output!r})")
+        maker = self.object_maker(instances, min_size=min_size, split=split)
+        labels = np.zeros(probs.shape[:-1], np.uint32)
+        next_id = 1
+        for index in np.ndindex(*probs.shape[:-3]):
+            plane = maker.label_plane(probs[index])
+            labels[index] = np.where(plane > 0, plane + np.uint32(next_id - 1), 0)
+            next_id += int(plane.max())
+        return labels.astype(smallest_int_dtype(max(next_id - 1, 1)), copy=False)
 
     def predict_to_tiff(
         self,
@@ -205,8 +299,11 @@ class UNetModel:
         Only a band of rows of probabilities is held at a time and the labels are
         written as they are finished, so with a lazy ``image`` (memory-mapped TIFF,
         zarr, dask) the memory used stays about the same however large the image is.
-        The labels are the same as :meth:`predict` gives. The file is written under a
-        temporary name and renamed, so it is complete or absent.
+        The labels are the same as :meth:`predict` gives; objects are the same up to
+        their numbering, those across band edges included (see
+        :class:`~napari_unet_cat.instances.BandStitcher`: rows are held until every
+        object reaching them is complete), and are written as uint32. The file is
+        written under a temporary name and renamed, so it is complete or absent.
 
         Args:
             image: As for :meth:`predict`.
@@ -215,8 +312,9 @@ class UNetModel:
             chunk: Side of the TIFF's square tiles.
             progress: Called with ``(tiles_done, tiles_total)``.
             name: How to call the image in error messages.
-            **options: ``rgb``, ``margin``, ``border``, ``batch_size``, ``memory_budget``,
-                ``test_time_augmentation``, as for :meth:`predict`.
+            **options: ``output`` (``classes`` or ``instances``), ``instances``,
+                ``min_size``, ``split``, ``rgb``, ``margin``, ``border``, ``batch_size``,
+                ``memory_budget``, ``test_time_augmentation``, as for :meth:`predict`.
 
         Returns:
             The path written.
@@ -300,20 +398,49 @@ class UNetModel:
         labels)`` for blocks of ``chunk`` whole rows (fewer at a plane's end), in order."""
         if chunk < 16 or chunk % 16:
             raise InputError(f"chunk must be a positive multiple of 16 (received {chunk})")
+        options = dict(options)
+        output = options.pop("output", None)
+        instances = options.pop("instances", None)
+        min_size = options.pop("min_size", 0)
+        split = options.pop("split", False)
+        if output == "probabilities":
+            raise InputError(
+                "probabilities are not streamed into a mask file: use predict(..., output='probabilities')"
+            )
+        objects = self._wants_objects(output, instances)
+        maker = self.object_maker(instances, min_size=min_size, split=split) if objects else None
         layout, bands = self.iter_bands(image, tile_size, progress=progress, name=name, **options)
         values = np.asarray(self.class_values)
-        dtype = smallest_int_dtype(int(values.max()))
+        dtype = np.dtype(np.uint32) if objects else smallest_int_dtype(int(values.max()))
+
+        def label_rows():
+            """``(plane_index, plane_done, labels)`` for consecutive rows of each plane."""
+            from .instances import BandStitcher
+
+            stitcher, next_id = None, 1
+            for index, (_, stop), band in bands:
+                done = stop == layout.spatial[0]
+                if not objects:
+                    yield index, done, values[argmax_last(band)].astype(dtype)
+                    continue
+                if stitcher is None:
+                    stitcher = BandStitcher(maker, layout.spatial[0])
+                    stitcher.next_id = next_id
+                for _, rows in stitcher.add(band):
+                    yield index, done, rows
+                if done:
+                    next_id, stitcher = stitcher.next_id, None
 
         def blocks():
             held: list[np.ndarray] = []
             rows_held = top = 0
             plane = None
-            for index, (_, stop), band in bands:
+            for index, plane_done, rows in label_rows():
                 if index != plane:
                     plane, held, rows_held, top = index, [], 0, 0
-                held.append(values[argmax_last(band)].astype(dtype))
-                rows_held += band.shape[0]
-                while rows_held >= chunk or (rows_held and stop == layout.spatial[0]):
+                held.append(rows)
+                rows_held += rows.shape[0]
+                while rows_held >= chunk or (rows_held and plane_done):
                     block = np.concatenate(held)
                     yield index, top, block[:chunk]
                     held = [block[chunk:]]

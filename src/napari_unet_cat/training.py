@@ -21,8 +21,16 @@ from .config import (
     TrainingSettings,
     architecture_from_preset,
 )
-from .dataset import PatchSampler, collect_classes, prepare_planes, split_validation, validation_patches
+from .dataset import (
+    PatchSampler,
+    check_not_instances,
+    collect_classes,
+    prepare_planes,
+    split_validation,
+    validation_patches,
+)
 from .errors import InputError, TrainingStopped
+from .instances import INSTANCE_CLASSES
 from .losses import ClassIoU, MaskedCrossEntropy
 from .resources import distribution_scope, resolve_precision
 from .segmenter import UNetModel, _build_from_config
@@ -52,6 +60,10 @@ class EpochReport:
     stopped: str = ""
     steps: int = 0
     learning_rate: float = 0.0
+    #: Instance models: the object score AP@0.5 on the validation patches.
+    val_ap: float | None = None
+    #: Training patches seen in this epoch (steps run times the batch).
+    patches: int = 0
 
     @property
     def mean_iou(self) -> float:
@@ -69,13 +81,22 @@ class EpochReport:
             row["val_loss"] = self.val_loss
             row["val_mean_iou"] = self.val_mean_iou
             row.update({f"val_iou_{v}": x for v, x in self.val_iou.items()})
-        row.update(seconds=self.seconds, images_per_second=self.images_per_second, learning_rate=self.learning_rate)
+        if self.val_ap is not None:
+            row["val_ap_50"] = self.val_ap
+        row.update(
+            seconds=self.seconds,
+            images_per_second=self.images_per_second,
+            learning_rate=self.learning_rate,
+            patches=self.patches,
+        )
         return row
 
     def summary(self) -> str:
         parts = [f"epoch {self.epoch}/{self.epochs}", f"loss {self.loss:.4f}", f"IoU {self.mean_iou:.3f}"]
         if self.val_loss is not None:
             parts += [f"val_loss {self.val_loss:.4f}", f"val IoU {self.val_mean_iou:.3f}"]
+        if self.val_ap is not None:
+            parts.append(f"val AP@0.5 {self.val_ap:.3f}")
         parts += [f"{self.epoch_seconds:.1f} s", f"{self.images_per_second:.1f} img/s"]
         if self.improved:
             parts.append("best")
@@ -138,6 +159,8 @@ class _Data:
     n_train_planes: int
     n_val_planes: int
     planes: list = field(default_factory=list)
+    #: Object ids of the validation patches (instance masks only).
+    val_objects: np.ndarray | None = None
 
 
 class Trainer:
@@ -168,6 +191,9 @@ class Trainer:
             kept; the settings' ``label_mode`` must match how it was trained).
         checkpoint: Save the model here (atomically) each time it improves.
         on_step: Called with ``(step, steps_per_epoch, running_loss)`` after each step.
+        allow_many_classes: In the dense and sparse modes, train even when the masks
+            look like object ids (more than 16 values, each one connected blob), which
+            otherwise stops with a hint to use ``label_mode="instances"``.
     """
 
     def __init__(
@@ -189,6 +215,7 @@ class Trainer:
         model: UNetModel | None = None,
         checkpoint: str | Path | None = None,
         on_step: StepCallback | None = None,
+        allow_many_classes: bool = False,
     ):
         self.settings = settings or TrainingSettings()
         self.settings.validate()
@@ -227,6 +254,8 @@ class Trainer:
                 scale = float(target_size / np.median(sides))
             if not 0 < scale <= 4:
                 raise InputError(f"scale must be in (0, 4] (received {scale})")
+            if s.label_mode != "instances" and not allow_many_classes:
+                check_not_instances(labels, names, s.label_mode, value_map)
             class_values = collect_classes(
                 [np.asarray(lab) for lab in labels], mode=s.label_mode, value_map=value_map, names=names
             )
@@ -248,6 +277,9 @@ class Trainer:
             scale=scale,
             patch_size=s.patch_size,
             n_channels=n_channels,
+            border_width=s.border_width,
+            w0=s.w0,
+            sigma=s.sigma,
         )
         if model is None:
             arch = architecture_from_preset(
@@ -259,6 +291,8 @@ class Trainer:
                 kernel_l2=kernel_l2,
             )
             names_by_value = class_names or {}
+            if s.label_mode == "instances":
+                names_by_value = dict(INSTANCE_CLASSES)
             config = ModelConfig(
                 architecture=arch,
                 classes=[ClassInfo(v, names_by_value.get(v, "")) for v in class_values],
@@ -286,20 +320,23 @@ class Trainer:
         config.training = s
         config.tile_size = s.patch_size
         config.package_version = __version__
+        if s.label_mode == "instances":
+            config.object_areas = _object_areas(planes, scale)
         self.config = config
         train_planes, val_planes = split_validation(planes, s.val_fraction, patch=s.patch_size, seed=s.seed)
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
-        val_x = val_y = None
+        val_x = val_y = val_objects = None
         if val_planes:
-            val_x, val_y = validation_patches(
+            val_x, val_y, val_objects = validation_patches(
                 val_planes, s.patch_size, max_patches=max(64, 2 * s.batch_size), seed=s.seed
             )
-        self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes)
+        self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes, val_objects)
         patches = sampler.patches_per_epoch()
         self.steps_per_epoch = s.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(patches / s.batch_size))
         self.epochs_done = len(self.history)
         self._best_score: float | None = None
         self._best_weights = None
+        self._view: UNetModel | None = None
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -387,10 +424,13 @@ class Trainer:
                     )
                 report.val_loss = float(scores["loss"])
                 report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
+                if self.data.val_objects is not None:
+                    report.val_ap = self._validation_ap()
             report.epoch_seconds = time.perf_counter() - t0
             report.seconds = time.perf_counter() - self._started
             # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
             report.images_per_second = watch.steps_done * s.batch_size / max(train_seconds, 1e-9)
+            report.patches = watch.steps_done * s.batch_size
             report.stopped = self._stopped
             if not self._stopped or self._best_weights is None:
                 report.improved = self._consider(report)
@@ -423,6 +463,21 @@ class Trainer:
             UNetModel(self.keras_model, self.config).save(self.checkpoint)
         return True
 
+    def _validation_ap(self) -> float:
+        """AP@0.5 of the objects predicted on the validation patches (annotated pixels only)."""
+        from .evaluation import evaluate_instances
+        from .instances import ObjectMaker
+
+        view = self._predictor()
+        maker = ObjectMaker("watershed", self.config.class_values)
+        annotated = self.data.val_y[..., 0] >= 0
+        preds = []
+        for start in range(0, len(self.data.val_x), self.settings.batch_size):
+            batch = self.data.val_x[start : start + self.settings.batch_size]
+            for probs, known in zip(view._softmax(batch), annotated[start:]):
+                preds.append(np.where(known, maker.label_plane(probs), 0))
+        return float(evaluate_instances(preds, list(self.data.val_objects))["ap"]["0.5"])
+
     def run(self, on_epoch: Callable[[EpochReport], None] | None = None) -> UNetModel:
         """Train to the end (or until stopped) and return the best model."""
         for report in self.epochs():
@@ -432,10 +487,32 @@ class Trainer:
 
     @property
     def model(self) -> UNetModel:
-        """The model with the best weights so far."""
+        """The model being trained (after training: with the best weights seen).
+
+        One object for the whole run, so its prediction network (which shares the
+        weights) is built once, not at every preview.
+        """
         if self.epochs_done == 0 and self._best_weights is None:
             raise TrainingStopped("training stopped before the first epoch finished: no model to keep")
-        return UNetModel(self.keras_model, self.config)
+        return self._predictor()
+
+    def _predictor(self) -> UNetModel:
+        if self._view is None or self._view.keras_model is not self.keras_model:
+            self._view = UNetModel(self.keras_model, self.config)
+        return self._view
+
+
+def _object_areas(planes, scale: float) -> list[float]:
+    """Percentiles 5, 50 and 95 of the training objects' areas, in full-resolution pixels."""
+    areas = []
+    for p in planes:
+        if p.instances is not None:
+            counts = np.bincount(np.maximum(p.instances, 0).ravel())[1:]
+            areas.append(counts[counts > 0])
+    if not areas or not sum(a.size for a in areas):
+        return []
+    found = np.concatenate(areas) / (scale * scale)
+    return [round(float(v), 1) for v in np.percentile(found, [5, 50, 95])]
 
 
 def train(

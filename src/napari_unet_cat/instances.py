@@ -1,0 +1,377 @@
+"""Objects, not only classes: training targets from instance masks, and objects from
+probabilities.
+
+An *instance mask* holds one value per object (1..N) and 0 for background. For training
+it becomes three classes, as in the U-Net paper's cell tracking entry and the 2018 Data
+Science Bowl's best U-Nets: background, object interior and object border, where the
+border is the rim of each object that touches another object or the background. Pixel
+weights follow the paper's map
+
+    w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 * sigma**2))
+
+with ``w_c`` balancing the class frequencies and ``d1``, ``d2`` the distances to the
+nearest and second-nearest object, so that the thin gaps between touching objects weigh
+most. Prediction turns the three probabilities back into objects: seeds from the
+interior, then a watershed over the foreground (interior and border).
+
+Everything here is NumPy, SciPy and scikit-image; nothing imports Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .arrays import IGNORE_INDEX
+from .errors import InputError
+
+BACKGROUND, INTERIOR, BORDER = 0, 1, 2
+#: Class values and names of an instance model's three classes.
+INSTANCE_CLASSES = ((BACKGROUND, "background"), (INTERIOR, "interior"), (BORDER, "border"))
+#: The object rim's width in pixels (at the training scale). Chosen by measurement:
+#: benchmarks/bench_instances.py ("border width"), on the training split only.
+DEFAULT_BORDER_WIDTH = 2
+#: The U-Net paper's separation weight and distance scale (in pixels).
+DEFAULT_W0 = 10.0
+DEFAULT_SIGMA = 5.0
+#: Masks with more distinct nonzero values than this, each one connected blob, look
+#: like object ids rather than classes.
+INSTANCE_GUESS_VALUES = 16
+#: 8-connectivity everywhere objects are found (components, watershed, stitching), so
+#: that one object is one connected set however it is computed.
+_EIGHT = np.ones((3, 3), bool)
+
+
+# -- training targets ----------------------------------------------------------------------
+def _disk(radius: int) -> np.ndarray:
+    r = int(radius)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return yy * yy + xx * xx <= r * r
+
+
+def instance_targets(instances: np.ndarray, border_width: int = DEFAULT_BORDER_WIDTH) -> np.ndarray:
+    """Class indices (int16) of an instance plane: 0 background, 1 interior, 2 border.
+
+    Args:
+        instances: ``(Y, X)`` integers: 0 background, -1 not annotated (ignored),
+            any other value one object.
+        border_width: Pixels of each object within this distance of another object or
+            of the background are its border. Pixels next to ignored regions or the
+            plane's edge are not (nothing is known beyond them).
+
+    Returns:
+        ``(Y, X)`` int16 targets with -1 where ``instances`` is ignored.
+    """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    if border_width < 1:
+        raise InputError(f"border width must be at least 1 pixel (received {border_width})")
+    lab = np.asarray(instances).astype(np.int64, copy=False)
+    ignored = lab == IGNORE_INDEX
+    objects = lab > 0
+    footprint = _disk(border_width)
+    # Any different, annotated value nearby is either larger or smaller than the pixel's.
+    # Ignored pixels are made to count as neither (below everything for the maximum,
+    # above everything for the minimum); the plane's edge likewise.
+    low = np.where(ignored, -2, lab)
+    high = np.where(ignored, np.iinfo(np.int64).max, lab)
+    larger = maximum_filter(low, footprint=footprint, mode="constant", cval=-2) > lab
+    smaller = minimum_filter(high, footprint=footprint, mode="constant", cval=np.iinfo(np.int64).max) < lab
+    targets = np.full(lab.shape, BACKGROUND, np.int16)
+    targets[objects] = INTERIOR
+    targets[objects & (larger | smaller)] = BORDER
+    targets[ignored] = IGNORE_INDEX
+    return targets
+
+
+def nearest_two_distances(instances: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distances ``(d1, d2)`` from each pixel to its nearest and second-nearest object.
+
+    The distance to an object is 0 on it. Distances above ``cutoff`` are not computed
+    and read as infinity: each object's distance map is made only in its bounding box
+    grown by ``cutoff``, so the cost grows with the objects' area, not with their
+    number times the plane's.
+    """
+    from scipy.ndimage import distance_transform_edt, find_objects
+
+    lab = np.asarray(instances)
+    d1 = np.full(lab.shape, np.inf, np.float32)
+    d2 = np.full(lab.shape, np.inf, np.float32)
+    grow = int(np.ceil(cutoff))
+    positive = np.where(lab > 0, lab, 0).astype(np.int64, copy=False)
+    for value, box in enumerate(find_objects(positive), start=1):
+        if box is None:
+            continue
+        region = tuple(slice(max(0, s.start - grow), min(n, s.stop + grow)) for s, n in zip(box, lab.shape))
+        distance = distance_transform_edt(positive[region] != value).astype(np.float32)
+        near1, near2 = d1[region], d2[region]
+        closer = distance < near1
+        near2[...] = np.where(closer, near1, np.minimum(near2, distance))
+        near1[...] = np.where(closer, distance, near1)
+    return d1, d2
+
+
+def separation_weights(
+    instances: np.ndarray, targets: np.ndarray, *, w0: float = DEFAULT_W0, sigma: float = DEFAULT_SIGMA
+) -> np.ndarray:
+    """The paper's separation term ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` (float32).
+
+    It is given to the pixels that are not object interior (background and borders),
+    where the network must learn the gaps between objects; elsewhere it is 0.
+    """
+    if w0 < 0 or sigma <= 0:
+        raise InputError(f"weight map needs w0 >= 0 and sigma > 0 (received w0={w0}, sigma={sigma})")
+    out = np.zeros(np.shape(targets), np.float32)
+    if w0 == 0:
+        return out
+    # Beyond this sum of distances the term is below 1e-3 of w0.
+    cutoff = sigma * np.sqrt(2 * np.log(1e3))
+    d1, d2 = nearest_two_distances(instances, cutoff)
+    total = d1 + d2
+    where = (targets != INTERIOR) & (targets != IGNORE_INDEX) & np.isfinite(total)
+    out[where] = w0 * np.exp(-(total[where] ** 2) / (2 * sigma * sigma))
+    return out
+
+
+def class_balance(targets: list[np.ndarray], n_classes: int = 3) -> np.ndarray:
+    """``w_c``: one weight per class, inversely proportional to its share of the
+    annotated pixels, scaled so that the mean weight of an annotated pixel is 1."""
+    counts = np.zeros(n_classes, np.float64)
+    for t in targets:
+        counts += np.bincount(t[t >= 0].ravel(), minlength=n_classes)[:n_classes]
+    present = counts > 0
+    weights = np.ones(n_classes, np.float32)
+    if present.any():
+        share = counts[present] / counts.sum()
+        weights[present] = (1.0 / (present.sum() * share)).astype(np.float32)
+    return weights
+
+
+# -- telling instance masks from class masks -------------------------------------------------
+def looks_like_instances(labels: np.ndarray, limit: int = INSTANCE_GUESS_VALUES) -> bool:
+    """Whether a label image looks like object ids: more than ``limit`` distinct nonzero
+    values, nearly every one of them a single connected blob."""
+    from scipy.ndimage import find_objects, label
+
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        return False
+    values = np.unique(lab)
+    values = values[values > 0]
+    if values.size <= limit:
+        return False
+    if lab.ndim > 2:  # a stack: look at its first plane with many values
+        for index in np.ndindex(*lab.shape[:-2]):
+            if np.unique(lab[index]).size > limit + 1:
+                return looks_like_instances(lab[index], limit)
+        return False
+    # Check a sample of the values: each one connected (8-connectivity).
+    rng = np.random.default_rng(0)
+    sample = values if values.size <= 64 else rng.choice(values, 64, replace=False)
+    boxes = find_objects(np.where(np.isin(lab, sample), lab, 0).astype(np.int64))
+    single = 0
+    for value in sample:
+        box = boxes[int(value) - 1]
+        if box is None:
+            continue
+        _, n = label(lab[box] == value, structure=_EIGHT)
+        single += n == 1
+    return single >= 0.9 * len(sample)
+
+
+# -- objects from probabilities --------------------------------------------------------------
+def _relabel_sequential(labels: np.ndarray, start: int = 1) -> tuple[np.ndarray, int]:
+    """Object values made ``start, start + 1, ...`` in order of first appearance (raster
+    order); returns the labels (uint32) and the next free value."""
+    flat = labels.ravel()
+    values, first = np.unique(flat, return_index=True)
+    keep = values > 0
+    values, first = values[keep], first[keep]
+    order = values[np.argsort(first)]
+    table = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint32)
+    table[order] = np.arange(start, start + order.size, dtype=np.uint32)
+    return table[labels], start + int(order.size)
+
+
+def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    if min_size <= 1 or not labels.any():
+        return labels
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    if small.any():
+        labels = np.where(small[labels], 0, labels)
+    return labels
+
+
+def watershed_objects(probabilities: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Objects (int32, 0 = background) from ``(Y, X, 3)`` background/interior/border
+    probabilities: seeds are the connected parts where the interior is the likeliest
+    class, then a watershed on ``1 - p(interior)`` grows them over the foreground
+    (where background is not the likeliest class). A foreground part without a seed
+    becomes an object of its own. Only pixels in ``mask`` (when given) are labelled."""
+    from scipy.ndimage import label
+    from skimage.segmentation import watershed
+
+    p = np.asarray(probabilities, np.float32)
+    best = np.argmax(p, axis=-1)
+    foreground = best != BACKGROUND
+    if mask is not None:
+        foreground &= mask
+    if not foreground.any():
+        return np.zeros(foreground.shape, np.int32)
+    seeds, n_seeds = label(foreground & (best == INTERIOR), structure=_EIGHT)
+    objects = watershed(1.0 - p[..., INTERIOR], seeds, mask=foreground, connectivity=2).astype(np.int32)
+    rest = foreground & (objects == 0)
+    if rest.any():
+        extra, _ = label(rest, structure=_EIGHT)
+        objects = np.where(extra > 0, extra + n_seeds, objects).astype(np.int32)
+    return objects
+
+
+def component_objects(
+    class_map: np.ndarray,
+    background: int,
+    *,
+    split: bool = False,
+    mask: np.ndarray | None = None,
+    top_margin: bool = False,
+) -> np.ndarray:
+    """Objects (int32) of a class map: the connected parts of the pixels of every class
+    but ``background`` (8-connectivity), optionally split where a distance transform has
+    several peaks.
+
+    ``top_margin`` says the rows above the first are known not to belong to the parts
+    (so the distance transform measures them as outside); used when streaming bands.
+    """
+    from scipy.ndimage import distance_transform_edt, label
+
+    part = np.asarray(class_map) != background
+    if mask is not None:
+        part &= mask
+    parts, n = label(part, structure=_EIGHT)
+    if not split or not n:
+        return parts.astype(np.int32)
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    distance = (
+        distance_transform_edt(np.pad(part, ((1, 0), (0, 0))))[1:] if top_margin else distance_transform_edt(part)
+    )
+    # Peaks at least a pixel above their surroundings: one per round blob.
+    peaks, _ = label(h_maxima(distance, 1.0).astype(bool) & part, structure=_EIGHT)
+    parts = watershed(-distance, peaks, mask=part, connectivity=2)
+    rest = part & (parts == 0)
+    if rest.any():
+        extra, _ = label(rest, structure=_EIGHT)
+        parts = np.where(extra > 0, extra + parts.max(), parts)
+    return parts.astype(np.int32)
+
+
+class ObjectMaker:
+    """How to turn class probabilities into objects.
+
+    Args:
+        method: ``watershed`` (an instance model's background/interior/border classes)
+            or ``components`` (connected parts of the pixels of all classes but the
+            background: the class of value 0, else the lowest value).
+        class_values: The model's class values, in class-index order.
+        min_size: Objects smaller than this many pixels are removed.
+        split: With ``components``, split touching blobs with a distance transform.
+    """
+
+    def __init__(self, method: str, class_values: list[int], *, min_size: int = 0, split: bool = False):
+        if method not in ("watershed", "components"):
+            raise InputError(f"objects are made by 'watershed' or 'components' (received {method!r})")
+        if method == "watershed" and len(class_values) != 3:
+            raise InputError(
+                "the watershed needs a model trained on instances (background, interior, border); "
+                f"this model has classes {class_values}: use instances='components'"
+            )
+        if min_size < 0:
+            raise InputError(f"minimum object size must not be negative (received {min_size})")
+        self.method = method
+        self.class_values = list(class_values)
+        self.min_size = int(min_size)
+        self.split = bool(split)
+        #: Background class index for components: the class of value 0, else the lowest.
+        values = np.asarray(class_values)
+        self.background = int(np.flatnonzero(values == 0)[0]) if (values == 0).any() else int(np.argmin(values))
+
+    def objects(self, probabilities: np.ndarray, mask=None, *, top_margin: bool = False) -> np.ndarray:
+        """Objects (int32, not yet numbered in order) of ``(Y, X, classes)`` probabilities."""
+        if self.method == "watershed":
+            found = watershed_objects(probabilities, mask)
+        else:
+            found = component_objects(
+                np.argmax(probabilities, axis=-1), self.background, split=self.split, mask=mask, top_margin=top_margin
+            )
+        return _remove_small(found, self.min_size)
+
+    def foreground(self, probabilities: np.ndarray) -> np.ndarray:
+        """Pixels that may belong to an object (the extent of what :meth:`objects` labels)."""
+        best = np.argmax(probabilities, axis=-1)
+        return best != (BACKGROUND if self.method == "watershed" else self.background)
+
+    def label_plane(self, probabilities: np.ndarray) -> np.ndarray:
+        """Objects of a whole plane, numbered 1..N in raster order of their first pixel."""
+        labels, _ = _relabel_sequential(self.objects(probabilities))
+        return labels
+
+
+class BandStitcher:
+    """Objects of a plane whose probabilities arrive in bands of rows, top to bottom, with
+    the same objects as :meth:`ObjectMaker.label_plane` on the whole plane (up to their
+    numbering), objects that cross band edges included.
+
+    A foreground region is segmented once it is complete (it does not touch the last row
+    received); rows are released as soon as no unfinished region reaches them. Only the
+    rows of unfinished regions are held, so the memory is that of the tallest region.
+    """
+
+    def __init__(self, maker: ObjectMaker, height: int):
+        self.maker = maker
+        self.height = int(height)
+        self.next_id = 1
+        self._probs: np.ndarray | None = None
+        self._done: np.ndarray | None = None  # labels of finished regions in held rows
+        self._top = 0
+
+    def add(self, band: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Take the next band of ``(rows, X, classes)`` probabilities; yield
+        ``(row_start, labels)`` blocks (uint32) that are final, in order."""
+        from scipy.ndimage import find_objects, label
+
+        band = np.asarray(band, np.float32)
+        if self._probs is None:
+            self._probs = band
+            self._done = np.zeros(band.shape[:2], np.uint32)
+        else:
+            self._probs = np.concatenate([self._probs, band])
+            self._done = np.concatenate([self._done, np.zeros(band.shape[:2], np.uint32)])
+        probs, done = self._probs, self._done
+        final = self._top + probs.shape[0] >= self.height
+        open_ = self.maker.foreground(probs) & (done == 0)
+        regions, _ = label(open_, structure=_EIGHT)
+        if final:
+            unfinished = np.zeros(0, np.int64)
+        else:
+            unfinished = np.unique(regions[-1])
+            unfinished = unfinished[unfinished > 0]
+        complete = open_ & ~np.isin(regions, unfinished)
+        if complete.any():
+            found = self.maker.objects(probs, complete, top_margin=self._top > 0)
+            numbered, self.next_id = _relabel_sequential(found, self.next_id)
+            done[complete] = numbered[complete]
+        if final:
+            cut = probs.shape[0]
+        elif unfinished.size:
+            boxes = find_objects(regions)
+            cut = min(boxes[int(r) - 1][0].start for r in unfinished)
+        else:
+            cut = probs.shape[0]
+        if cut > 0:
+            yield self._top, done[:cut].copy()
+            self._probs, self._done = probs[cut:], done[cut:]
+            self._top += cut
