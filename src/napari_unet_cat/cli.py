@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings, parse_class_weights, parse_value_map
+from .config import (
+    LABEL_MODES,
+    PRESET_LEARNING_RATES,
+    PRESETS,
+    TrainingSettings,
+    parse_class_weights,
+    parse_value_map,
+)
 from .errors import InputError, UNetCatError
 from .resources import PRECISIONS
 
@@ -78,16 +85,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
     t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
-    t.add_argument("--sparse", action="store_true", help="0 in masks means 'not annotated' (painted strokes)")
     t.add_argument(
-        "--map", nargs="+", default=[], metavar="VALUE=CLASS", help="relabel mask values, e.g. 255=1, or VALUE=ignore"
+        "--labels",
+        choices=LABEL_MODES,
+        help="what mask values mean: dense (every value a class, 0 = background; the default), sparse "
+        "(0 = not annotated: painted strokes) or instances (every nonzero value one object, 0 = background)",
+    )
+    t.add_argument("--sparse", action="store_true", help="the same as --labels sparse")
+    t.add_argument(
+        "--map",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="VALUE=CLASS",
+        help="relabel mask values, e.g. 255=1, VALUE=ignore, or nonzero=1 (every nonzero value); may be repeated",
     )
     t.add_argument(
         "--class-weight",
         nargs="+",
+        action="extend",
         default=[],
         metavar="VALUE=WEIGHT",
-        help="weight the loss of a class, e.g. 1=5 for a rare class (default 1 each)",
+        help="weight the loss of a class, e.g. 1=5 for a rare class (default 1 each); may be repeated",
+    )
+    t.add_argument(
+        "--many-classes",
+        action="store_true",
+        help="train dense or sparse masks even when they look like object ids (many values, one blob each)",
+    )
+    t.add_argument(
+        "--border-width",
+        type=_positive_int,
+        default=2,
+        help="instances: width in pixels of the object border class, at the training scale (default 2)",
+    )
+    t.add_argument(
+        "--w0",
+        type=_checked(float, lambda v: 0 <= v < float("inf"), "a number of at least 0"),
+        default=10.0,
+        help="instances: weight of the gaps between objects in the loss (the U-Net paper's w0; default 10)",
+    )
+    t.add_argument(
+        "--sigma",
+        type=_positive_float,
+        default=5.0,
+        help="instances: distance scale in pixels of that weight (the paper's sigma; default 5)",
     )
     t.add_argument(
         "--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution"
@@ -123,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
     p.add_argument(
+        "--instances",
+        choices=("watershed", "components"),
+        help="write objects (one label each): watershed (the default of a model trained on instances) or "
+        "components (connected parts of the object classes: the weaker fallback for other models)",
+    )
+    p.add_argument(
+        "--min-size",
+        type=_checked(int, lambda v: v >= 0, "a whole number of at least 0"),
+        default=0,
+        help="remove objects smaller than this many pixels (default 0: keep all)",
+    )
+    p.add_argument("--split", action="store_true", help="with --instances components: split touching blobs")
+    p.add_argument(
+        "--classes", action="store_true", help="when writing objects, also write the class map as <stem>_classes.tif"
+    )
+    p.add_argument(
         "--workers",
         type=_positive_int,
         help="run on a local Dask cluster of this many worker processes (needs the 'distributed' package)",
@@ -138,7 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score predicted masks against true masks")
     e.add_argument("--pred", required=True, type=Path, help="folder of predicted masks")
     e.add_argument("--truth", required=True, type=Path, help="folder of true masks (same stems)")
-    e.add_argument("--map", nargs="+", default=[], metavar="VALUE=CLASS", help="relabel truth values, e.g. 255=1")
+    e.add_argument(
+        "--map",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="VALUE=CLASS",
+        help="relabel truth values, e.g. 255=1; may be repeated",
+    )
+    e.add_argument(
+        "--instances",
+        action="store_true",
+        help="score objects (instance masks) matched by IoU: AP and F1 at 0.5, 0.75, 0.9 and mean AP",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     i = sub.add_parser("info", help="describe a model file")
@@ -199,7 +269,7 @@ def _train(args) -> int:
         patch_size=args.patch_size,
         learning_rate=args.learning_rate or PRESET_LEARNING_RATES[args.preset],
         val_fraction=args.val_fraction,
-        label_mode="sparse" if args.sparse else "dense",
+        label_mode=_label_mode(args),
         steps_per_epoch=args.steps_per_epoch,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         anneal=not args.constant_learning_rate,
@@ -210,6 +280,9 @@ def _train(args) -> int:
         precision=args.precision,
         xla=_on_off_auto(args.xla),
         data_parallel=_on_off_auto(args.data_parallel),
+        border_width=args.border_width,
+        w0=args.w0,
+        sigma=args.sigma,
     )
     resume = load_model(args.resume) if args.resume else None
     trainer = Trainer(
@@ -226,6 +299,7 @@ def _train(args) -> int:
         names=names,
         model=resume,
         checkpoint=args.out,
+        allow_many_classes=args.many_classes,
     )
     arch = trainer.config.architecture
     print(
@@ -242,6 +316,12 @@ def _train(args) -> int:
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
+
+
+def _label_mode(args) -> str:
+    if args.sparse and args.labels not in (None, "sparse"):
+        raise InputError(f"--sparse and --labels {args.labels} disagree: give one of them")
+    return "sparse" if args.sparse else (args.labels or "dense")
 
 
 def history_paths(model_path: Path) -> tuple[Path, Path]:
@@ -320,6 +400,10 @@ def _predict(args) -> int:
             scheduler=args.scheduler or ("local" if args.workers else None),
             workers=args.workers,
             progress=progress,
+            instances=args.instances,
+            min_size=args.min_size,
+            split=args.split,
+            classes=args.classes,
         )
     finally:
         if bar is not None:
@@ -329,13 +413,18 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluation import evaluate_folders, format_scores
+    from .evaluation import evaluate_folders, evaluate_instance_folders, format_instance_scores, format_scores
 
-    result = evaluate_folders(args.pred, args.truth, parse_value_map(args.map))
+    if args.instances:
+        if args.map:
+            raise InputError("--map relabels classes; it does not apply to --instances (objects are matched by IoU)")
+        result = evaluate_instance_folders(args.pred, args.truth)
+    else:
+        result = evaluate_folders(args.pred, args.truth, parse_value_map(args.map))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_scores(result))
+        print(format_instance_scores(result) if args.instances else format_scores(result))
         if result["missing"]:
             print(f"{len(result['missing'])} truth mask(s) have no prediction", file=sys.stderr)
     return 0
@@ -355,6 +444,13 @@ def _info(args) -> int:
     print(f"  input: {arch.n_channels} channel(s), scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
     names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
     print(f"  classes: {names} ({c.training.label_mode} labels)")
+    if c.is_instance_model:
+        t = c.training
+        areas = f"; training objects of {c.object_areas[1]:g} pixels (median)" if c.object_areas else ""
+        print(
+            f"  output: objects (seeded watershed); border {t.border_width} px, weight map w0 {t.w0:g}, "
+            f"sigma {t.sigma:g}{areas}"
+        )
     if c.history:
         last = c.history[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
