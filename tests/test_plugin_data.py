@@ -30,8 +30,13 @@ def test_sample_data_is_contributed():
     pm = PluginManager()
     pm.discover()
     keys = {s.key for s in pm.get_manifest("napari-unet-cat").contributions.sample_data}
-    assert keys == {"synthetic_cells", "chelsea"}
-    from napari_unet_cat._sample_data import chelsea_cat, synthetic_cells
+    assert keys == {"synthetic_cells", "touching_cells", "chelsea"}
+    from napari_unet_cat._sample_data import chelsea_cat, synthetic_cells, touching_cells
+    from napari_unet_cat.instances import looks_like_instances
+
+    (cells, _, _), (instances, _, instances_kind) = touching_cells()
+    assert cells.shape == instances.shape == (256, 256) and instances_kind == "labels"
+    assert looks_like_instances(instances)
 
     (image, _, _), (strokes, _, kind), (mask, mask_meta, _) = synthetic_cells()
     assert image.shape == mask.shape == strokes.shape == (256, 256) and kind == "labels"

@@ -11,6 +11,9 @@ from napari_unet_cat.synthetic import make_image, strokes_from_mask
 
 from .conftest import foreground_iou
 
+#: Every test here needs a display and a napari viewer: ``-m "not gui"`` runs the rest.
+pytestmark = pytest.mark.gui
+
 PLUGIN = "napari-unet-cat"
 WAIT_MS = 240_000
 
@@ -107,6 +110,44 @@ def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
     assert foreground_iou(result.data, mask, value=2) > 0.7
     qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
     assert "cells p(2)" in viewer.layers
+
+
+def test_instance_sample_trains_objects_and_segments_them(make_napari_viewer, qtbot):
+    from napari_unet_cat.evaluation import evaluate_instances
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "touching_cells")
+    train = _dock(viewer, "Train U-Net")
+    assert train.labels.value.name == "touching cells instances"
+    # The widget sees object ids and offers the instance mode.
+    assert train.settings().label_mode == "instances"
+    assert "instance" in train.status.value
+    _fast(train, epochs=6)
+    train.val_fraction.value = 0.2
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert len(train.plot.rows) == 6
+    # One validation object score per epoch, plotted beside the IoU.
+    assert all("val_ap_50" in row for row in train.plot.rows)
+    preview = viewer.layers["U-Net preview"]
+    assert preview.data.max() > 3  # objects, not the three classes
+
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.use_session.value = True
+    segment.image.value = viewer.layers["touching cells"]
+    segment.run()
+    qtbot.waitUntil(lambda: "touching cells U-Net" in viewer.layers, timeout=WAIT_MS)
+    objects = viewer.layers["touching cells U-Net"]
+    truth = viewer.layers["touching cells instances"].data
+    assert objects.metadata["objects"] and objects.data.max() > 10
+    assert evaluate_instances([objects.data], [truth])["ap"]["0.5"] > 0.3
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    # The class map is there on request.
+    segment.output.value = "classes"
+    segment.run()
+    qtbot.waitUntil(
+        lambda: segment.worker is None and viewer.layers["touching cells U-Net"].data.max() <= 2, timeout=WAIT_MS
+    )
 
 
 def test_training_continues_from_a_model_file(painted, qtbot, tmp_path):

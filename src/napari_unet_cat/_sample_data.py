@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .synthetic import make_image, strokes_from_mask
+from .synthetic import make_image, make_instance_image, strokes_from_mask
 
 
 def synthetic_cells():
@@ -13,6 +13,16 @@ def synthetic_cells():
         (image, {"name": "synthetic cells"}, "image"),
         (strokes, {"name": "synthetic cells strokes"}, "labels"),
         (mask, {"name": "synthetic cells mask", "visible": False}, "labels"),
+    ]
+
+
+def touching_cells():
+    """Synthetic touching cells and their instance mask (one label per cell), to try the
+    instance mode: Train U-Net offers it for this Labels layer."""
+    image, instances = make_instance_image((256, 256), seed=7, n_objects=(45, 55))
+    return [
+        (image, {"name": "touching cells"}, "image"),
+        (instances, {"name": "touching cells instances"}, "labels"),
     ]
 
 

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 
 
 class LossPlot(FigureCanvasQTAgg):
-    """Two small axes: loss (left) and mean IoU (right), training and validation."""
+    """Two small axes: loss (left) and mean IoU (right), training and validation; for
+    instance masks the right axis also shows the validation objects' AP@0.5."""
 
     def __init__(self):
         self.figure = Figure(figsize=(4, 2.2), layout="constrained")
@@ -32,12 +33,18 @@ class LossPlot(FigureCanvasQTAgg):
 
     def redraw(self) -> None:
         epochs = self.series("epoch")
-        for ax, keys, title in (
-            (self.ax_loss, ("loss", "val_loss"), "loss"),
-            (self.ax_iou, ("mean_iou", "val_mean_iou"), "mean IoU"),
+        objects = any("val_ap_50" in row for row in self.rows)
+        for ax, keys, labels, title in (
+            (self.ax_loss, ("loss", "val_loss"), ("training", "validation"), "loss"),
+            (
+                self.ax_iou,
+                ("mean_iou", "val_mean_iou", "val_ap_50"),
+                ("training", "validation", "validation AP@0.5"),
+                "mean IoU, objects' AP@0.5" if objects else "mean IoU",
+            ),
         ):
             ax.clear()
-            for key, label in zip(keys, ("training", "validation")):
+            for key, label in zip(keys, labels):
                 if any(key in row for row in self.rows):
                     ax.plot(epochs, self.series(key), marker=".", label=label)
             ax.set_title(title, fontsize=9)

@@ -23,34 +23,66 @@ def _planes_of(layer, model: UNetModel) -> list[tuple[int, ...]]:
     return list(plane_indices(layout))
 
 
-def predict_layer(model, layer, tile_size: int | None, probabilities: bool, tta: bool = False):
+#: What Segment with U-Net adds: the model's own output (objects for a model trained on
+#: instance masks, classes otherwise), the class map, or connected components as objects.
+OUTPUTS = {
+    "the model's own (objects for instance models)": None,
+    "classes": "classes",
+    "objects: connected components": "components",
+}
+
+
+def predict_layer(
+    model,
+    layer,
+    tile_size: int | None,
+    probabilities: bool,
+    tta: bool = False,
+    output: str | None = None,
+    min_size: int = 0,
+):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model)``.
-    Lazy (dask) layers are read tile by tile."""
+    ``output`` is a value of :data:`OUTPUTS`. Objects are numbered across the planes of a
+    stack. Lazy (dask) layers are read tile by tile."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
     indices = _planes_of(layer, model)
     data = layer.data
     shape = data.shape[: layer.ndim]
+    kind = {None: None, "classes": "classes", "components": "instances"}[output]
+    objects = kind == "instances" or (kind is None and model.is_instance_model)
     labels = probs = None
+    next_id = 0
     for i, index in enumerate(indices):
         plane = data[index] if index else data
         result = model.predict(
             plane,
             tile_size,
             probabilities,
+            output=kind,
+            instances="components" if output == "components" else None,
+            min_size=min_size,
             rgb=layer.rgb,
             test_time_augmentation=tta,
             name=f"layer '{layer.name}'",
         )
         plane_labels, plane_probs = result if probabilities else (result, None)
         if labels is None:
-            labels = np.zeros(shape, plane_labels.dtype)
+            labels = np.zeros(shape, np.uint32 if objects else plane_labels.dtype)
             probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
-        labels[index] = plane_labels
+        if objects:
+            labels[index] = np.where(plane_labels > 0, plane_labels.astype(np.uint32) + np.uint32(next_id), 0)
+            next_id += int(plane_labels.max())
+        else:
+            labels[index] = plane_labels
         if probs is not None:
             probs[index] = plane_probs
         yield i + 1, len(indices)
+    if objects:
+        from ..arrays import smallest_int_dtype
+
+        labels = labels.astype(smallest_int_dtype(max(next_id, 1)), copy=False)
     return labels, probs, model
 
 
@@ -59,6 +91,8 @@ def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNet
     name = f"{layer.name}{PREDICTION_SUFFIX}"
     scale = layer.scale[-labels.ndim :]
     metadata = {"label_names": model.class_names, "class_values": model.class_values}
+    if model.is_instance_model:
+        metadata["objects"] = True
     if name in viewer.layers:
         viewer.layers.remove(name)
     translate = layer.translate[-labels.ndim :]
@@ -77,6 +111,8 @@ def start_prediction(
     tile_size: int | None = None,
     probabilities: bool = False,
     test_time_augmentation: bool = False,
+    output: str | None = None,
+    min_size: int = 0,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -94,6 +130,8 @@ def start_prediction(
         tile_size,
         probabilities,
         test_time_augmentation,
+        output,
+        min_size,
         _progress={"total": total, "desc": f"U-Net {layer.name}"},
         _ignore_errors=True,  # reported by on_error
     )
@@ -131,6 +169,8 @@ class SegmentWidget(Container):
         self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also add probabilities", value=False)
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
+        self.output = ComboBox(label="output", choices=list(OUTPUTS), value=next(iter(OUTPUTS)))
+        self.min_size = SpinBox(label="smallest object (pixels)", value=0, min=0, max=10_000_000)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = status_label("")
@@ -142,6 +182,8 @@ class SegmentWidget(Container):
                 self.tile_size,
                 self.probabilities,
                 self.tta,
+                self.output,
+                self.min_size,
                 self.run_button,
                 self.progress,
                 self.status,
@@ -208,6 +250,8 @@ class SegmentWidget(Container):
             tile_size=self.tile_size.value or None,
             probabilities=self.probabilities.value,
             test_time_augmentation=self.tta.value,
+            output=OUTPUTS[self.output.value],
+            min_size=self.min_size.value,
             on_error=fail,
             on_progress=progress,
             on_done=finished,

@@ -39,7 +39,12 @@ if TYPE_CHECKING:
 
 PREVIEW_NAME = "U-Net preview"
 START_FROM = ("a new model", "the last model of this session", "a model file")
-MODES = {"sparse strokes (0 = not annotated)": "sparse", "dense masks (0 = background)": "dense"}
+MODES = {
+    "sparse strokes (0 = not annotated)": "sparse",
+    "dense masks (0 = background)": "dense",
+    "instances (each object its own label)": "instances",
+}
+INSTANCES_MODE = "instances (each object its own label)"
 
 
 class TrainWidget(Container):
@@ -115,6 +120,7 @@ class TrainWidget(Container):
             lambda name: setattr(self.learning_rate, "value", f"{PRESET_LEARNING_RATES[name]:g}")
         )
         self.start_from.changed.connect(lambda choice: setattr(self.resume_path, "visible", choice == START_FROM[2]))
+        self.labels.changed.connect(self._offer_instances)
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
 
@@ -137,6 +143,23 @@ class TrainWidget(Container):
     def _refresh(self, _event=None) -> None:
         self.image.reset_choices()
         self.labels.reset_choices()
+
+    def _offer_instances(self, layer=None) -> None:
+        """A Labels layer that looks like object ids switches the mode to instances."""
+        from ..instances import looks_like_instances
+
+        layer = self.labels.value if layer is None else layer
+        if layer is None or MODES[self.mode.value] == "instances":
+            return
+        data = layer.data
+        if not isinstance(data, np.ndarray) or data.size > 64_000_000:
+            return  # lazy or huge layers are not read just to guess
+        if looks_like_instances(data):
+            self.mode.value = INSTANCES_MODE
+            self.status.value = (
+                f"'{layer.name}' looks like an instance mask (one value per object): label mode set to "
+                "instances; choose dense masks if its values are classes"
+            )
 
     def _pairs(self) -> list[tuple]:
         if self.all_pairs.value:
@@ -276,10 +299,12 @@ class TrainWidget(Container):
         layer = self._preview_source
         shape = layer.data.shape[: layer.ndim]
         existing = next((lay for lay in self.viewer.layers if lay.name == PREVIEW_NAME), None)
-        if existing is None or existing.data.shape != shape:
+        # Objects are numbered 1..N, and N may grow from epoch to epoch.
+        dtype = np.uint32 if self.trainer is not None and self.trainer.config.is_instance_model else labels.dtype
+        if existing is None or existing.data.shape != shape or existing.data.dtype != dtype:
             if existing is not None:
                 self.viewer.layers.remove(existing)
-            data = np.zeros(shape, labels.dtype)
+            data = np.zeros(shape, dtype)
             existing = self.viewer.add_labels(
                 data,
                 name=PREVIEW_NAME,
