@@ -9,7 +9,7 @@ from napari_unet_cat import resources
 from napari_unet_cat._backend import keras
 from napari_unet_cat.config import TrainingSettings
 from napari_unet_cat.errors import InputError
-from napari_unet_cat.segmenter import load_model
+from napari_unet_cat.model_file import load_model
 from napari_unet_cat.synthetic import make_dataset
 from napari_unet_cat.training import Trainer
 
@@ -55,7 +55,10 @@ def test_data_parallel_trains_under_a_distribution_and_resumes_with_the_same_wei
         pytest.skip("the one-device mirrored strategy is TensorFlow's")
     trainer = _trainer(data_parallel=True)
     model = trainer.run()
-    assert trainer._scope is not None and np.isfinite(model.config.history[-1]["loss"])
+    assert trainer._scope is not contextlib.nullcontext  # a strategy's scope, not the plain one
+    # The weights were made under the strategy: mirrored variables behind Keras's own.
+    assert all("Mirrored" in type(w.value).__name__ for w in trainer.keras_model.weights)
+    assert np.isfinite(model.config.history[-1]["loss"])
     images, masks = make_dataset(4, (64, 64), seed=1)
     resumed = Trainer(
         images,

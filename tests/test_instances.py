@@ -192,7 +192,7 @@ def instance_model():
 
 
 def test_instance_model_predicts_separate_objects(instance_model, tmp_path):
-    from napari_unet_cat.segmenter import load_model
+    from napari_unet_cat.model_file import load_model
 
     assert instance_model.is_instance_model and instance_model.class_values == [0, 1, 2]
     history = instance_model.config.history

@@ -20,7 +20,13 @@ def test_save_and_load_give_identical_predictions(tiny_model, tmp_path):
     np.testing.assert_array_equal(after, before)
     np.testing.assert_allclose(p_after, p_before, atol=1e-6)
     assert loaded.config.to_dict() == tiny_model.config.to_dict()
-    assert hasattr(loaded.keras_model, "predict_on_batch")
+    # The loaded network itself computes the same logits as the saved one.
+    x = np.random.default_rng(0).random((1, 64, 64, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        np.asarray(loaded.keras_model.predict_on_batch(x)),
+        np.asarray(tiny_model.keras_model.predict_on_batch(x)),
+        atol=1e-5,
+    )
 
 
 def test_the_file_is_self_describing(tiny_model, tmp_path):
@@ -41,6 +47,21 @@ def test_plain_keras_can_open_the_file(tiny_model, tmp_path):
     path = tiny_model.save(tmp_path / "plain.keras")
     model = keras.saving.load_model(path)
     assert model.output_shape[-1] == 2
+    x = np.random.default_rng(1).random((2, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        np.asarray(model.predict_on_batch(x)), np.asarray(tiny_model.keras_model.predict_on_batch(x)), atol=1e-5
+    )
+
+
+def test_the_archive_has_the_layout_loading_relies_on(tiny_model, tmp_path):
+    """Loading reads the weights member of Keras's .keras layout beside our settings: if a
+    Keras release moved it, this fails before any user's file does."""
+    from napari_unet_cat.model_file import CONFIG_MEMBER, WEIGHTS_MEMBER
+
+    path = tiny_model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    assert {"config.json", "metadata.json", WEIGHTS_MEMBER, CONFIG_MEMBER} <= names
 
 
 def test_saving_over_a_file_replaces_it_whole(tiny_model, tmp_path):

@@ -31,3 +31,66 @@ def test_public_api_is_reachable():
 
     assert callable(napari_unet_cat.load_model) and callable(napari_unet_cat.segment_folder)
     assert callable(napari_unet_cat.build_unet) and callable(napari_unet_cat.train)
+
+
+def test_the_manifest_ships_inside_the_package_as_a_file(tmp_path):
+    """A real file in the package (no symlink a Windows checkout or an sdist could lose),
+    in the wheel and the sdist alike, with the license."""
+    import tarfile
+    import zipfile
+    from pathlib import Path
+
+    import napari_unet_cat
+
+    manifest = Path(napari_unet_cat.__file__).with_name("napari.yaml")
+    assert manifest.is_file() and not manifest.is_symlink()
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-t", "sdist", "-d", str(tmp_path)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "napari_unet_cat/napari.yaml" in names
+    assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
+    with tarfile.open(next(tmp_path.glob("*.tar.gz"))) as sdist:
+        members = {m.name.split("/", 1)[1]: m for m in sdist.getmembers() if "/" in m.name}
+    assert members["src/napari_unet_cat/napari.yaml"].isfile() and "LICENSE" in members
+
+
+def _dlopen_flags_module_loaded(setup: str, env: dict | None = None) -> bool:
+    """Whether TensorFlow was imported as usual (its global-flags helper loaded)."""
+    import os
+
+    code = (
+        f"{setup}; import sys; import napari_unet_cat._backend;"
+        "print('tensorflow.python.pywrap_dlopen_global_flags' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+    )
+    return out.stdout.split()[-1] == "True"
+
+
+def test_tensorflow_is_imported_privately_only_beside_qt():
+    if not sys.platform.startswith("linux"):
+        return  # the private import is a Linux matter
+    assert _dlopen_flags_module_loaded("pass")  # headless: as usual
+    assert not _dlopen_flags_module_loaded("import qtpy")  # beside Qt: privately
+    assert _dlopen_flags_module_loaded("import qtpy", {"NAPARI_UNET_CAT_PRIVATE_TF": "0"})
+    assert not _dlopen_flags_module_loaded("pass", {"NAPARI_UNET_CAT_PRIVATE_TF": "1"})
+
+
+def test_the_backend_named_in_keras_json_is_respected(tmp_path, monkeypatch):
+    import json
+
+    from napari_unet_cat._backend import keras_backend_name
+
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax", "floatx": "float32"}))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_backend_name() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert keras_backend_name() == "tensorflow"

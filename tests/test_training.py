@@ -91,17 +91,23 @@ def test_stacks_train_on_annotated_planes_only():
 
 def test_stop_ends_within_an_epoch_and_keeps_the_best_model():
     images, masks = make_dataset(6, (96, 96), seed=40)
-    steps = []
-    settings = TrainingSettings(epochs=50, steps_per_epoch=40, val_fraction=0.2, **FAST)
-    trainer = Trainer(images, masks, settings=settings, on_step=lambda s, n, loss: steps.append(s), **TINY)
     reports = []
+    steps = []
+
+    def on_step(step, n, loss):
+        steps.append(step)
+        if len(reports) == 2 and step == 5:  # in the third epoch, from another thread
+            stopper = threading.Thread(target=trainer.stop)
+            stopper.start()
+            stopper.join()
+
+    settings = TrainingSettings(epochs=50, steps_per_epoch=40, val_fraction=0.2, **FAST)
+    trainer = Trainer(images, masks, settings=settings, on_step=on_step, **TINY)
     for report in trainer.epochs():
         reports.append(report)
-        if report.epoch == 2:
-            threading.Timer(0.5, trainer.stop).start()
     assert trainer.stopped == "stopped"
     assert len(reports) == 3 and reports[-1].stopped == "stopped"
-    assert len(steps) < 3 * 40  # the third epoch ended early
+    assert len(steps) == 2 * 40 + 5  # the third epoch ended after the step that was running
     model = trainer.model
     assert model.predict(images[0]).shape == (96, 96)
 

@@ -92,7 +92,7 @@ def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
     # The plot has one point per epoch; the preview shows the model on the plane on screen.
     assert len(train.plot.rows) == 8 and train.plot.series("loss")[-1] < train.plot.series("loss")[0]
     preview = viewer.layers["U-Net preview"]
-    assert preview.data.shape == image.shape and set(np.unique(preview.data)) <= {1, 2}
+    assert preview.data.shape == image.shape and set(np.unique(preview.data)) <= {0, 2}  # background shows as 0
     assert train.model is not None and train.save_button.enabled
 
     train.save_path.value = tmp_path / "painted.keras"
@@ -297,3 +297,164 @@ def test_labelme_file_opens_as_image_and_labels(make_napari_viewer, tmp_path):
     assert [layer.name for layer in viewer.layers] == ["cat", "cat labels"]
     labels = viewer.layers["cat labels"].data
     assert labels[2:11, 2:11].all() and labels.sum() == 81
+
+
+def _big_painted(viewer, side=1024):
+    image, mask = make_image((side, side), seed=3, n_objects=(60, 80))
+    viewer.add_image(image, name="big")
+    viewer.add_labels(strokes_from_mask(mask, fraction=0.02, seed=3), name="big labels")
+
+
+def test_stop_at_once_ends_training_during_data_preparation(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _big_painted(viewer)
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=50)
+    train.start()
+    train.stop()  # before the worker has built its trainer
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model is None and "stopped" in train.status.value
+    assert not train.plot.rows  # no epoch ran
+    assert train.train_button.enabled  # ready for the next run, whose stop is a fresh one
+    train.epochs.value = 1
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model is not None and len(train.plot.rows) == 1
+
+
+def test_closing_napari_at_once_stops_the_worker(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _big_painted(viewer)
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=500)
+    train.start()
+    worker = train.worker
+    stop = train._stop_event
+    viewer.close()
+    assert stop.is_set()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+
+
+def test_continuing_from_a_model_file_leaves_its_cached_weights_alone(painted, qtbot, tmp_path):
+    from napari_unet_cat._qt._common import Session
+
+    viewer, _, _ = painted
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=1)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    train.save_path.value = tmp_path / "first.keras"
+    train.save()
+    cached = Session.load(tmp_path / "first.keras")
+    before = [w.copy() for w in cached.keras_model.get_weights()]
+    train.start_from.value = "a model file"
+    train.resume_path.value = tmp_path / "first.keras"
+    train.epochs.value = 2
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert Session.load(tmp_path / "first.keras") is cached
+    assert all(np.array_equal(a, b) for a, b in zip(before, cached.keras_model.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, train.model.keras_model.get_weights()))
+    assert len(cached.config.history) == 1  # nor its settings
+
+
+def test_segmenting_again_keeps_the_users_corrections(painted, qtbot, tiny_model):
+    from napari_unet_cat._qt._common import Session
+
+    viewer, _, _ = painted
+    viewer.layers["cells"].translate = (5, 7)
+    Session.set(tiny_model)
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.use_session.value = True
+    segment.image.value = viewer.layers["cells"]
+    segment.probabilities.value = True
+
+    def run_and_wait():
+        segment.run()
+        qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+
+    run_and_wait()
+    first = viewer.layers["cells U-Net"]
+    assert tuple(first.translate) == (5, 7) and tuple(viewer.layers["cells p(1)"].translate) == (5, 7)
+    run_and_wait()  # not edited: replaced, no second layer, no duplicate probabilities
+    names = [layer.name for layer in viewer.layers]
+    assert names.count("cells U-Net") == 1 and "cells U-Net [2]" not in names
+    assert names.count("cells p(1)") == 1 and "cells p(1) [1]" not in names
+    viewer.layers["cells U-Net"].data[0:10, 0:10] = 1  # the user paints a correction
+    edited = viewer.layers["cells U-Net"].data.copy()
+    run_and_wait()
+    assert "cells U-Net [2]" in viewer.layers
+    np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, edited)
+
+
+def test_training_on_a_lazy_layer_reads_only_its_annotated_planes(make_napari_viewer, qtbot):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    image, mask = make_image((128, 128), seed=21)
+    planes_read: set[int] = set()
+
+    def load(block, block_info=None):
+        plane = block_info[0]["chunk-location"][0]
+        planes_read.add(plane)
+        return np.broadcast_to(image, block.shape).astype(np.float32)
+
+    # 40 planes: 2.6 MB as float32, never held whole by the training.
+    lazy = da.zeros((40, 128, 128), chunks=(1, 128, 128), dtype=np.float32).map_blocks(load, dtype=np.float32)
+    labels = np.zeros((40, 128, 128), np.uint8)
+    labels[17] = strokes_from_mask(mask, fraction=0.08, seed=21)
+    viewer.add_image(lazy, name="stack")
+    viewer.add_labels(labels, name="stack labels")
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=1)
+    train.preview.value = False
+    displayed = set(planes_read)  # what napari drew
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model is not None
+    assert planes_read - displayed <= {17}, sorted(planes_read)
+
+
+def test_two_channel_layers_train_and_segment_as_one_input(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, mask = make_image((128, 128), seed=31)
+    noise = np.random.default_rng(0).integers(0, 60, image.shape, dtype=np.uint8)
+    viewer.add_image(np.stack([image, noise]), channel_axis=0, name=["DAPI", "membrane"])  # two layers
+    viewer.add_labels(strokes_from_mask(mask, fraction=0.08, seed=31), name="DAPI labels")
+    train = _dock(viewer, "Train U-Net")
+    train.image.value = viewer.layers["DAPI"]
+    train.labels.value = viewer.layers["DAPI labels"]
+    train.channels.value = [viewer.layers["membrane"]]
+    _fast(train, epochs=2)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    model = train.model
+    assert model.n_channels == 2 and model.config.channel_names == ["DAPI", "membrane"]
+
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.use_session.value = True
+    segment.image.value = viewer.layers["DAPI"]
+    segment.run()  # one layer for a two-channel model: a clear message, nothing runs
+    assert segment.worker is None and "DAPI, membrane" in segment.status.value
+    segment.channels.value = [viewer.layers["membrane"]]
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert viewer.layers["DAPI U-Net"].data.shape == image.shape
+
+
+def test_one_layer_with_its_channels_first_trains_with_its_axes(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, mask = make_image((96, 96), seed=32)
+    viewer.add_image(np.stack([image, 255 - image]), name="two channels")  # (2, Y, X): napari shows two planes
+    viewer.add_labels(strokes_from_mask(mask, fraction=0.08, seed=32), name="two channels labels")
+    train = _dock(viewer, "Train U-Net")
+    train.image.value = viewer.layers["two channels"]
+    train.labels.value = viewer.layers["two channels labels"]
+    _fast(train, epochs=1)
+    train.start()  # without axes the (Y, X) labels do not fit a stack of two planes
+    assert train.worker is None and "axes" in train.status.value
+    train.axes.value = "CYX"
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model.n_channels == 2
+    assert viewer.layers["U-Net preview"].data.shape == image.shape

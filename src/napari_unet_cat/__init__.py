@@ -12,12 +12,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build_unet": "unet",
-    "load_model": "segmenter",
+    "load_model": "model_file",
     "UNetModel": "segmenter",
     "train": "training",
     "Trainer": "training",
     "segment_folder": "batch",
     "evaluate_folders": "evaluation",
+    "evaluate_instances": "evaluation",
+    "evaluate_instance_folders": "evaluation",
     "ModelConfig": "config",
     "TrainingSettings": "config",
     "InputError": "errors",
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
     from .batch import segment_folder
     from .config import ModelConfig, TrainingSettings
     from .errors import InputError, ModelFileError
-    from .evaluation import evaluate_folders
-    from .segmenter import UNetModel, load_model
+    from .evaluation import evaluate_folders, evaluate_instance_folders, evaluate_instances
+    from .model_file import load_model
+    from .segmenter import UNetModel
     from .training import Trainer, train
     from .unet import build_unet
 

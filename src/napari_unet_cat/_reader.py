@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import read_image
 from .labelme import is_labelme_file, read_labelme
 
 
@@ -25,7 +26,7 @@ def read_labelme_layers(path):
     if isinstance(path, list):
         path = path[0]
     path = Path(path)
-    ann = read_labelme(path, load_image=True)
+    ann = read_labelme(path, load_image=True, read_image=read_image)
     names = {int(v): k for v, k in ann.names.items()}
     layers = []
     if ann.image is not None:

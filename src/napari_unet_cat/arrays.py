@@ -4,8 +4,12 @@ Conventions used throughout the package:
 
 * A *plane* is one 2D image, ``(Y, X, C)`` float32 after preparation.
 * An image is 2D ``(Y, X)``, 2D with channels ``(Y, X, C)`` (grayscale, RGB, RGBA with
-  the alpha dropped, or a few channels), or a stack of such planes with any number of
-  leading axes (``(Z, Y, X)``, ``(T, Z, Y, X, C)``...). Stacks are handled plane by plane.
+  the alpha dropped, or any number of channels), or a stack of such planes with any
+  number of leading axes (``(Z, Y, X)``, ``(T, Z, Y, X, C)``...). Stacks are handled
+  plane by plane. Images whose axes are in another order (``CYX``, ``TCZYX``...) are
+  seen through :class:`AxesView` in that order, without a copy; where the axes are not
+  known (a file that does not say them, and no ``axes`` given), they are guessed: a
+  last axis of at most 4 is channels.
 * Encoded labels are int16 class *indices* ``0..n_classes-1`` with ``-1`` meaning
   "not annotated" (ignored by the loss). The model file maps indices back to the label
   values the user painted.
@@ -34,13 +38,15 @@ class Layout:
     ``plane_shape`` is the shape of the leading (stack) axes, ``()`` for a 2D image;
     ``spatial`` is ``(Y, X)``; ``channels`` is the number of channels in the array
     (1 when there is no channel axis); ``channel_axis`` is ``True`` when the last axis
-    holds channels.
+    holds channels; ``alpha`` is ``True`` when the fourth of four channels is an RGBA
+    image's opacity (dropped), not a channel of its own.
     """
 
     plane_shape: tuple[int, ...]
     spatial: tuple[int, int]
     channels: int
     channel_axis: bool
+    alpha: bool = False
 
     @property
     def n_planes(self) -> int:
@@ -49,7 +55,130 @@ class Layout:
     @property
     def used_channels(self) -> int:
         """Channels fed to the network: RGBA loses its alpha."""
-        return 3 if self.channels == 4 else self.channels
+        return 3 if self.alpha else self.channels
+
+
+#: Axis letters: ``Y`` and ``X`` are rows and columns, ``C`` channels, ``S`` an RGB(A)
+#: image's samples (channels too; a fourth is opacity); any other letter (``T``, ``Z``,
+#: ``Q``, ``I``...) is a stack axis, handled plane by plane.
+CHANNEL_LETTERS = "CS"
+
+
+def check_axes(axes: str, ndim: int, *, name: str = "image") -> str:
+    """``axes`` in upper case, checked against an array of ``ndim`` dimensions."""
+    text = str(axes).strip().upper()
+    problems = []
+    if len(text) != ndim:
+        problems.append(f"it names {len(text)} axes but the array has {ndim}")
+    if len(set(text)) != len(text):
+        problems.append("a letter appears twice")
+    if "Y" not in text or "X" not in text:
+        problems.append("it needs Y and X (rows and columns)")
+    if sum(text.count(c) for c in CHANNEL_LETTERS) > 1:
+        problems.append("it has more than one channel axis (C or S)")
+    if not text.isalpha():
+        problems.append("use letters only, such as YX, YXC, CYX, ZYX or TCZYX")
+    if problems:
+        raise InputError(f"axes {axes!r} do not fit {name}: {'; '.join(problems)}")
+    return text
+
+
+def canonical_axes(axes: str) -> str:
+    """The order the package works in: stack axes as they come, then ``Y``, ``X``, and
+    the channel axis last (``CZYX`` -> ``ZYXC``)."""
+    stack = "".join(a for a in axes if a not in "YX" + CHANNEL_LETTERS)
+    channel = "".join(a for a in axes if a in CHANNEL_LETTERS)
+    return stack + "YX" + channel
+
+
+class AxesView:
+    """An array seen with its axes in another order, without reading or copying it.
+
+    Indexing (integers and slices) reads only what it selects from the underlying array
+    (NumPy, memory-mapped, zarr, dask), so a lazy image stays lazy.
+    """
+
+    def __init__(self, array, order: Sequence[int]):
+        self.source = array
+        self.order = tuple(int(i) for i in order)
+        source_shape = tuple(int(n) for n in np.shape(array))
+        self.shape = tuple(source_shape[i] for i in self.order)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        for k in key:
+            if not isinstance(k, (slice, int, np.integer)):
+                raise TypeError(f"AxesView takes integers and slices, not {type(k).__name__}")
+        source_key = [slice(None)] * self.ndim
+        for view_axis, source_axis in enumerate(self.order):
+            source_key[source_axis] = key[view_axis]
+        block = np.asarray(self.source[tuple(source_key)])
+        # The axes left (not taken by an integer), in source order; put them in view order.
+        kept = [a for a in range(self.ndim) if not isinstance(source_key[a], (int, np.integer))]
+        wanted = [a for a in self.order if a in kept]
+        return np.transpose(block, [kept.index(a) for a in wanted])
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.transpose(np.asarray(self.source), self.order)
+        return out if dtype is None else out.astype(dtype)
+
+
+def to_canonical(array, axes: str | None, *, name: str = "image"):
+    """``(array in the package's axis order, its axes)`` for an array of ``axes``;
+    ``(array, None)`` unchanged when ``axes`` is None (the layout is then guessed)."""
+    if axes is None:
+        return array, None
+    axes = check_axes(axes, len(np.shape(array)), name=name)
+    target = canonical_axes(axes)
+    if target == axes:
+        return array, axes
+    return AxesView(array, [axes.index(a) for a in target]), target
+
+
+class StackedChannels:
+    """Several arrays of one shape seen as the channels of one image (a last axis), read
+    lazily: indexing reads the same region of each. napari keeps channels as separate
+    Image layers; this makes them one input, in the order given."""
+
+    def __init__(self, arrays: Sequence, names: Sequence[str] = ()):
+        shapes = {tuple(np.shape(a)) for a in arrays}
+        if len(shapes) != 1:
+            listed = ", ".join(
+                f"{n or i}: {np.shape(a)}" for i, (a, n) in enumerate(zip(arrays, list(names) or [""] * len(arrays)))
+            )
+            raise InputError(f"channel layers must all have one shape; received {listed}")
+        self.arrays = list(arrays)
+        self.shape = (*shapes.pop(), len(self.arrays))
+        self.dtype = np.result_type(*[np.dtype(a.dtype) for a in self.arrays])
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if len(key) >= self.ndim:  # a channel index or slice is given last
+            channel = key[self.ndim - 1]
+            parts = self.arrays[channel] if isinstance(channel, slice) else [self.arrays[channel]]
+            key = key[: self.ndim - 1]
+            block = np.stack([np.asarray(a[key]) for a in parts], axis=-1).astype(self.dtype, copy=False)
+            return block if isinstance(channel, slice) else block[..., 0]
+        return np.stack([np.asarray(a[key]) for a in self.arrays], axis=-1).astype(self.dtype, copy=False)
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.stack([np.asarray(a) for a in self.arrays], axis=-1)
+        return out if dtype is None else out.astype(dtype)
 
 
 def infer_layout(
@@ -57,7 +186,9 @@ def infer_layout(
     *,
     n_channels: int | None = None,
     rgb: bool | None = None,
+    axes: str | None = None,
     name: str = "image",
+    channel_names: Sequence[str] = (),
 ) -> Layout:
     """Decide which axes of an array of ``shape`` are planes, rows, columns, channels.
 
@@ -67,14 +198,21 @@ def infer_layout(
             length (or 4 where 3 are expected: RGBA) is taken as channels.
         rgb: ``True`` when the caller knows the last axis is colour (napari's ``rgb``
             flag), ``False`` when it knows it is not.
+        axes: The array's axes in the package's order (see :func:`to_canonical`), when
+            known: then nothing is guessed. A last ``C`` is channels, all of them used;
+            a last ``S`` is an RGB(A) image's samples.
         name: How to call the array in error messages.
+        channel_names: The model's channel names, for error messages.
 
     Returns:
         The :class:`Layout`.
     """
     shape = tuple(int(s) for s in shape)
+    trained = _trained_on(n_channels, channel_names)
     if len(shape) < 2:
         raise InputError(f"{name} has shape {shape}: at least two dimensions (rows, columns) are needed")
+    if axes is not None:
+        return _known_layout(shape, check_axes(axes, len(shape), name=name), n_channels, name, trained)
     last = shape[-1]
     if len(shape) == 2:
         channel_axis = False
@@ -101,14 +239,54 @@ def infer_layout(
         channels = 1
     if min(spatial) < 1:
         raise InputError(f"{name} has shape {shape}: it is empty")
+    alpha = channel_axis and channels == 4 and n_channels != 4
     if n_channels is not None:
-        used = 3 if channels == 4 else channels
+        used = 3 if alpha else channels
         if used != n_channels:
             raise InputError(
-                f"{name} has {channels} channel{'s' if channels > 1 else ''} (shape {shape}) but "
-                f"the model was trained on {n_channels}"
+                f"{name} has {channels} channel{'s' if channels > 1 else ''} (shape {shape}, axes guessed as "
+                f"{_guessed_axes(len(shape), channel_axis)}) but the model was trained on {trained}; if its "
+                "channels are on another axis, say so with axes (--axes), for example CYX"
             )
-    return Layout(plane_shape=plane_shape, spatial=spatial, channels=channels, channel_axis=channel_axis)
+    return Layout(plane_shape=plane_shape, spatial=spatial, channels=channels, channel_axis=channel_axis, alpha=alpha)
+
+
+def stack_axes(n: int) -> str:
+    """Letters for ``n`` stack axes: ``Z``, ``TZ``, ``QTZ``, ... (at most 7)."""
+    letters = "WVURQTZ"
+    if not 0 <= n <= len(letters):
+        raise InputError(f"at most {len(letters)} stack axes are supported (received {n})")
+    return letters[len(letters) - n :]
+
+
+def _guessed_axes(ndim: int, channel_axis: bool) -> str:
+    """The axes a guess amounts to, for messages."""
+    return stack_axes(ndim - (3 if channel_axis else 2)) + "YX" + ("C" if channel_axis else "")
+
+
+def _trained_on(n_channels: int | None, channel_names: Sequence[str]) -> str:
+    names = [str(n) for n in channel_names if n]
+    listed = f" ({', '.join(names)})" if len(names) == n_channels else ""
+    return f"{n_channels} channel{'s' if n_channels != 1 else ''}{listed}"
+
+
+def _known_layout(shape: tuple[int, ...], axes: str, n_channels: int | None, name: str, trained: str = "") -> Layout:
+    if canonical_axes(axes) != axes:
+        raise InputError(f"axes {axes} of {name} are not in the order Y, X, channels last: see to_canonical")
+    channel_axis = axes[-1] in CHANNEL_LETTERS
+    channels = shape[-1] if channel_axis else 1
+    spatial = (shape[-3], shape[-2]) if channel_axis else (shape[-2], shape[-1])
+    plane_shape = shape[: -3 if channel_axis else -2]
+    if min(spatial) < 1:
+        raise InputError(f"{name} has shape {shape}: it is empty")
+    alpha = axes[-1] == "S" and channels == 4 and n_channels != 4
+    used = 3 if alpha else channels
+    if n_channels is not None and used != n_channels:
+        raise InputError(
+            f"{name} has {channels} channel{'s' if channels > 1 else ''} (shape {shape}, axes {axes}) but the "
+            f"model was trained on {trained or n_channels}"
+        )
+    return Layout(plane_shape=plane_shape, spatial=spatial, channels=channels, channel_axis=channel_axis, alpha=alpha)
 
 
 def plane_indices(layout: Layout) -> Iterable[tuple[int, ...]]:
@@ -130,7 +308,7 @@ def channels_last(block: np.ndarray, layout: Layout, dtype=np.float32) -> np.nda
     channel axis added, alpha dropped."""
     if not layout.channel_axis:
         block = block[..., np.newaxis]
-    elif layout.channels == 4:
+    elif layout.alpha:
         block = block[..., :3]
     return block if dtype is None else block.astype(dtype, copy=False)
 

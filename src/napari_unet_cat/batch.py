@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import list_images, read_image, write_tiff
+from .io import file_stem, list_images, read_image_with_axes, write_tiff
 
 LOG_NAME = "napari-unet-cat-log.jsonl"
 #: Images with more values than this are segmented straight into their (tiled) mask
@@ -52,13 +54,114 @@ class BatchReport:
 
 
 def output_paths(image_path: Path, output_dir: Path) -> tuple[Path, Path]:
-    """Where the mask and the probabilities of ``image_path`` go."""
-    return output_dir / f"{image_path.stem}.tif", output_dir / f"{image_path.stem}_probabilities.tif"
+    """Where the mask and the probabilities of ``image_path`` go (``cells.ome.tif`` gives
+    ``cells.tif``)."""
+    stem = file_stem(image_path)
+    return output_dir / f"{stem}.tif", output_dir / f"{stem}_probabilities.tif"
 
 
 def classes_path(image_path: Path, output_dir: Path) -> Path:
     """Where the class map of ``image_path`` goes when objects are the main output."""
-    return output_dir / f"{image_path.stem}_classes.tif"
+    return output_dir / f"{file_stem(image_path)}_classes.tif"
+
+
+def _check_distinct_outputs(images: list[Path], output_dir: Path) -> None:
+    """Two inputs of one stem (``a.tif``, ``a.png``) would write one mask: stop first."""
+    seen: dict[Path, Path] = {}
+    for path in images:
+        mask = output_paths(path, output_dir)[0]
+        if mask in seen:
+            raise InputError(
+                f"{seen[mask].name} and {path.name} in {path.parent} would both be segmented into {mask}: "
+                "rename one of them, or move it to another folder"
+            )
+        seen[mask] = path
+
+
+class FolderLock:
+    """One run at a time per output folder: a lock file holding the run's host and pid.
+
+    A second run stops with a message that names the first; a lock left by a killed run
+    on this machine (its process is gone) is taken over.
+    """
+
+    NAME = ".napari-unet-cat.lock"
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / self.NAME
+        self.held = False
+
+    def __enter__(self) -> FolderLock:
+        import socket
+
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and self._alive(owner, me["host"]):
+                    raise InputError(
+                        f"another run (process {owner.get('pid')} on {owner.get('host')}) is writing into "
+                        f"{self.path.parent}; wait for it to end or choose another output folder (if no run is "
+                        f"going, delete {self.path})"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()  # stale: its run was killed
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return self
+        raise InputError(f"cannot take the lock {self.path}: another run keeps taking it")
+
+    def _owner(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable: half-written by a killed run
+
+    @staticmethod
+    def _alive(owner: dict, host: str) -> bool:
+        if owner.get("host") != host:
+            return True  # another machine's run: it cannot be checked from here
+        try:
+            os.kill(int(owner.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, OverflowError):
+            return True
+        return True
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.held = False
+
+
+def _check_same_model(output_dir: Path, fingerprint: str, overwrite: bool) -> None:
+    """Refuse to mix two models' masks in one folder: a re-run with another model needs
+    ``overwrite``. Logs of older versions (no fingerprint) are not checked."""
+    if overwrite:
+        return
+    log = output_dir / LOG_NAME
+    if not log.exists():
+        return
+    others = set()
+    with contextlib.suppress(OSError), open(log, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a killed run
+            if record.get("status") == "done" and record.get("model") not in (None, fingerprint):
+                others.add(record["model"])
+    if others:
+        raise InputError(
+            f"the masks in {output_dir} were made by another model ({', '.join(sorted(others))}; this one is "
+            f"{fingerprint}): use --overwrite (overwrite=True) to redo them with this model, or another output folder"
+        )
 
 
 def segment_folder(
@@ -75,9 +178,10 @@ def segment_folder(
     scheduler: str | None = None,
     workers: int | None = None,
     instances: str | None = None,
-    min_size: int = 0,
+    min_size: int | None = None,
     split: bool = False,
     classes: bool = False,
+    axes: str | None = None,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -101,20 +205,24 @@ def segment_folder(
             machine, or a scheduler address (``tcp://host:8786``), whose workers must
             see the same files. Each worker process loads the model once. Needs the
             ``distributed`` package (``pip install "napari-unet-cat[cluster]"``).
-        workers: Worker processes of the local cluster (default: one per 4 CPU cores,
-            at least 1).
+        workers: Worker processes of the local cluster (default: one per GPU, each worker
+            on its own GPU; without GPUs one per 4 CPU cores, at least 1).
         instances: Objects instead of classes: ``watershed`` or ``components`` (see
             :meth:`~napari_unet_cat.segmenter.UNetModel.predict`). An instance model
             writes objects whatever this says.
-        min_size: Objects smaller than this many pixels are removed.
+        min_size: Objects smaller than this many pixels are removed (default: the
+            model's own; see :meth:`~napari_unet_cat.segmenter.UNetModel.predict`).
         split: With ``components``, split touching blobs along distance-transform peaks.
         classes: When the masks are objects, also write the class map as
             ``<stem>_classes.tif``.
+        axes: The images' axes (``CYX``, ``TZCYX``...), overruling what each file says;
+            default: read from the file (ImageJ, OME-TIFF, OME-Zarr) or guessed.
 
     Returns:
         A :class:`BatchReport`.
     """
-    from .segmenter import UNetModel, load_model
+    from .model_file import load_model
+    from .segmenter import UNetModel
 
     started = time.perf_counter()
     if not isinstance(model, UNetModel):
@@ -124,6 +232,7 @@ def segment_folder(
     classes = bool(classes and objects)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
+    _check_distinct_outputs(images, output_dir)
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
         raise InputError(
             f"the output folder {output_dir} is the input folder: choose another, inputs are never overwritten"
@@ -134,7 +243,55 @@ def segment_folder(
         raise InputError(f"cannot create the output folder {output_dir}: {err}") from None
     if not os.access(output_dir, os.W_OK):
         raise InputError(f"the output folder {output_dir} is not writable")
-    _remove_leftovers(output_dir)
+    with FolderLock(output_dir):
+        fingerprint = model.fingerprint()
+        _check_same_model(output_dir, fingerprint, overwrite)
+        _remove_leftovers(output_dir)
+        return _run(
+            model,
+            images,
+            output_dir,
+            fingerprint,
+            started,
+            probabilities=probabilities,
+            overwrite=overwrite,
+            classes=classes,
+            progress=progress,
+            should_stop=should_stop,
+            scheduler=scheduler,
+            workers=workers,
+            options={
+                "tile_size": tile_size,
+                "probabilities": probabilities,
+                "test_time_augmentation": test_time_augmentation,
+                "objects": objects,
+                "instances": instances,
+                "min_size": None if min_size is None else int(min_size),
+                "split": bool(split),
+                "classes": classes,
+                "fingerprint": fingerprint,
+                "axes": axes,
+            },
+        )
+
+
+def _run(
+    model,
+    images,
+    output_dir,
+    fingerprint,
+    started,
+    *,
+    probabilities,
+    overwrite,
+    classes,
+    progress,
+    should_stop,
+    scheduler,
+    workers,
+    options,
+) -> BatchReport:
+    """The run itself, under the folder's lock (see :func:`segment_folder`)."""
     report = BatchReport()
     inputs = {p.resolve() for p in images}
 
@@ -161,7 +318,7 @@ def segment_folder(
         {"done": report.done, "skipped": report.skipped}.get(status, []).append(path)
         if status == "failed":
             report.failed.append((path, why))
-        _log(output_dir, path, status, why, seconds)
+        _log(output_dir, path, status, why, seconds, fingerprint)
         finished += 1
         if progress is not None:
             progress(finished, len(images), path, status)
@@ -173,16 +330,6 @@ def segment_folder(
         except Exception as err:
             return "failed", _reason(err), time.perf_counter() - t0
 
-    options = {
-        "tile_size": tile_size,
-        "probabilities": probabilities,
-        "test_time_augmentation": test_time_augmentation,
-        "objects": objects,
-        "instances": instances,
-        "min_size": int(min_size),
-        "split": bool(split),
-        "classes": classes,
-    }
     if scheduler is not None:
         _run_on_cluster(model, plan, output_dir, options, record, report, should_stop, scheduler, workers)
         report.seconds = time.perf_counter() - started
@@ -193,7 +340,7 @@ def segment_folder(
         ThreadPoolExecutor(1, thread_name_prefix="read") as reader,
         ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
     ):
-        next_read = _submit_read(reader, to_read)
+        next_read = _submit_read(reader, to_read, options.get("axes"))
         pending = None  # (path, future of write)
         try:
             for path, action, why in plan:
@@ -205,7 +352,7 @@ def segment_folder(
                     continue
                 t0 = time.perf_counter()
                 read = next_read
-                next_read = _submit_read(reader, to_read)
+                next_read = _submit_read(reader, to_read, options.get("axes"))
                 try:
                     image = read.result()
                     result = _predict_or_stream(model, image, path, output_dir, options)
@@ -248,20 +395,35 @@ def _run_on_cluster(model, plan, output_dir, options, record, report, should_sto
     with tempfile.TemporaryDirectory(prefix=".napari-unet-cat-", dir=output_dir) as tmp:
         # Workers load the model from a file saved here, beside the outputs they write.
         model_file = model.save(Path(tmp) / "model.keras")
+        gpus = 0
         if scheduler == "local":
-            n = workers or max(1, (os.cpu_count() or 1) // 4)
+            from .resources import nvidia_gpu_count
+
+            gpus = nvidia_gpu_count()
+            # One worker per GPU where there are GPUs, else one per 4 CPU cores.
+            n = workers or (gpus or max(1, (os.cpu_count() or 1) // 4))
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
+            if gpus:
+                # Each worker on a GPU of its own, round robin, before it imports TensorFlow.
+                for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
+                    client.run(_use_gpu, i % gpus, workers=[address])
         else:
             cluster, client = None, Client(scheduler)
         try:
             futures = {}
+            run_id = uuid.uuid4().hex[:12]  # two runs on one scheduler never share a key
             for path, action, why in plan:
                 if action != "segment":
                     record(path, action, why, 0.0)
                     continue
                 future = client.submit(
-                    segment_one, str(model_file), str(path), str(output_dir), options, key=f"segment-{path.name}"
+                    segment_one,
+                    str(model_file),
+                    str(path),
+                    str(output_dir),
+                    options,
+                    key=f"segment-{run_id}-{path.name}",
                 )
                 futures[future] = path
             for future in as_completed(futures):
@@ -281,22 +443,35 @@ def _run_on_cluster(model, plan, output_dir, options, record, report, should_sto
                 cluster.close()
 
 
-_WORKER_MODELS: dict[tuple[str, float], object] = {}
+def _use_gpu(index: int) -> None:
+    """Run in a cluster worker: compute on GPU ``index`` only (before TensorFlow loads)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+
+
+#: Models a cluster worker keeps, by fingerprint, the most recently used last.
+_WORKER_MODELS: OrderedDict[str, object] = OrderedDict()
+WORKER_MODELS_KEPT = 2
 
 
 def segment_one(model_file: str, image_path: str, output_dir: str, options: dict) -> tuple[str, str, float]:
     """Segment one image into ``output_dir`` (runs on a cluster worker): ``(status, why,
-    seconds)``. The model is loaded once per worker process and kept."""
-    from .segmenter import load_model
+    seconds)``. Each model is loaded once per worker process (keyed by its fingerprint,
+    so a changed file is loaded again) and at most ``WORKER_MODELS_KEPT`` are kept."""
+    from .model_file import load_model
 
     t0 = time.perf_counter()
-    key = (model_file, os.stat(model_file).st_mtime)
-    if key not in _WORKER_MODELS:
+    key = options.get("fingerprint") or f"{model_file}@{os.stat(model_file).st_mtime}"
+    if key in _WORKER_MODELS:
+        _WORKER_MODELS.move_to_end(key)
+    else:
         _WORKER_MODELS[key] = load_model(model_file)
+        while len(_WORKER_MODELS) > WORKER_MODELS_KEPT:
+            _WORKER_MODELS.popitem(last=False)
     model = _WORKER_MODELS[key]
     path = Path(image_path)
     try:
-        result = _predict_or_stream(model, read_image(path), path, Path(output_dir), options)
+        image = read_image_with_axes(path, options.get("axes"))
+        result = _predict_or_stream(model, image, path, Path(output_dir), options)
         if result is not None:
             _write_outputs(path, Path(output_dir), result, options)
         return "done", "", time.perf_counter() - t0
@@ -305,13 +480,19 @@ def segment_one(model_file: str, image_path: str, output_dir: str, options: dict
 
 
 def _predict_or_stream(model, image, path: Path, output_dir: Path, options: dict):
-    """Predict ``image``: ``{"labels", "probabilities", "classes"}`` (what was asked for).
+    """Predict ``image``, an ``(array, axes)`` pair from :func:`read_image_with_axes`:
+    ``{"labels", "probabilities", "classes"}`` (what was asked for).
 
     A large one (without probabilities) goes straight into its mask file band by band,
     never whole in memory, and gives ``None``; its class map, when asked for beside its
     objects, is streamed in a second pass.
     """
-    common = {"tile_size": options["tile_size"], "test_time_augmentation": options["test_time_augmentation"]}
+    image, axes = image
+    common = {
+        "tile_size": options["tile_size"],
+        "test_time_augmentation": options["test_time_augmentation"],
+        "axes": axes,
+    }
     objects = {"instances": options["instances"], "min_size": options["min_size"], "split": options["split"]}
     output = "instances" if options["objects"] else "classes"
     if not options["probabilities"] and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
@@ -347,9 +528,9 @@ def _write_outputs(path: Path, output_dir: Path, result: dict, options: dict) ->
     write_tiff(mask_path, result["labels"])
 
 
-def _submit_read(reader: ThreadPoolExecutor, paths) -> Future | None:
+def _submit_read(reader: ThreadPoolExecutor, paths, axes: str | None = None) -> Future | None:
     path = next(paths, None)
-    return None if path is None else reader.submit(read_image, path)
+    return None if path is None else reader.submit(read_image_with_axes, path, axes)
 
 
 def _reason(err: BaseException) -> str:
@@ -371,8 +552,10 @@ def _remove_leftovers(output_dir: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _log(output_dir: Path, path: Path, status: str, why: str, seconds: float) -> None:
+def _log(output_dir: Path, path: Path, status: str, why: str, seconds: float, model: str = "") -> None:
     record = {"file": str(path), "status": status, "seconds": round(seconds, 3), "time": time.time()}
+    if model:
+        record["model"] = model
     if why:
         record["error"] = why
     try:

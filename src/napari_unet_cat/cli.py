@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -126,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instances: weight of the gaps between objects in the loss (the U-Net paper's w0; default 10)",
     )
     t.add_argument(
+        "--class-balance",
+        type=_checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        default=0.5,
+        help="instances: weight each class by its pixel share to this power, negated (1: the paper's inverse "
+        "frequency, 0: none; default 0.5); prediction undoes the weights' shift of the probabilities",
+    )
+    t.add_argument(
         "--sigma",
         type=_positive_float,
         default=5.0,
@@ -137,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target-size", type=_positive_int, help="scale so the median longer side becomes N pixels")
     t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
     t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
+    _add_axes(t)
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_precision(t)
     t.add_argument(
@@ -163,7 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="test-time augmentation: average over flips and 90-degree rotations (8x slower)",
     )
-    p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo images whose mask exists (also needed to redo a folder that another model segmented)",
+    )
     p.add_argument(
         "--instances",
         choices=("watershed", "components"),
@@ -173,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-size",
         type=_checked(int, lambda v: v >= 0, "a whole number of at least 0"),
-        default=0,
-        help="remove objects smaller than this many pixels (default 0: keep all)",
+        help="remove objects smaller than this many pixels (default: the model's, a quarter of its smallest "
+        "training objects; 0 keeps all)",
     )
     p.add_argument("--split", action="store_true", help="with --instances components: split touching blobs")
     p.add_argument(
@@ -190,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run on the Dask cluster at this scheduler address (tcp://host:8786); workers must see the files",
     )
+    _add_axes(p)
     _add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -222,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_axes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--axes",
+        metavar="AXES",
+        help="the images' axes in any order, e.g. YX, YXC, CYX, ZYX, TCZYX (C channels, other letters stacks); "
+        "overrules what the files say (ImageJ, OME-TIFF, OME-Zarr); default: read from the file or guessed",
+    )
+
+
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
@@ -252,15 +273,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
+    from .history import write_history
     from .io import load_training_pairs
-    from .segmenter import load_model
+    from .model_file import load_model
     from .training import Trainer
 
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}")
     if not args.out.parent.exists():
         raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
-    images, labels, names, class_names, warnings = load_training_pairs(args.images, args.masks)
+    images, labels, names, class_names, warnings, image_axes = load_training_pairs(
+        args.images, args.masks, axes=args.axes
+    )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     settings = TrainingSettings(
@@ -283,6 +307,7 @@ def _train(args) -> int:
         border_width=args.border_width,
         w0=args.w0,
         sigma=args.sigma,
+        class_balance=args.class_balance,
     )
     resume = load_model(args.resume) if args.resume else None
     trainer = Trainer(
@@ -300,6 +325,7 @@ def _train(args) -> int:
         model=resume,
         checkpoint=args.out,
         allow_many_classes=args.many_classes,
+        axes=image_axes,
     )
     arch = trainer.config.architecture
     print(
@@ -324,56 +350,9 @@ def _label_mode(args) -> str:
     return "sparse" if args.sparse else (args.labels or "dense")
 
 
-def history_paths(model_path: Path) -> tuple[Path, Path]:
-    base = model_path.with_suffix("") if model_path.suffix else model_path
-    return base.with_name(base.name + ".history.csv"), base.with_name(base.name + ".history.png")
-
-
-def write_history(model_path: Path, history: list[dict]) -> tuple[Path, Path]:
-    """Write the training history as CSV and as a plot of loss and IoU per epoch."""
-    from .io import atomic_write
-
-    csv_path, plot_path = history_paths(Path(model_path))
-    columns = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-
-    def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(csv_path, write_csv)
-    atomic_write(plot_path, lambda tmp: plot_history(history, tmp))
-    return csv_path, plot_path
-
-
-def plot_history(history: list[dict], path: Path) -> None:
-    """Loss and mean IoU per epoch, training and validation, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
-    ax_loss, ax_iou = fig.subplots(1, 2)
-    epochs = [row["epoch"] for row in history]
-    for key, label in (("loss", "training"), ("val_loss", "validation")):
-        if any(key in row for row in history):
-            ax_loss.plot(epochs, [row.get(key, float("nan")) for row in history], marker=".", label=label)
-    for key, label in (("mean_iou", "training"), ("val_mean_iou", "validation")):
-        if any(key in row for row in history):
-            ax_iou.plot(epochs, [row.get(key, float("nan")) for row in history], marker=".", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_iou.set(xlabel="epoch", ylabel="mean IoU", title="Mean IoU", ylim=(0, 1))
-    for ax in (ax_loss, ax_iou):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.savefig(path, format="png", dpi=100)
-
-
 def _predict(args) -> int:
     from .batch import segment_folder
-    from .segmenter import load_model
+    from .model_file import load_model
 
     model = load_model(args.model, precision=args.precision)
     bar = None
@@ -404,6 +383,7 @@ def _predict(args) -> int:
             min_size=args.min_size,
             split=args.split,
             classes=args.classes,
+            axes=args.axes,
         )
     finally:
         if bar is not None:
@@ -431,7 +411,7 @@ def _evaluate(args) -> int:
 
 
 def _info(args) -> int:
-    from .segmenter import load_model
+    from .model_file import load_model
 
     model = load_model(args.model)
     c = model.config
@@ -442,6 +422,7 @@ def _info(args) -> int:
         f"{model.keras_model.count_params():,} parameters"
     )
     print(f"  input: {arch.n_channels} channel(s), scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
+    print(f"  fingerprint: {model.fingerprint()} (recorded in the log of every folder it segments)")
     names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
     print(f"  classes: {names} ({c.training.label_mode} labels)")
     if c.is_instance_model:

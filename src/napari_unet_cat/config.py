@@ -139,6 +139,9 @@ class TrainingSettings:
     border_width: int = 2
     w0: float = 10.0
     sigma: float = 5.0
+    #: Instance masks: the class weights ``w_c`` are each class's pixel share to the
+    #: power ``-class_balance`` (1: the paper's inverse frequency; 0: none).
+    class_balance: float = 0.5
 
     def validate(self) -> None:
         problems = []
@@ -158,6 +161,8 @@ class TrainingSettings:
             problems.append(f"label_mode must be one of {', '.join(LABEL_MODES)} (received {self.label_mode!r})")
         if self.border_width < 1:
             problems.append(f"border_width must be at least 1 pixel (received {self.border_width})")
+        if not 0 <= self.class_balance <= 1:
+            problems.append(f"class_balance must be in [0, 1] (received {self.class_balance})")
         if self.w0 < 0 or not self.sigma > 0:
             problems.append(f"the weight map needs w0 >= 0 and sigma > 0 (received w0={self.w0}, sigma={self.sigma})")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -189,6 +194,13 @@ class ModelConfig:
     #: Areas (pixels at full resolution) of the training objects: percentiles 5, 50, 95
     #: (instance models only; what the model has seen).
     object_areas: list[float] = field(default_factory=list)
+    #: One name per input channel, in order (napari layer names, when trained in napari).
+    channel_names: list[str] = field(default_factory=list)
+    #: Objects smaller than this (pixels, full resolution) are removed by default.
+    min_object_size: int = 0
+    #: Instance models: the class weights of training, undone on the probabilities at
+    #: prediction (:class:`~napari_unet_cat.unet.PriorCorrection`); empty for none.
+    class_prior_weights: list[float] = field(default_factory=list)
 
     @property
     def class_values(self) -> list[int]:
@@ -226,6 +238,9 @@ class ModelConfig:
             package_version=str(data.get("package_version", "")),
             format_version=int(data.get("format_version", 1)),
             object_areas=[float(a) for a in data.get("object_areas", [])],
+            channel_names=[str(n) for n in data.get("channel_names", [])],
+            class_prior_weights=[float(w) for w in data.get("class_prior_weights", [])],
+            min_object_size=int(data.get("min_object_size", 0)),
         )
 
 

@@ -7,7 +7,7 @@ the sampler in a ``keras.utils.PyDataset``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -26,7 +26,7 @@ from .arrays import (
     scaled_shape,
 )
 from .config import Normalization
-from .errors import InputError
+from .errors import InputError, TrainingStopped
 from .instances import class_balance, instance_targets, looks_like_instances, separation_weights
 
 
@@ -66,15 +66,16 @@ def collect_classes(
     (0, 1, 2); the labels must hold at least one object.
     """
     if mode == "instances":
-        if not any((apply_value_map(np.asarray(lab), value_map) > 0).any() for lab in labels):
+        if not any((apply_value_map(plane, value_map) > 0).any() for lab in labels for plane in label_planes(lab)):
             raise InputError(f"no objects (nonzero values) in {', '.join(names) or 'the labels'}")
         return [0, 1, 2]
     found: set[int] = set()
     for lab, name in zip(labels, names):
-        values = annotated_values(apply_value_map(np.asarray(lab), value_map), mode)
-        if values.size and values.min() < 0:
-            raise InputError(f"{name} has negative label values; labels must be 0 or more")
-        found.update(int(v) for v in values)
+        for plane in label_planes(lab):
+            values = annotated_values(apply_value_map(plane, value_map), mode)
+            if values.size and values.min() < 0:
+                raise InputError(f"{name} has negative label values; labels must be 0 or more")
+            found.update(int(v) for v in values)
     if not found:
         hint = " (in sparse mode 0 means 'not annotated')" if mode == "sparse" else ""
         raise InputError(f"no annotated pixels in {', '.join(names) or 'the labels'}{hint}")
@@ -93,6 +94,17 @@ def collect_classes(
     return sorted(found)
 
 
+def label_planes(labels) -> Iterator[np.ndarray]:
+    """The 2D planes of a label image (or stack) as NumPy arrays, read one at a time, so
+    that a lazy (dask, zarr) stack is never loaded whole."""
+    shape = np.shape(labels)
+    if len(shape) <= 2:
+        yield np.asarray(labels)
+        return
+    for index in np.ndindex(*shape[:-2]):
+        yield np.asarray(labels[index])
+
+
 def prepare_planes(
     images: Sequence,
     labels: Sequence,
@@ -108,22 +120,30 @@ def prepare_planes(
     border_width: int = 2,
     w0: float = 10.0,
     sigma: float = 5.0,
+    should_stop: Callable[[], bool] | None = None,
+    image_axes: Sequence[str | None] | None = None,
+    class_balance_power: float = 0.5,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes of each (image, labels) pair, ready for sampling.
 
     Planes without any annotation are skipped. Returns the planes and the number of
     channels fed to the network. In ``instances`` mode the labels are object ids and
     become background/interior/border targets (``border_width`` pixels wide, at the
-    training scale) with the U-Net paper's weight map (``w0``, ``sigma``).
+    training scale) with the U-Net paper's weight map (``w0``, ``sigma``; the class
+    weights from ``class_balance_power``, see :func:`~napari_unet_cat.instances.class_balance`).
+    ``should_stop`` is polled before each plane; when it returns True the preparation
+    ends with :class:`~napari_unet_cat.errors.TrainingStopped`. ``image_axes`` gives each
+    image's axes in the package's order (see :func:`~napari_unet_cat.arrays.to_canonical`;
+    None: guessed).
     """
     planes: list[TrainingPlane] = []
-    for image_index, (image, lab, name) in enumerate(zip(images, labels, names)):
-        layout = infer_layout(np.shape(image), n_channels=n_channels, name=f"image {name}")
-        lab = np.asarray(lab)
+    image_axes = list(image_axes) if image_axes is not None else [None] * len(images)
+    for image_index, (image, lab, name, axes) in enumerate(zip(images, labels, names, image_axes)):
+        layout = infer_layout(np.shape(image), n_channels=n_channels, axes=axes, name=f"image {name}")
         expected = layout.plane_shape + layout.spatial
-        if lab.shape != expected:
+        if tuple(np.shape(lab)) != expected:
             raise InputError(
-                f"labels of {name} have shape {lab.shape} but the image {np.shape(image)} needs "
+                f"labels of {name} have shape {tuple(np.shape(lab))} but the image {np.shape(image)} needs "
                 f"labels of shape {expected}"
             )
         if n_channels is None:
@@ -134,6 +154,8 @@ def prepare_planes(
                 "all training images need the same channels"
             )
         for index in plane_indices(layout):
+            if should_stop is not None and should_stop():
+                raise TrainingStopped("stopped while preparing the training data")
             mapped = apply_value_map(lab[index], value_map)
             where = f"{name} plane {index}" if index else name
             instances = None
@@ -159,7 +181,7 @@ def prepare_planes(
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
     if mode == "instances":
-        balance = class_balance([p.targets for p in planes])
+        balance = class_balance([p.targets for p in planes], power=class_balance_power)
         for p in planes:
             weights = balance[np.maximum(p.targets, 0)] + separation_weights(p.instances, p.targets, w0=w0, sigma=sigma)
             weights[p.targets < 0] = 0.0
@@ -172,7 +194,10 @@ def prepare_planes(
 def check_not_instances(labels: Sequence, names: Sequence[str], mode: str, value_map: dict) -> None:
     """Stop a class-mode run whose masks look like object ids, with what to do instead."""
     for lab, name in zip(labels, names):
-        mapped = apply_value_map(np.asarray(lab), value_map) if value_map else np.asarray(lab)
+        plane = next((p for p in label_planes(lab) if p.any()), None)
+        if plane is None:
+            continue
+        mapped = apply_value_map(plane, value_map) if value_map else plane
         if looks_like_instances(mapped):
             n = int(np.unique(mapped[mapped > 0]).size)
             raise InputError(

@@ -56,8 +56,8 @@ def run_demo(out: str | Path, *, epochs: int = 12, log: Callable[[str], None] = 
     from PIL import Image
 
     from .batch import segment_folder
-    from .cli import write_history
     from .evaluation import evaluate_folders, format_scores
+    from .history import write_history
     from .io import load_training_pairs, read_image
     from .training import Trainer
 
@@ -65,7 +65,7 @@ def run_demo(out: str | Path, *, epochs: int = 12, log: Callable[[str], None] = 
     out.mkdir(parents=True, exist_ok=True)
     folders = write_demo_data(out)
     log(f"wrote {N_TRAIN} training and {N_TEST} test images with masks under {out / 'data'}")
-    images, labels, names, _, _ = load_training_pairs(folders["train_images"], folders["train_masks"])
+    images, labels, names, _, _, _ = load_training_pairs(folders["train_images"], folders["train_masks"])
     settings = TrainingSettings(epochs=epochs, batch_size=8, patch_size=64, learning_rate=3e-3, val_fraction=0.1)
     trainer = Trainer(images, labels, settings=settings, preset="light", base_filters=8, depth=3, names=names)
     log(f"training a small U-Net ({trainer.keras_model.count_params():,} parameters) for {epochs} epochs")

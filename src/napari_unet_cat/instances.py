@@ -134,17 +134,26 @@ def separation_weights(
     return out
 
 
-def class_balance(targets: list[np.ndarray], n_classes: int = 3) -> np.ndarray:
-    """``w_c``: one weight per class, inversely proportional to its share of the
-    annotated pixels, scaled so that the mean weight of an annotated pixel is 1."""
+#: ``w_c`` of a class is its share of the pixels to this power, negated: 1 is the paper's
+#: full balancing (the border class of nuclei then weighs 23x the background, and the
+#: network over-predicts objects), 0 none. Chosen by measurement on a split of the
+#: training images (benchmarks/bench_instances.py, "class balance").
+DEFAULT_CLASS_BALANCE = 0.5
+
+
+def class_balance(targets: list[np.ndarray], n_classes: int = 3, power: float = DEFAULT_CLASS_BALANCE) -> np.ndarray:
+    """``w_c``: one weight per class, proportional to ``share ** -power`` of its share of
+    the annotated pixels (``power`` 1: inversely proportional, the paper's balancing),
+    scaled so that the mean weight of an annotated pixel is 1."""
     counts = np.zeros(n_classes, np.float64)
     for t in targets:
         counts += np.bincount(t[t >= 0].ravel(), minlength=n_classes)[:n_classes]
     present = counts > 0
     weights = np.ones(n_classes, np.float32)
-    if present.any():
+    if present.any() and power:
         share = counts[present] / counts.sum()
-        weights[present] = (1.0 / (present.sum() * share)).astype(np.float32)
+        raw = share ** -float(power)
+        weights[present] = (raw / (share * raw).sum()).astype(np.float32)
     return weights
 
 
@@ -205,18 +214,30 @@ def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return labels
 
 
-def watershed_objects(probabilities: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def watershed_foreground(probabilities: np.ndarray, threshold: float | None = 0.5) -> np.ndarray:
+    """Pixels that belong to an object: ``p(background) < threshold``, or with
+    ``threshold`` None where background is not the likeliest class."""
+    p = np.asarray(probabilities)
+    if threshold is None:
+        return np.argmax(p, axis=-1) != BACKGROUND
+    return p[..., BACKGROUND] < threshold
+
+
+def watershed_objects(
+    probabilities: np.ndarray, mask: np.ndarray | None = None, threshold: float | None = 0.5
+) -> np.ndarray:
     """Objects (int32, 0 = background) from ``(Y, X, 3)`` background/interior/border
-    probabilities: seeds are the connected parts where the interior is the likeliest
-    class, then a watershed on ``1 - p(interior)`` grows them over the foreground
-    (where background is not the likeliest class). A foreground part without a seed
-    becomes an object of its own. Only pixels in ``mask`` (when given) are labelled."""
+    probabilities: seeds are the connected parts of the foreground (see
+    :func:`watershed_foreground`) where the interior is the likeliest class, then a
+    watershed on ``1 - p(interior)`` grows them over the foreground. A foreground part
+    without a seed becomes an object of its own. Only pixels in ``mask`` (when given)
+    are labelled."""
     from scipy.ndimage import label
     from skimage.segmentation import watershed
 
     p = np.asarray(probabilities, np.float32)
     best = np.argmax(p, axis=-1)
-    foreground = best != BACKGROUND
+    foreground = watershed_foreground(p, threshold)
     if mask is not None:
         foreground &= mask
     if not foreground.any():
@@ -279,9 +300,19 @@ class ObjectMaker:
         class_values: The model's class values, in class-index order.
         min_size: Objects smaller than this many pixels are removed.
         split: With ``components``, split touching blobs with a distance transform.
+        threshold: With ``watershed``, the foreground is where ``p(background)`` is
+            below this (None: where background is not the likeliest class).
     """
 
-    def __init__(self, method: str, class_values: list[int], *, min_size: int = 0, split: bool = False):
+    def __init__(
+        self,
+        method: str,
+        class_values: list[int],
+        *,
+        min_size: int = 0,
+        split: bool = False,
+        threshold: float | None = 0.5,
+    ):
         if method not in ("watershed", "components"):
             raise InputError(f"objects are made by 'watershed' or 'components' (received {method!r})")
         if method == "watershed" and len(class_values) != 3:
@@ -295,6 +326,7 @@ class ObjectMaker:
         self.class_values = list(class_values)
         self.min_size = int(min_size)
         self.split = bool(split)
+        self.threshold = threshold
         #: Background class index for components: the class of value 0, else the lowest.
         values = np.asarray(class_values)
         self.background = int(np.flatnonzero(values == 0)[0]) if (values == 0).any() else int(np.argmin(values))
@@ -302,7 +334,7 @@ class ObjectMaker:
     def objects(self, probabilities: np.ndarray, mask=None, *, top_margin: bool = False) -> np.ndarray:
         """Objects (int32, not yet numbered in order) of ``(Y, X, classes)`` probabilities."""
         if self.method == "watershed":
-            found = watershed_objects(probabilities, mask)
+            found = watershed_objects(probabilities, mask, self.threshold)
         else:
             found = component_objects(
                 np.argmax(probabilities, axis=-1), self.background, split=self.split, mask=mask, top_margin=top_margin
@@ -311,8 +343,9 @@ class ObjectMaker:
 
     def foreground(self, probabilities: np.ndarray) -> np.ndarray:
         """Pixels that may belong to an object (the extent of what :meth:`objects` labels)."""
-        best = np.argmax(probabilities, axis=-1)
-        return best != (BACKGROUND if self.method == "watershed" else self.background)
+        if self.method == "watershed":
+            return watershed_foreground(probabilities, self.threshold)
+        return np.argmax(probabilities, axis=-1) != self.background
 
     def label_plane(self, probabilities: np.ndarray) -> np.ndarray:
         """Objects of a whole plane, numbered 1..N in raster order of their first pixel."""

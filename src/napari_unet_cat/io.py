@@ -22,6 +22,20 @@ MASK_STEM_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels")
 MEMMAP_THRESHOLD = 256 << 20
 
 
+#: Double suffixes that name one format: ``cells.ome.tif`` has the stem ``cells``.
+DOUBLE_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.zarr")
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """The name without its format's suffix, which may be double (``.ome.tif``)."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in DOUBLE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
 def list_images(folder: str | os.PathLike, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Image files directly in ``folder`` (not hidden, not temporary), and ``.zarr``
     folders when ``suffixes`` includes it, sorted by name."""
@@ -94,6 +108,60 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _check_array(path, array)
 
 
+def read_axes(path: str | os.PathLike) -> str | None:
+    """The axes a file states, upper case (``CYX``, ``TZCYX``, ``YXS``...), or None.
+
+    TIFF: tifffile's reading of its first series (ImageJ hyperstacks and OME-TIFF name
+    their axes; for other TIFFs tifffile tells RGB samples ``S`` from pages ``I``/``Q``).
+    OME-Zarr: the multiscales metadata's axes. Other formats say nothing.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES and path.is_file():
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return str(tif.series[0].axes).upper() or None
+        if suffix == ZARR_SUFFIX and path.is_dir():
+            return _ome_zarr_axes(path)
+    except Exception:  # unreadable metadata: read_image reports the file itself
+        return None
+    return None
+
+
+def _ome_zarr_axes(path: Path) -> str | None:
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    multiscales = dict(node.attrs).get("multiscales") if not hasattr(node, "shape") else None
+    if not multiscales:
+        return None
+    axes = multiscales[0].get("axes")
+    if not axes:
+        return None
+    letters = []
+    for axis in axes:
+        name = axis.get("name", "") if isinstance(axis, dict) else str(axis)
+        letters.append(name[:1].upper() or "Q")
+    text = "".join(letters)
+    return text if len(set(text)) == len(text) else None
+
+
+def read_image_with_axes(path: str | os.PathLike, axes: str | None = None):
+    """``(array in the package's axis order, its axes or None)`` of an image file.
+
+    ``axes`` (any order: ``CYX``, ``TZCYX``...) overrules what the file says; without
+    either the axes are guessed later (a last axis of at most 4 is channels). The
+    array is reordered lazily (:class:`~napari_unet_cat.arrays.AxesView`), so a lazily
+    read file stays lazy.
+    """
+    from .arrays import to_canonical
+
+    array = read_image(path)
+    return to_canonical(array, axes or read_axes(path), name=str(path))
+
+
 def _check_array(path: Path, array):
     """``array`` if it can be an image, else an :class:`InputError` naming ``path``."""
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
@@ -146,7 +214,7 @@ def read_labels(path: str | os.PathLike, labelme_values: dict[str, int] | None =
 
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return read_labelme(path, labelme_values).labels
+        return read_labelme(path, labelme_values, read_image=read_image).labels
     labels = np.asarray(read_image(path))
     if labels.ndim == 3 and labels.shape[-1] in (3, 4):
         colour = labels[..., :3]
@@ -172,7 +240,8 @@ def pair_by_stem(
     *,
     mask_suffixes: Iterable[str] = (*IMAGE_SUFFIXES, ".json"),
 ) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
-    """Match images to masks by file stem (a mask may add ``_mask`` or ``_labels``).
+    """Match images to masks by file stem (a mask may add ``_mask`` or ``_labels``;
+    ``.ome.tif`` and ``.ome.tiff`` count as one suffix).
 
     Returns:
         ``(pairs, images_without_mask, masks_without_image)``.
@@ -181,17 +250,19 @@ def pair_by_stem(
     masks = list_images(mask_dir, mask_suffixes)
     by_stem: dict[str, Path] = {}
     for mask in masks:
-        if mask.stem in by_stem:
-            raise InputError(f"two masks share the stem {mask.stem!r}: {by_stem[mask.stem]} and {mask}")
-        by_stem[mask.stem] = mask
+        stem = file_stem(mask)
+        if stem in by_stem:
+            raise InputError(f"two masks share the stem {stem!r}: {by_stem[stem]} and {mask}")
+        by_stem[stem] = mask
     seen: dict[str, Path] = {}
     pairs, lonely = [], []
     used: set[Path] = set()
     for image in images:
-        if image.stem in seen:
-            raise InputError(f"two images share the stem {image.stem!r}: {seen[image.stem]} and {image}")
-        seen[image.stem] = image
-        match = next((by_stem[image.stem + s] for s in MASK_STEM_SUFFIXES if image.stem + s in by_stem), None)
+        stem = file_stem(image)
+        if stem in seen:
+            raise InputError(f"two images share the stem {stem!r}: {seen[stem]} and {image}")
+        seen[stem] = image
+        match = next((by_stem[stem + s] for s in MASK_STEM_SUFFIXES if stem + s in by_stem), None)
         if match is None or match in used:
             lonely.append(image)
         else:
@@ -231,16 +302,18 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str =
 
 
 def load_training_pairs(
-    image_dir: str | os.PathLike, mask_dir: str | os.PathLike
-) -> tuple[list[np.ndarray], list[np.ndarray], list[str], dict[int, str], list[str]]:
+    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, *, axes: str | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], dict[int, str], list[str], list[str | None]]:
     """Read every (image, mask) pair of two folders for training.
 
     Masks may be label images or labelme ``.json`` files (label names numbered
     consistently across files). Unmatched files are reported, not fatal, as long as
-    one pair remains.
+    one pair remains. Images come in the package's axis order (channels last), from
+    ``axes`` or what each file says (see :func:`read_image_with_axes`); masks have the
+    image's axes without the channels.
 
     Returns:
-        ``(images, labels, names, class_names, warnings)``.
+        ``(images, labels, names, class_names, warnings, image_axes)``.
     """
     from .labelme import label_names
 
@@ -251,14 +324,19 @@ def load_training_pairs(
         raise InputError(f"no image in {image_dir} has a mask of the same name in {mask_dir}")
     json_masks = [m for _, m in pairs if m.suffix.lower() == ".json"]
     values = label_names(json_masks) if json_masks else None
-    images, labels, names = [], [], []
+    images, labels, names, image_axes = [], [], [], []
     for image_path, mask_path in pairs:
-        image = np.asarray(read_image(image_path))
+        image, image_axis_names = read_image_with_axes(image_path, axes)
+        image = np.asarray(image)
         mask = read_labels(mask_path, values)
         if mask.shape != image.shape[: mask.ndim] or mask.ndim > image.ndim:
-            raise InputError(f"mask {mask_path} has shape {mask.shape} but image {image_path} has shape {image.shape}")
+            shown = f" (axes {image_axis_names})" if image_axis_names else ""
+            raise InputError(
+                f"mask {mask_path} has shape {mask.shape} but image {image_path} has shape {image.shape}{shown}"
+            )
         images.append(image)
         labels.append(mask)
         names.append(image_path.name)
+        image_axes.append(image_axis_names)
     class_names = {v: k for k, v in values.items() if v} if values else {}
-    return images, labels, names, class_names, warnings
+    return images, labels, names, class_names, warnings, image_axes

@@ -12,7 +12,7 @@ import base64
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +58,11 @@ def label_names(paths: Iterable[str | os.PathLike]) -> dict[str, int]:
 
 
 def read_labelme(
-    path: str | os.PathLike, values: dict[str, int] | None = None, *, load_image: bool = False
+    path: str | os.PathLike,
+    values: dict[str, int] | None = None,
+    *,
+    load_image: bool = False,
+    read_image: Callable[[Path], np.ndarray] | None = None,
 ) -> LabelmeAnnotation:
     """Rasterise a labelme file.
 
@@ -67,6 +71,8 @@ def read_labelme(
         values: Class value of each label name (default: :func:`label_names` of this file).
         load_image: Also return the image (embedded ``imageData``, or ``imagePath``
             beside the JSON file).
+        read_image: How to read an ``imagePath`` file (``napari_unet_cat.io`` passes
+            its reader, so this module needs none of its own); default: Pillow.
     """
     from PIL import Image, ImageDraw
 
@@ -77,7 +83,7 @@ def read_labelme(
     image = None
     image_path = None
     if load_image or not (height and width):
-        image, image_path = _image_of(path, data)
+        image, image_path = _image_of(path, data, read_image)
         if image is not None and not (height and width):
             height, width = image.shape[:2]
     if not (height and width):
@@ -106,7 +112,7 @@ def _load(path: Path) -> dict:
     return data
 
 
-def _image_of(path: Path, data: dict) -> tuple[np.ndarray | None, Path | None]:
+def _image_of(path: Path, data: dict, read_image=None) -> tuple[np.ndarray | None, Path | None]:
     from PIL import Image
 
     if data.get("imageData"):
@@ -116,10 +122,11 @@ def _image_of(path: Path, data: dict) -> tuple[np.ndarray | None, Path | None]:
         except Exception as err:
             raise InputError(f"{path}: its embedded image cannot be decoded ({err})") from None
     if data.get("imagePath"):
-        from .io import read_image
-
         candidate = (path.parent / data["imagePath"]).resolve()
         if candidate.exists():
+            if read_image is None:
+                with Image.open(candidate) as img:
+                    return np.asarray(img), candidate
             return np.asarray(read_image(candidate)), candidate
     return None, None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -96,15 +97,35 @@ def accelerator_memory() -> int | None:
     return None
 
 
+def visible_gpu_id() -> str:
+    """``nvidia-smi``'s id of the first GPU this process can see: the first entry of
+    ``CUDA_VISIBLE_DEVICES`` (an index or a UUID) when it is set, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return visible or "0"
+
+
+def nvidia_gpu_count() -> int:
+    """GPUs ``nvidia-smi`` lists (0 where it is not installed), without importing a
+    deep-learning library."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return 0
+    try:
+        out = subprocess.run([tool, "--list-gpus"], capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.strip().startswith("GPU "))
+
+
 @functools.cache
 def _nvidia_total_memory() -> int | None:
-    """Memory of GPU 0 from ``nvidia-smi``, where installed."""
+    """Memory of the first visible GPU from ``nvidia-smi``, where installed."""
     tool = shutil.which("nvidia-smi")
     if tool is None:
         return None
     try:
         out = subprocess.run(
-            [tool, "--query-gpu=memory.total", "--format=csv,noheader,nounits", "--id=0"],
+            [tool, "--query-gpu=memory.total", "--format=csv,noheader,nounits", f"--id={visible_gpu_id()}"],
             capture_output=True,
             text=True,
             timeout=5,

@@ -1,17 +1,18 @@
-"""A trained U-Net with everything needed to use it: the model file and prediction."""
+"""A trained U-Net and its prediction engine: tiles, bands, objects, streamed outputs.
+
+The model file's format (save and load) is :mod:`napari_unet_cat.model_file`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .arrays import (
     Layout,
     apply_normalization,
@@ -24,16 +25,12 @@ from .arrays import (
     resize_plane,
     scaled_shape,
     smallest_int_dtype,
+    to_canonical,
 )
 from .config import ModelConfig
-from .errors import InputError, ModelFileError
+from .errors import InputError
 from .tiling import PlaneTiling, plan_plane, round_up
 
-#: Name of the JSON member that makes a ``.keras`` zip one of our model files.
-CONFIG_MEMBER = "napari_unet_cat.json"
-WEIGHTS_MEMBER = "model.weights.h5"
-#: Newest model-file format this version reads and the one it writes.
-FORMAT_VERSION = 1
 #: Largest tile side chosen automatically (memory permitting). Larger tiles would save
 #: little: with the default margin, 2048-pixel tiles already compute only about 1.2x the
 #: pixels of the plane, while their memory grows with the square of the side.
@@ -121,18 +118,40 @@ class UNetModel:
                 best_cost, best_tile = cost, tile
         return best_tile
 
+    def fingerprint(self) -> str:
+        """A short hash of what the model computes: its weights, network, classes,
+        normalization and scale (the same for a model and its file, loaded or not). Folder
+        runs record it, so that one output folder never mixes two models' masks."""
+        import dataclasses
+        import hashlib
+
+        c = self.config
+        described = {
+            "architecture": dataclasses.asdict(c.architecture),
+            "classes": [x.to_dict() for x in c.classes],
+            "normalization": dataclasses.asdict(c.normalization),
+            "scale": c.scale,
+            "label_mode": c.training.label_mode,
+        }
+        digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+        for weights in self.keras_model.get_weights():
+            digest.update(np.ascontiguousarray(weights, dtype=np.float32).tobytes())
+        return "sha256:" + digest.hexdigest()[:16]
+
     @property
     def is_instance_model(self) -> bool:
         """Trained on instance masks: predicts objects (one label each) by default."""
         return self.config.is_instance_model
 
-    def object_maker(self, instances: str | None = None, *, min_size: int = 0, split: bool = False):
+    def object_maker(self, instances: str | None = None, *, min_size: int | None = None, split: bool = False):
         """The :class:`~napari_unet_cat.instances.ObjectMaker` for ``instances`` (``watershed``,
-        ``components``, or None for this model's own: the watershed for an instance model)."""
+        ``components``, or None for this model's own: the watershed for an instance model).
+        ``min_size`` None is the model's own (``config.min_object_size``)."""
         from .instances import ObjectMaker
 
         method = instances or ("watershed" if self.is_instance_model else "components")
-        return ObjectMaker(method, self.class_values, min_size=min_size, split=split)
+        size = self.config.min_object_size if min_size is None else min_size
+        return ObjectMaker(method, self.class_values, min_size=size, split=split)
 
     def _wants_objects(self, output: str | None, instances: str | None) -> bool:
         if output not in (None, "classes", "instances", "probabilities"):
@@ -151,8 +170,9 @@ class UNetModel:
         *,
         output: str | None = None,
         instances: str | None = None,
-        min_size: int = 0,
+        min_size: int | None = None,
         split: bool = False,
+        axes: str | None = None,
         rgb: bool | None = None,
         margin: int | None = None,
         border: int | None = None,
@@ -179,9 +199,16 @@ class UNetModel:
                 ``components`` (connected parts of each class but the background, the
                 class of value 0 or else the lowest; the fallback for semantic models).
                 Giving it asks for objects.
-            min_size: Objects smaller than this many pixels (full resolution) are removed.
+            min_size: Objects smaller than this many pixels (full resolution) are removed;
+                default: the model's own, a quarter of the area of its smallest training
+                objects (their 5th percentile; 0 for models not trained on instances).
             split: With ``components``, split touching blobs where their distance
                 transform has several peaks.
+            axes: The image's axes in any order, such as ``YX``, ``YXC``, ``CYX``,
+                ``ZYX`` or ``TCZYX`` (``C`` channels, ``S`` RGB samples, other letters
+                stacks); default: guessed (a last axis of at most 4, or of the model's
+                channel count, is channels). The result has the stack axes in their
+                order, then Y and X.
             rgb: Whether the last axis is colour, when known (napari's ``rgb`` flag).
             margin: Context pixels around each tile's kept core (default: the
                 network's receptive radius, at most a quarter of the tile).
@@ -209,6 +236,7 @@ class UNetModel:
         layout, bands = self.iter_bands(
             image,
             tile_size,
+            axes=axes,
             rgb=rgb,
             margin=margin,
             border=border,
@@ -257,7 +285,7 @@ class UNetModel:
         *,
         output: str = "classes",
         instances: str | None = None,
-        min_size: int = 0,
+        min_size: int | None = None,
         split: bool = False,
     ) -> np.ndarray:
         """Class map (``output="classes"``) or objects (``"instances"``) of probabilities
@@ -313,7 +341,7 @@ class UNetModel:
             progress: Called with ``(tiles_done, tiles_total)``.
             name: How to call the image in error messages.
             **options: ``output`` (``classes`` or ``instances``), ``instances``,
-                ``min_size``, ``split``, ``rgb``, ``margin``, ``border``, ``batch_size``,
+                ``min_size``, ``split``, ``axes``, ``rgb``, ``margin``, ``border``, ``batch_size``,
                 ``memory_budget``, ``test_time_augmentation``, as for :meth:`predict`.
 
         Returns:
@@ -401,7 +429,7 @@ class UNetModel:
         options = dict(options)
         output = options.pop("output", None)
         instances = options.pop("instances", None)
-        min_size = options.pop("min_size", 0)
+        min_size = options.pop("min_size", None)
         split = options.pop("split", False)
         if output == "probabilities":
             raise InputError(
@@ -454,6 +482,7 @@ class UNetModel:
         image,
         tile_size: int | None = None,
         *,
+        axes: str | None = None,
         rgb: bool | None = None,
         margin: int | None = None,
         border: int | None = None,
@@ -469,7 +498,15 @@ class UNetModel:
         Errors in the arguments are raised here, before any band is computed."""
         arch = self.config.architecture
         k = arch.size_multiple
-        layout = infer_layout(np.shape(image), n_channels=arch.n_channels, rgb=rgb, name=name)
+        image, axes = to_canonical(image, axes, name=name)
+        layout = infer_layout(
+            np.shape(image),
+            n_channels=arch.n_channels,
+            rgb=rgb,
+            axes=axes,
+            name=name,
+            channel_names=self.config.channel_names,
+        )
         border = 0 if border is None else int(border)
         if border < 0:
             raise InputError(f"border must not be negative (received {border})")
@@ -628,129 +665,27 @@ class UNetModel:
     def _softmax(self, batch: np.ndarray) -> np.ndarray:
         if self._probability_model is None:
             from ._backend import keras
+            from .unet import PriorCorrection
 
             # The softmax runs inside the compiled network call (in float32 whatever
-            # the network's precision), sharing the network's weights.
+            # the network's precision), sharing the network's weights; so does undoing
+            # the class weights an instance model was trained with.
             logits = self.keras_model.outputs[0]
             probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+            weights = self.config.class_prior_weights
+            if weights:
+                probabilities = PriorCorrection(weights, dtype="float32", name="prior_correction")(probabilities)
             self._probability_model = keras.Model(self.keras_model.inputs, probabilities)
         return np.asarray(self._probability_model.predict_on_batch(batch), dtype=np.float32)
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file (a ``.keras`` zip with our settings inside), atomically.
+        """Write the model file, atomically; see :func:`napari_unet_cat.model_file.save_model`."""
+        from .model_file import save_model
 
-        The file is written beside ``path`` under a temporary name and renamed into
-        place, so ``path`` is either the complete new file or untouched.
-        """
-        from ._backend import keras
-
-        path = Path(path)
-        if path.is_dir():
-            raise ModelFileError(f"cannot save the model to {path}: it is a folder; give a file name")
-        if not path.parent.exists():
-            raise ModelFileError(f"cannot save the model to {path}: folder {path.parent} does not exist")
-        self.config.package_version = __version__
-        self.config.format_version = FORMAT_VERSION
-        clean = keras.models.clone_model(self.keras_model)
-        clean.set_weights(self.keras_model.get_weights())
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.keras", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            clean.save(tmp)
-            with zipfile.ZipFile(tmp, "a") as archive:
-                archive.writestr(CONFIG_MEMBER, json.dumps(self.config.to_dict(), indent=1))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return save_model(self, path)
 
 
 def _in_memory_layout(plane: np.ndarray) -> Layout:
     """Layout of a prepared ``(Y, X, C)`` plane."""
     return Layout(plane_shape=(), spatial=plane.shape[:2], channels=plane.shape[2], channel_axis=True)
-
-
-def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
-    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``).
-
-    Args:
-        path: The model file.
-        precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
-            float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
-
-    Raises:
-        ModelFileError: The file is missing, truncated, corrupt, made by another tool,
-            or made by a newer version of this package. The message names the file.
-    """
-    from .resources import resolve_precision
-
-    policy = resolve_precision(precision)
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist")
-    if path.is_dir():
-        raise ModelFileError(f"model file {path} is a folder, not a file")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if CONFIG_MEMBER not in names:
-                raise ModelFileError(
-                    f"{path} is not a napari-unet-cat model: it has no {CONFIG_MEMBER} inside "
-                    "(a Keras file from another tool?)"
-                )
-            if WEIGHTS_MEMBER not in names:
-                raise ModelFileError(f"model file {path} is corrupt: it holds no weights")
-            try:
-                raw = json.loads(archive.read(CONFIG_MEMBER))
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ModelFileError(f"model file {path} is corrupt: its settings are unreadable ({err})") from None
-            version = int(raw.get("format_version", 0)) if isinstance(raw, dict) else 0
-            if version > FORMAT_VERSION:
-                raise ModelFileError(
-                    f"model file {path} was made by napari-unet-cat {raw.get('package_version', '?')} "
-                    f"(file format {version}); this is version {__version__}, which reads formats up to "
-                    f"{FORMAT_VERSION}: upgrade napari-unet-cat to use it"
-                )
-            try:
-                config = ModelConfig.from_dict(raw)
-                config.architecture.validate()
-            except (TypeError, ValueError, KeyError) as err:
-                raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
-            with tempfile.TemporaryDirectory() as tmp:
-                weights = Path(archive.extract(WEIGHTS_MEMBER, tmp))
-                keras_model = _build_from_config(config, policy)
-                try:
-                    keras_model.load_weights(weights)
-                except Exception as err:  # h5py and Keras raise many kinds here
-                    raise ModelFileError(f"model file {path} is corrupt: its weights do not load ({err})") from None
-    except zipfile.BadZipFile:
-        raise ModelFileError(
-            f"{path} is not a napari-unet-cat model file, or it is truncated (not a complete zip archive)"
-        ) from None
-    except (OSError, EOFError, zipfile.LargeZipFile) as err:
-        if isinstance(err, ModelFileError):
-            raise
-        raise ModelFileError(f"cannot read model file {path}: {err}") from None
-    if len(config.classes) != config.architecture.n_classes:
-        raise ModelFileError(f"model file {path} is corrupt: its classes do not match its network")
-    return UNetModel(keras_model, config)
-
-
-def _build_from_config(config: ModelConfig, dtype_policy: str = "float32"):
-    """The Keras network of ``config``, its layers computing under ``dtype_policy``."""
-    from .resources import dtype_policy as policy_scope
-    from .unet import build_unet
-
-    arch = config.architecture
-    with policy_scope(dtype_policy):
-        return build_unet(
-            arch.n_classes,
-            arch.n_channels,
-            base_filters=arch.base_filters,
-            depth=arch.depth,
-            batch_norm=arch.batch_norm,
-            kernel_l2=arch.kernel_l2,
-        )

@@ -103,12 +103,6 @@ class PlaneTiling:
     def window(self) -> tuple[int, int]:
         return (self.rows.window, self.cols.window)
 
-    def tiles(self):
-        """``(row_start, col_start, row_index, col_index)`` of every tile."""
-        for i, r in enumerate(self.rows.starts):
-            for j, c in enumerate(self.cols.starts):
-                yield r, c, i, j
-
     def __len__(self) -> int:
         return len(self.rows.starts) * len(self.cols.starts)
 
@@ -135,9 +129,3 @@ def plan_plane(
         pads.append((before, padded - n - before))
         axes.append(axis_tiles(padded, tile_size, margin, multiple, blend))
     return PlaneTiling(tuple(spatial), (pads[0], pads[1]), axes[0], axes[1])
-
-
-def mirror_pad(plane: np.ndarray, pad: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-    """Mirror-pad a ``(Y, X, C)`` plane (reflecting repeatedly where a pad exceeds the plane)."""
-    mode = "reflect" if min(plane.shape[:2]) > 1 else "symmetric"
-    return np.pad(plane, (*pad, (0, 0)), mode=mode)

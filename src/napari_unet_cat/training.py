@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from ._backend import keras
+from .arrays import to_canonical
 from .config import (
     ClassInfo,
     ModelConfig,
@@ -30,15 +31,20 @@ from .dataset import (
     validation_patches,
 )
 from .errors import InputError, TrainingStopped
-from .instances import INSTANCE_CLASSES
+from .instances import INSTANCE_CLASSES, class_balance
 from .losses import ClassIoU, MaskedCrossEntropy
+from .model_file import build_network
 from .resources import distribution_scope, resolve_precision
-from .segmenter import UNetModel, _build_from_config
+from .segmenter import UNetModel
 
 StepCallback = Callable[[int, int, float], None]
 #: Fewest steps in an automatic epoch: a few strokes on one image make a "pass" of one
 #: or two patches, and an epoch that short is all overhead (and a jumpy curve).
 MIN_STEPS_PER_EPOCH = 8
+#: Instance models remove objects smaller than this share of the 5th percentile of the
+#: training objects' areas (chosen on a split of the training images:
+#: benchmarks/bench_instances.py, "choose").
+MIN_OBJECT_SHARE = 0.25
 #: Share of the starting learning rate left at the end of an annealed time budget.
 ANNEAL_FLOOR = 0.05
 
@@ -194,6 +200,16 @@ class Trainer:
         allow_many_classes: In the dense and sparse modes, train even when the masks
             look like object ids (more than 16 values, each one connected blob), which
             otherwise stops with a hint to use ``label_mode="instances"``.
+        stop_event: An event that :meth:`stop` sets; pass one to stop a trainer that is
+            still being built (preparing its data), from another thread.
+        axes: The images' axes in any order (``CYX``, ``ZYX``, ``TCZYX``...): one string
+            for all, or one per image (None: guessed). Labels have the image's axes
+            without the channel axis, in the order stacks, Y, X.
+        channel_names: A name for each input channel, recorded in the model (napari
+            passes the channel layers' names).
+
+    A ``model`` to continue is never changed: training works on a copy of its network
+    and settings, so a model loaded from a file keeps the file's weights.
     """
 
     def __init__(
@@ -216,6 +232,9 @@ class Trainer:
         checkpoint: str | Path | None = None,
         on_step: StepCallback | None = None,
         allow_many_classes: bool = False,
+        stop_event: threading.Event | None = None,
+        axes: str | Sequence[str | None] | None = None,
+        channel_names: Sequence[str] | None = None,
     ):
         self.settings = settings or TrainingSettings()
         self.settings.validate()
@@ -225,15 +244,23 @@ class Trainer:
             raise InputError("no training images given")
         names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
         self.names = names
+        per_image = [axes] * len(images) if axes is None or isinstance(axes, str) else list(axes)
+        if len(per_image) != len(images):
+            raise InputError(f"got axes for {len(per_image)} images but {len(images)} images")
+        images = list(images)
+        image_axes = []
+        for i, (image, name) in enumerate(zip(images, names)):
+            images[i], canonical = to_canonical(image, per_image[i], name=f"image {name}")
+            image_axes.append(canonical)
         self.on_step = on_step
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self._stop = threading.Event()
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self._stopped = ""
         self._started = 0.0
         s = self.settings
 
         if model is not None:
-            config = model.config
+            config = copy.deepcopy(model.config)
             mode = config.training.label_mode
             if s.label_mode != mode:
                 raise InputError(
@@ -243,22 +270,19 @@ class Trainer:
             value_map = config.value_map if value_map is None else value_map
             class_values = config.class_values
             n_channels = config.architecture.n_channels
-            self.keras_model = model.keras_model
             self.history = list(config.history)
         else:
             value_map = value_map or {}
             if target_size is not None:
                 if target_size < 8:
                     raise InputError(f"target size must be at least 8 pixels (received {target_size})")
-                sides = [max(np.shape(lab)[-2:]) for lab in labels]
+                sides = [max(np.shape(lab)[-2:]) for lab in labels]  # shapes only: lazy labels stay lazy
                 scale = float(target_size / np.median(sides))
             if not 0 < scale <= 4:
                 raise InputError(f"scale must be in (0, 4] (received {scale})")
             if s.label_mode != "instances" and not allow_many_classes:
                 check_not_instances(labels, names, s.label_mode, value_map)
-            class_values = collect_classes(
-                [np.asarray(lab) for lab in labels], mode=s.label_mode, value_map=value_map, names=names
-            )
+            class_values = collect_classes(labels, mode=s.label_mode, value_map=value_map, names=names)
             n_channels = None
             self.history = []
             config = None
@@ -280,6 +304,9 @@ class Trainer:
             border_width=s.border_width,
             w0=s.w0,
             sigma=s.sigma,
+            should_stop=self._stop.is_set,
+            image_axes=image_axes,
+            class_balance_power=s.class_balance,
         )
         if model is None:
             arch = architecture_from_preset(
@@ -300,16 +327,23 @@ class Trainer:
                 scale=scale,
                 value_map=value_map,
             )
+            if channel_names is not None:
+                if len(channel_names) != n_channels:
+                    raise InputError(
+                        f"got {len(channel_names)} channel names ({', '.join(channel_names)}) for images of "
+                        f"{n_channels} channels"
+                    )
+                config.channel_names = [str(n) for n in channel_names]
         self.precision = resolve_precision(s.precision)
         self._scope = distribution_scope(s.data_parallel)
         if model is None:
             with self._scope():
-                self.keras_model = _build_from_config(config, self.precision)
-        elif self._scope is not nullcontext or self.keras_model.dtype_policy.name != self.precision:
-            # Variables must be made under the distribution and policy: a copy that is.
+                self.keras_model = build_network(config, self.precision)
+        else:
+            # A copy, its variables made under this run's distribution and policy.
             weights = model.keras_model.get_weights()  # read outside any other strategy
             with self._scope():
-                self.keras_model = _build_from_config(config, self.precision)
+                self.keras_model = build_network(config, self.precision)
                 self.keras_model.set_weights(weights)
         k = config.architecture.size_multiple
         if s.patch_size % k:
@@ -322,6 +356,11 @@ class Trainer:
         config.package_version = __version__
         if s.label_mode == "instances":
             config.object_areas = _object_areas(planes, scale)
+            if model is None:  # a continued model keeps the correction it was trained with
+                weights = class_balance([p.targets for p in planes], power=s.class_balance)
+                config.class_prior_weights = [round(float(w), 6) for w in weights]
+                if config.object_areas:
+                    config.min_object_size = int(round(MIN_OBJECT_SHARE * config.object_areas[0]))
         self.config = config
         train_planes, val_planes = split_validation(planes, s.val_fraction, patch=s.patch_size, seed=s.seed)
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)

@@ -92,3 +92,32 @@ def build_unet(
         x = conv_block(x, filters, f"up{level + 1}")
     logits = layers.Conv2D(n_classes, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+@keras.saving.register_keras_serializable(package="napari_unet_cat")
+class PriorCorrection(layers.Layer):
+    """Undo the class weights of training on softmax probabilities.
+
+    A network trained with class ``k`` weighted ``w_k`` in its loss learns probabilities
+    proportional to ``w_k p(k)``: the weights shift every decision towards the weighted
+    classes. Dividing by ``w_k`` and renormalizing gives back ``p(k)``. Used on instance
+    models, whose rare border class is weighted up so that it is learnt at all.
+
+    Args:
+        class_weights: The weight of each class in training (positive numbers).
+    """
+
+    def __init__(self, class_weights, **kwargs):
+        super().__init__(**kwargs)
+        self.class_weights = [float(w) for w in class_weights]
+        if not self.class_weights or min(self.class_weights) <= 0:
+            raise ValueError(f"class weights must be positive numbers; received class_weights={class_weights}")
+
+    def call(self, probabilities):
+        ops = keras.ops
+        inverse = ops.convert_to_tensor([1.0 / w for w in self.class_weights], dtype=probabilities.dtype)
+        corrected = probabilities * inverse
+        return corrected / ops.maximum(ops.sum(corrected, axis=-1, keepdims=True), 1e-12)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}

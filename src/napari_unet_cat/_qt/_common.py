@@ -12,7 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from qtpy.QtCore import QObject, Signal
+
+from ..errors import UNetCatError
 
 if TYPE_CHECKING:
     import napari
@@ -46,21 +49,41 @@ def status_label(text: str = ""):
 PREDICTION_SUFFIX = " U-Net"
 
 
+def chosen_model_file(value, purpose: str = "") -> Path:
+    """The model file chosen in a file field, or an error that says what to choose."""
+    if not value or str(value) in ("", ".") or Path(value).is_dir():
+        raise UNetCatError(f"choose a model file (.keras){' ' + purpose if purpose else ''}")
+    path = Path(value)
+    if not path.is_file():
+        raise UNetCatError(f"model file {path} does not exist")
+    return path
+
+
+def background_value(class_values) -> int:
+    """The class shown as background: value 0 when the model has it, else the lowest."""
+    values = list(class_values)
+    return 0 if 0 in values else min(values)
+
+
 class Session:
-    """The model trained or loaded last in this napari session (shared by the widgets)."""
+    """The model trained or loaded last in this napari session (shared by the widgets).
+
+    Models loaded from files are cached by path and modification time; training never
+    changes a cached model (the trainer works on a copy), so a cached model always holds
+    its file's weights.
+    """
 
     model: ClassVar[UNetModel | None] = None
-    source: ClassVar[str] = ""
     _cache: ClassVar[dict[tuple[str, float], UNetModel]] = {}
 
     @classmethod
-    def set(cls, model: UNetModel, source: str) -> None:
-        cls.model, cls.source = model, source
+    def set(cls, model: UNetModel) -> None:
+        cls.model = model
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> UNetModel:
         """Load a model file once per path and modification time (called on a worker)."""
-        from ..segmenter import load_model
+        from ..model_file import load_model
 
         path = Path(path)
         key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
@@ -157,11 +180,57 @@ def notify_error(message: str) -> None:
     show_error(message)
 
 
-def current_plane(viewer: napari.Viewer, layer) -> tuple[int, ...]:
-    """Index of the plane of ``layer`` shown now (``()`` for a 2D layer)."""
-    n_lead = layer.ndim - 2
-    if n_lead <= 0:
-        return ()
+def layer_input(image, extra_channels=(), axes: str = ""):
+    """What a model sees of an Image layer: ``(data, axes, channel_names)``.
+
+    ``extra_channels`` are more Image layers, one channel each, that join ``image`` as
+    the channels of one input, in that order (napari opens a multichannel file as one
+    layer per channel). ``axes`` (``CYX``, ``ZCYX``...) says where the channels of one
+    layer are; without it an RGB layer's last axis is its colour and any other layer has
+    no channel axis. ``data`` comes in the package's axis order, read lazily;
+    ``channel_names`` are the layer names when each layer is one channel.
+    """
+    from ..arrays import StackedChannels, stack_axes, to_canonical
+
+    extra = [layer for layer in extra_channels if layer is not image]
+    if extra:
+        layers = [image, *extra]
+        if axes:
+            raise UNetCatError("give axes for one layer with channels, or several single-channel layers, not both")
+        rgb = [layer.name for layer in layers if layer.rgb]
+        if rgb:
+            raise UNetCatError(f"layer '{rgb[0]}' is RGB: channel layers must each hold one channel")
+        data = StackedChannels([layer.data for layer in layers], [layer.name for layer in layers])
+        return data, stack_axes(image.ndim - 2) + "YXC", [layer.name for layer in layers]
+    if axes:
+        data, canonical = to_canonical(image.data, axes, name=f"layer '{image.name}'")
+        return data, canonical, [] if canonical[-1] in "CS" else [image.name]
+    if image.rgb:
+        return image.data, stack_axes(image.data.ndim - 3) + "YXS", []
+    return image.data, stack_axes(image.data.ndim - 2) + "YX", [image.name]
+
+
+def output_axes_of(layer, data, axes: str) -> list[int]:
+    """For each axis of a prediction of ``data`` (stack axes, Y, X), the axis of
+    ``layer`` it lies along (to place the prediction over the layer and to follow the
+    plane on screen)."""
+    from ..arrays import AxesView
+
+    n_out = len(labels_shape_for(data, axes))
+    if isinstance(data, AxesView):
+        return list(data.order[:n_out])
+    return list(range(n_out))
+
+
+def plane_on_screen(viewer: napari.Viewer, layer, layer_axes: list[int]) -> tuple[int, ...]:
+    """Index of the plane shown now along the stack axes ``layer_axes[:-2]`` of ``layer``."""
     step = viewer.dims.current_step
     offset = viewer.dims.ndim - layer.ndim
-    return tuple(int(min(max(step[offset + i], 0), layer.data.shape[i] - 1)) for i in range(n_lead))
+    shape = layer.data.shape
+    return tuple(int(min(max(step[offset + a], 0), shape[a] - 1)) for a in layer_axes[:-2])
+
+
+def labels_shape_for(data, axes: str) -> tuple[int, ...]:
+    """The shape a Labels layer painted over ``data`` (of ``axes``) must have."""
+    shape = tuple(np.shape(data))
+    return shape[:-1] if axes and axes[-1] in "CS" else shape

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import CheckBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
 
 from ..errors import UNetCatError
-from ._common import Relay, Session, notify_error, on_model_thread, status_label, unless_closed
+from ._common import Relay, Session, chosen_model_file, notify_error, on_model_thread, status_label, unless_closed
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -77,9 +77,10 @@ class FolderWidget(Container):
                 self._fail("no model has been trained in this session yet")
                 return
         else:
-            model = self.model_path.value
-            if not model or str(model) in ("", ".") or model.is_dir():
-                self._fail("choose a model file (.keras), or use the model trained in this session")
+            try:
+                model = chosen_model_file(self.model_path.value, "or use the model trained in this session")
+            except UNetCatError as err:
+                self._fail(str(err))
                 return
         if not inp or str(inp) in ("", ".") or not out or str(out) in ("", "."):
             self._fail("choose an input folder and an output folder")

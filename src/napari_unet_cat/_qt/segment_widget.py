@@ -6,11 +6,33 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
 
-from ..arrays import infer_layout, plane_indices
+from ..arrays import infer_layout
 from ..errors import UNetCatError
-from ._common import PREDICTION_SUFFIX, Session, layers_of, notify_error, on_model_thread, status_label, unless_closed
+from ._common import (
+    PREDICTION_SUFFIX,
+    Session,
+    chosen_model_file,
+    labels_shape_for,
+    layer_input,
+    layers_of,
+    notify_error,
+    on_model_thread,
+    output_axes_of,
+    status_label,
+    unless_closed,
+)
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -18,9 +40,27 @@ if TYPE_CHECKING:
     from ..segmenter import UNetModel
 
 
-def _planes_of(layer, model: UNetModel) -> list[tuple[int, ...]]:
-    layout = infer_layout(layer.data.shape, n_channels=model.n_channels, rgb=layer.rgb, name=f"layer '{layer.name}'")
-    return list(plane_indices(layout))
+def model_input(layer, model: UNetModel, extra_channels=(), axes: str = ""):
+    """``(data, axes)`` that ``model`` segments for ``layer`` (and its channel layers),
+    or an error that says which layers the model needs."""
+    data, data_axes, _ = layer_input(layer, extra_channels, axes)
+    layout = infer_layout(np.shape(data), axes=data_axes, name=f"layer '{layer.name}'")
+    wanted = model.n_channels
+    if layout.used_channels != wanted:
+        names = model.config.channel_names
+        listed = f" ({', '.join(names)})" if any(names) else ""
+        hint = (
+            f"choose {wanted} single-channel Image layers (the image and 'more channels', in that order), or give "
+            "the axes of one layer that holds the channels (for example CYX)"
+            if wanted > 1
+            else "choose one single-channel Image layer"
+        )
+        raise UNetCatError(
+            f"'{layer.name}' has {layout.used_channels} channel{'s' if layout.used_channels != 1 else ''} "
+            f"(shape {layer.data.shape}, axes {data_axes}) but the model was trained on {wanted} "
+            f"channel{'s' if wanted > 1 else ''}{listed}: {hint}"
+        )
+    return data, data_axes
 
 
 #: What Segment with U-Net adds: the model's own output (objects for a model trained on
@@ -39,23 +79,27 @@ def predict_layer(
     probabilities: bool,
     tta: bool = False,
     output: str | None = None,
-    min_size: int = 0,
+    min_size: int | None = None,
+    extra_channels=(),
+    axes: str = "",
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model)``.
-    ``output`` is a value of :data:`OUTPUTS`. Objects are numbered across the planes of a
-    stack. Lazy (dask) layers are read tile by tile."""
+    ``output`` is a value of :data:`OUTPUTS`; ``extra_channels`` and ``axes`` as for
+    :func:`~napari_unet_cat._qt._common.layer_input`. Objects are numbered across the
+    planes of a stack. Lazy (dask) layers are read tile by tile."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
-    indices = _planes_of(layer, model)
-    data = layer.data
-    shape = data.shape[: layer.ndim]
+    data, data_axes = model_input(layer, model, extra_channels, axes)
+    shape = labels_shape_for(data, data_axes)
+    n_stack = len(shape) - 2
+    indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
     objects = kind == "instances" or (kind is None and model.is_instance_model)
     labels = probs = None
     next_id = 0
     for i, index in enumerate(indices):
-        plane = data[index] if index else data
+        plane = np.asarray(data[index]) if index else data
         result = model.predict(
             plane,
             tile_size,
@@ -63,7 +107,7 @@ def predict_layer(
             output=kind,
             instances="components" if output == "components" else None,
             min_size=min_size,
-            rgb=layer.rgb,
+            axes=data_axes[n_stack:],
             test_time_augmentation=tta,
             name=f"layer '{layer.name}'",
         )
@@ -86,20 +130,65 @@ def predict_layer(
     return labels, probs, model
 
 
-def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNetModel, probs=None):
-    """Add the prediction as a Labels layer named after the image (and probabilities)."""
-    name = f"{layer.name}{PREDICTION_SUFFIX}"
-    scale = layer.scale[-labels.ndim :]
+#: Metadata key holding a checksum of what this plugin wrote into a prediction layer.
+WRITTEN_KEY = "napari_unet_cat_written"
+
+
+def _checksum(data: np.ndarray) -> int:
+    import zlib
+
+    return zlib.crc32(np.ascontiguousarray(data).view(np.uint8)) ^ hash((data.shape, str(data.dtype)))
+
+
+def _prediction_name(viewer: napari.Viewer, base: str) -> tuple[str, object]:
+    """The name for a new prediction and the layer it replaces (None: a new layer).
+
+    A prediction layer the user has not edited is replaced; one with the user's
+    corrections painted on it is kept, and the new prediction gets the next free
+    numbered name (``cells U-Net [2]``, ...).
+    """
+    existing = next((lay for lay in viewer.layers if lay.name == base), None)
+    if existing is None:
+        return base, None
+    written = existing.metadata.get(WRITTEN_KEY)
+    if written is not None and written == _checksum(np.asarray(existing.data)):
+        return base, existing
+    n = 2
+    while f"{base} [{n}]" in viewer.layers:
+        n += 1
+    return f"{base} [{n}]", None
+
+
+def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNetModel, probs=None, layer_axes=None):
+    """Add the prediction as a Labels layer named after the image (and probabilities),
+    in the image's place (its scale and translate along ``layer_axes``, the layer's axis
+    of each axis of ``labels``). An earlier prediction of the same image is replaced
+    unless the user has edited it: corrections are never lost."""
+    name, replaced = _prediction_name(viewer, f"{layer.name}{PREDICTION_SUFFIX}")
+    layer_axes = list(range(labels.ndim)) if layer_axes is None else list(layer_axes)
+    scale = [layer.scale[a] for a in layer_axes]
+    translate = [layer.translate[a] for a in layer_axes]
     metadata = {"label_names": model.class_names, "class_values": model.class_values}
     if model.is_instance_model:
         metadata["objects"] = True
-    if name in viewer.layers:
-        viewer.layers.remove(name)
-    translate = layer.translate[-labels.ndim :]
+    metadata[WRITTEN_KEY] = _checksum(labels)
+    if replaced is not None:
+        viewer.layers.remove(replaced)
     out = viewer.add_labels(labels, name=name, scale=scale, translate=translate, metadata=metadata)
     if probs is not None:
         names = [f"{layer.name} p({v})" for v in model.class_values]
-        viewer.add_image(probs, channel_axis=-1, name=names, scale=scale, colormap="magma", visible=False)
+        for old in names:  # one set of probability layers per image, the latest
+            if old in viewer.layers:
+                viewer.layers.remove(old)
+        viewer.add_image(
+            probs,
+            channel_axis=-1,
+            name=names,
+            scale=scale,
+            translate=translate,
+            colormap="magma",
+            visible=False,
+        )
     return out
 
 
@@ -112,16 +201,20 @@ def start_prediction(
     probabilities: bool = False,
     test_time_augmentation: bool = False,
     output: str | None = None,
-    min_size: int = 0,
+    min_size: int | None = None,
+    extra_channels=(),
+    axes: str = "",
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
 ):
-    """Predict ``layer`` with ``model`` (a model or a model file) on a napari worker and
-    add the result as a Labels layer."""
+    """Predict ``layer`` (with its channel layers) with ``model`` (a model or a model
+    file) on a napari worker and add the result as a Labels layer."""
     from napari.qt.threading import create_worker
 
-    total = int(np.prod(layer.data.shape[: max(layer.ndim - 2, 0)], dtype=np.int64))
+    data, data_axes, _ = layer_input(layer, extra_channels, axes)  # bad axes fail here, on the GUI thread
+    layer_axes = output_axes_of(layer, data, data_axes)
+    total = int(np.prod(labels_shape_for(data, data_axes)[:-2], dtype=np.int64))
     worker = create_worker(
         on_model_thread,
         predict_layer,
@@ -132,6 +225,8 @@ def start_prediction(
         test_time_augmentation,
         output,
         min_size,
+        extra_channels,
+        axes,
         _progress={"total": total, "desc": f"U-Net {layer.name}"},
         _ignore_errors=True,  # reported by on_error
     )
@@ -139,8 +234,8 @@ def start_prediction(
     def done(result):
         labels, probs, loaded = result
         if loaded is not model:  # loaded from a file: training can continue from it
-            Session.set(loaded, str(model))
-        added = add_prediction(viewer, layer, labels, loaded, probs)
+            Session.set(loaded)
+        added = add_prediction(viewer, layer, labels, loaded, probs, layer_axes)
         if on_done is not None:
             on_done(added)
 
@@ -166,11 +261,17 @@ class SegmentWidget(Container):
         self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
         self.use_session = CheckBox(text="use the model trained in this session", value=False)
         self.image = ComboBox(label="image", choices=self._image_choices)
+        self.channels = Select(label="more channels", choices=self._image_choices, value=[])
+        self.channels.tooltip = (
+            "Image layers that are further channels of the image, in the order the model was trained on"
+        )
+        self.axes = LineEdit(label="axes (empty = auto)", value="")
+        self.axes.tooltip = "where one image layer keeps its channels, e.g. CYX or ZCYX"
         self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also add probabilities", value=False)
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value=next(iter(OUTPUTS)))
-        self.min_size = SpinBox(label="smallest object (pixels)", value=0, min=0, max=10_000_000)
+        self.min_size = SpinBox(label="smallest object (px, -1 = model's)", value=-1, min=-1, max=10_000_000)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = status_label("")
@@ -179,6 +280,8 @@ class SegmentWidget(Container):
                 self.model_path,
                 self.use_session,
                 self.image,
+                self.channels,
+                self.axes,
                 self.tile_size,
                 self.probabilities,
                 self.tta,
@@ -191,8 +294,16 @@ class SegmentWidget(Container):
         )
         self.run_button.changed.connect(self.run)
         self.native.destroyed.connect(self._on_destroyed)
-        viewer.layers.events.inserted.connect(lambda _e: self.image.reset_choices())
-        viewer.layers.events.removed.connect(lambda _e: self.image.reset_choices())
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+
+    def _refresh(self, _event=None) -> None:
+        self.image.reset_choices()
+        self.channels.reset_choices()
+
+    def _extra_channels(self) -> list:
+        chosen = {id(layer) for layer in self.channels.value}
+        return [layer for layer in layers_of(self.viewer, "image") if id(layer) in chosen]
 
     def _image_choices(self, _widget=None):
         return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
@@ -211,10 +322,7 @@ class SegmentWidget(Container):
             if Session.model is None:
                 raise UNetCatError("no model has been trained in this session yet")
             return Session.model
-        path = self.model_path.value
-        if not path or str(path) in ("", ".") or path.is_dir():
-            raise UNetCatError("choose a model file (.keras), or use the model trained in this session")
-        return path
+        return chosen_model_file(self.model_path.value, "or use the model trained in this session")
 
     def run(self) -> None:
         if self.worker is not None:
@@ -224,6 +332,14 @@ class SegmentWidget(Container):
             return
         try:
             model = self._model()
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
+        try:
+            if hasattr(model, "predict"):  # a model at hand: check its channels now
+                model_input(self.image.value, model, self._extra_channels(), self.axes.value.strip())
+            else:
+                layer_input(self.image.value, self._extra_channels(), self.axes.value.strip())
         except UNetCatError as err:
             self._fail(str(err))
             return
@@ -251,7 +367,9 @@ class SegmentWidget(Container):
             probabilities=self.probabilities.value,
             test_time_augmentation=self.tta.value,
             output=OUTPUTS[self.output.value],
-            min_size=self.min_size.value,
+            min_size=None if self.min_size.value < 0 else self.min_size.value,
+            extra_channels=self._extra_channels(),
+            axes=self.axes.value.strip(),
             on_error=fail,
             on_progress=progress,
             on_done=finished,

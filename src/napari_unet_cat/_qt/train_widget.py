@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from magicgui.widgets import (
     LineEdit,
     ProgressBar,
     PushButton,
+    Select,
     SpinBox,
 )
 
@@ -24,11 +26,16 @@ from ..errors import UNetCatError
 from ._common import (
     Relay,
     Session,
-    current_plane,
+    background_value,
+    chosen_model_file,
+    labels_shape_for,
+    layer_input,
     layers_of,
     notify_error,
     on_model_thread,
+    output_axes_of,
     pair_layers_by_name,
+    plane_on_screen,
     status_label,
     unless_closed,
 )
@@ -61,15 +68,24 @@ class TrainWidget(Container):
         self.closed = False
         self.worker = None
         self.trainer = None
+        self._stop_event = threading.Event()
         self.model = None
         self.epochs_seen = 0
         self._preview_source = None
+        self._preview_input: tuple = (None, "", [])
         self._preview_index: tuple[int, ...] = ()
         self._relay = Relay()
         self._relay.step.connect(self._on_step)
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.labels = ComboBox(label="labels", choices=self._labels_choices)
+        self.channels = Select(label="more channels", choices=self._image_choices, value=[])
+        self.channels.tooltip = (
+            "Image layers that are further channels of the image above (one channel each), in the order of the "
+            "layer list; the model records their names"
+        )
+        self.axes = LineEdit(label="axes (empty = auto)", value="")
+        self.axes.tooltip = "where one image layer keeps its channels, e.g. CYX or ZCYX"
         self.all_pairs = CheckBox(text="every image/labels pair by name", value=False)
         self.mode = ComboBox(label="label mode", choices=list(MODES), value=next(iter(MODES)))
         self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="light")
@@ -93,6 +109,8 @@ class TrainWidget(Container):
             [
                 self.image,
                 self.labels,
+                self.channels,
+                self.axes,
                 self.all_pairs,
                 self.mode,
                 self.preset,
@@ -132,6 +150,7 @@ class TrainWidget(Container):
         viewer.layers.events.removed.connect(self._refresh)
         viewer.dims.events.current_step.connect(self._on_dims)
         self.native.destroyed.connect(self._on_destroyed)
+        self._offer_instances()  # for the layer chosen when the widget opens
 
     # -- choices -----------------------------------------------------------------------
     def _image_choices(self, _widget=None):
@@ -143,6 +162,7 @@ class TrainWidget(Container):
     def _refresh(self, _event=None) -> None:
         self.image.reset_choices()
         self.labels.reset_choices()
+        self.channels.reset_choices()
 
     def _offer_instances(self, layer=None) -> None:
         """A Labels layer that looks like object ids switches the mode to instances."""
@@ -160,6 +180,27 @@ class TrainWidget(Container):
                 f"'{layer.name}' looks like an instance mask (one value per object): label mode set to "
                 "instances; choose dense masks if its values are classes"
             )
+
+    def _inputs(self, pairs) -> list[tuple]:
+        """``(data, axes, channel_names, labels layer)`` of each pair, checked."""
+        extra = [] if self.all_pairs.value else self._extra_channels()
+        inputs = []
+        for image, labels in pairs:
+            data, axes, names = layer_input(image, extra, "" if self.all_pairs.value else self.axes.value.strip())
+            expected = labels_shape_for(data, axes)
+            if tuple(labels.data.shape) != expected:
+                raise UNetCatError(
+                    f"Labels layer '{labels.name}' has shape {labels.data.shape} but Image layer '{image.name}' "
+                    f"(shape {image.data.shape}, axes {axes}) needs labels of shape {expected}: paint labels over "
+                    "the image they belong to"
+                )
+            inputs.append((data, axes, names, labels))
+        return inputs
+
+    def _extra_channels(self) -> list:
+        """The chosen extra channel layers, in the order of the layer list."""
+        chosen = {id(layer) for layer in self.channels.value}
+        return [layer for layer in layers_of(self.viewer, "image") if id(layer) in chosen]
 
     def _pairs(self) -> list[tuple]:
         if self.all_pairs.value:
@@ -182,12 +223,7 @@ class TrainWidget(Container):
                 raise UNetCatError("no model to continue: train one in this session first, or choose a model file")
             return Session.model
         if choice == START_FROM[2]:
-            path = self.resume_path.value
-            if not path or str(path) in ("", ".") or Path(path).is_dir():
-                raise UNetCatError("choose the model file (.keras) to continue training")
-            if not Path(path).is_file():
-                raise UNetCatError(f"model file {path} does not exist")
-            return Path(path)
+            return chosen_model_file(self.resume_path.value, "to continue training")
         return None
 
     def settings(self) -> TrainingSettings:
@@ -215,12 +251,8 @@ class TrainWidget(Container):
         try:
             pairs = self._pairs()
             settings = self.settings()
-            for image, labels in pairs:
-                if labels.data.shape != image.data.shape[: labels.data.ndim] or labels.ndim != image.ndim:
-                    raise UNetCatError(
-                        f"Labels layer '{labels.name}' has shape {labels.data.shape} but Image layer "
-                        f"'{image.name}' has shape {image.data.shape}: paint labels over the image they belong to"
-                    )
+            inputs = self._inputs(pairs)
+            for _, labels in pairs:
                 if not np.any(np.asarray(labels.data)):
                     raise UNetCatError(f"Labels layer '{labels.name}' has nothing painted yet")
             resume = self._resume()
@@ -230,10 +262,16 @@ class TrainWidget(Container):
         from napari.qt.threading import create_worker
 
         self._preview_source = pairs[0][0] if self.preview.value else None
+        data, axes, _, _ = inputs[0]
+        self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
         if self._preview_source is not None:
-            self._preview_index = current_plane(self.viewer, self._preview_source)
+            self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
         self.plot.clear()
         self.epochs_seen = 0
+        # A fresh stop for this run, shared with the trainer before it exists: Stop (or
+        # closing napari) works from now on, during the data preparation too.
+        self.trainer = None
+        self._stop_event = threading.Event()
         self.progress.max = settings.epochs
         self.progress.value = 0
         self.status.value = "preparing the data..."
@@ -241,10 +279,12 @@ class TrainWidget(Container):
             on_model_thread,
             self._work,
             pairs,
+            inputs,
             settings,
             self.preset.value,
             self.base_filters.value or None,
             resume,
+            self._stop_event,
             _progress={"total": settings.epochs, "desc": "Training U-Net"},
             _ignore_errors=True,  # reported by _on_error
         )
@@ -256,30 +296,44 @@ class TrainWidget(Container):
         self.stop_button.enabled = True
         self.worker.start()
 
-    def _work(self, pairs, settings, preset, base_filters, resume):
-        """Runs on the worker thread: build the trainer, then one yield per epoch."""
+    def _work(self, pairs, inputs, settings, preset, base_filters, resume, stop_event):
+        """Runs on the worker thread: build the trainer, then one yield per epoch.
+
+        The layers' data go in as they are: a lazy (dask, zarr) layer is read plane by
+        plane, and only its annotated planes. A model to continue is copied by the
+        trainer, so a cached model file's weights stay what the file holds.
+        """
+        from ..errors import TrainingStopped
         from ..training import Trainer
 
         if isinstance(resume, Path):
             resume = Session.load(resume)
-        self.trainer = Trainer(
-            [np.asarray(im.data) for im, _ in pairs],
-            [np.asarray(lab.data) for _, lab in pairs],
+        if stop_event.is_set():
+            raise TrainingStopped("stopped before training began")
+        channel_names = inputs[0][2] if len(inputs) == 1 and inputs[0][2] else None
+        trainer = Trainer(
+            [data for data, _, _, _ in inputs],
+            [labels.data for _, _, _, labels in inputs],
+            axes=[axes for _, axes, _, _ in inputs],
+            channel_names=channel_names,
             settings=settings,
             preset=preset,
             base_filters=base_filters,
             names=[f"'{im.name}' / '{lab.name}'" for im, lab in pairs],
             model=resume,
             on_step=lambda step, steps, loss: self._relay.step.emit(step, steps, f"{loss:.4f}"),
+            stop_event=stop_event,
         )
-        for report in self.trainer.epochs():
+        self.trainer = trainer
+        for report in trainer.epochs():
             preview = None
             if self._preview_source is not None:
-                layer, index = self._preview_source, self._preview_index
-                plane = layer.data[index] if index else layer.data
-                preview = (index, self.trainer.model.predict(np.asarray(plane), rgb=layer.rgb))
+                data, axes, _ = self._preview_input
+                index = self._preview_index
+                plane = np.asarray(data[index]) if index else data
+                preview = (index, trainer.model.predict(plane, axes=axes[len(index) :]))
             yield report, preview
-        return self.trainer.model
+        return trainer.model
 
     @unless_closed
     def _on_step(self, step: int, steps: int, loss: str) -> None:
@@ -297,7 +351,12 @@ class TrainWidget(Container):
 
     def _show_preview(self, index: tuple[int, ...], labels: np.ndarray) -> None:
         layer = self._preview_source
-        shape = layer.data.shape[: layer.ndim]
+        data, axes, layer_axes = self._preview_input
+        if self.trainer is not None and not self.trainer.config.is_instance_model:
+            # The background class shows as 0, napari's transparent label, so that the
+            # image stays visible under the preview.
+            labels = np.where(labels == background_value(self.trainer.config.class_values), 0, labels)
+        shape = labels_shape_for(data, axes)
         existing = next((lay for lay in self.viewer.layers if lay.name == PREVIEW_NAME), None)
         # Objects are numbered 1..N, and N may grow from epoch to epoch.
         dtype = np.uint32 if self.trainer is not None and self.trainer.config.is_instance_model else labels.dtype
@@ -309,8 +368,8 @@ class TrainWidget(Container):
                 data,
                 name=PREVIEW_NAME,
                 opacity=0.5,
-                scale=layer.scale[-len(shape) :],
-                translate=layer.translate[-len(shape) :],
+                scale=[layer.scale[a] for a in layer_axes],
+                translate=[layer.translate[a] for a in layer_axes],
             )
         if index:
             existing.data[index] = labels
@@ -321,14 +380,19 @@ class TrainWidget(Container):
     @unless_closed
     def _on_done(self, model) -> None:
         self.model = model
-        Session.set(model, "trained in this session")
+        Session.set(model)
         self.save_button.enabled = True
         self.predict_button.enabled = True
-        stopped = f" ({self.trainer.stopped})" if self.trainer.stopped else ""
+        stopped = f" ({self.trainer.stopped})" if self.trainer is not None and self.trainer.stopped else ""
         self.status.value = f"done after {self.epochs_seen} epoch(s){stopped}: save the model, or segment"
 
     @unless_closed
     def _on_error(self, err: Exception) -> None:
+        from ..errors import TrainingStopped
+
+        if isinstance(err, TrainingStopped):
+            self.status.value = str(err)
+            return
         self._fail(str(err) if isinstance(err, UNetCatError) else f"training failed: {type(err).__name__}: {err}")
 
     @unless_closed
@@ -340,7 +404,7 @@ class TrainWidget(Container):
     @unless_closed
     def _on_dims(self, _event=None) -> None:
         if self._preview_source is not None:
-            self._preview_index = current_plane(self.viewer, self._preview_source)
+            self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
 
     @unless_closed
     def _fail(self, message: str) -> None:
@@ -353,15 +417,14 @@ class TrainWidget(Container):
         The trainer's loop ends by itself, so the worker still returns the model (quitting
         the worker would drop it).
         """
-        if self.trainer is not None:
-            self.trainer.stop()
-        self.status.value = "stopping after this step..."
+        self._stop_event.set()  # the trainer's own stop, even before it exists
+        if self.worker is not None:
+            self.status.value = "stopping after this step..."
 
     def _on_destroyed(self, *_args) -> None:
         """Closing the widget (or napari) while training stops the worker."""
         self.closed = True
-        if self.trainer is not None:
-            self.trainer.stop()
+        self._stop_event.set()
         if self.worker is not None:
             self.worker.quit()
 
@@ -389,7 +452,7 @@ class TrainWidget(Container):
         except (UNetCatError, OSError) as err:
             self._fail(f"could not save the model: {err}")
             return None
-        Session.set(self.model, str(written))
+        Session.set(self.model)
         self.status.value = f"model saved to {written}"
         return written
 
@@ -405,5 +468,10 @@ class TrainWidget(Container):
         except UNetCatError as err:
             self._fail(str(err))
             return
+        extra = [] if self.all_pairs.value else self._extra_channels()
+        axes = "" if self.all_pairs.value else self.axes.value.strip()
         for image, _ in pairs:
-            start_prediction(self.viewer, self.model, image, on_error=self._fail)
+            try:
+                start_prediction(self.viewer, self.model, image, extra_channels=extra, axes=axes, on_error=self._fail)
+            except UNetCatError as err:
+                self._fail(str(err))

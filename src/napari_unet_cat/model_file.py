@@ -1,0 +1,155 @@
+"""The model file: one ``.keras`` archive that carries everything a model needs.
+
+The archive is what Keras writes for the network (``config.json``, ``metadata.json``,
+``model.weights.h5``), so ``keras.saving.load_model`` opens it as a plain network, plus
+one member of ours, ``napari_unet_cat.json``: the :class:`~napari_unet_cat.config.ModelConfig`
+(classes, normalization, scale, training settings, history, versions).
+
+Loading rebuilds the network from our JSON and reads only the weights member, rather
+than calling ``keras.saving.load_model``. Two reasons: the network must be built under
+the compute precision chosen at load time (mixed float16 on a GPU, float32 on a CPU),
+which a deserialized network fixes to the one it was saved with; and our JSON is the
+one description of the architecture that older files also have. The archive's layout
+(the weights under ``model.weights.h5``) is Keras's documented format for ``.keras``
+files; tests/test_model_file.py checks it against the installed Keras, and that plain
+Keras opens our files with the same predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import __version__
+from .config import ModelConfig
+from .errors import ModelFileError
+
+if TYPE_CHECKING:
+    from .segmenter import UNetModel
+
+#: Name of the JSON member that makes a ``.keras`` zip one of our model files.
+CONFIG_MEMBER = "napari_unet_cat.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+#: Newest model-file format this version reads and the one it writes.
+FORMAT_VERSION = 1
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Write ``model`` (a :class:`~napari_unet_cat.segmenter.UNetModel`) as a model file:
+    a ``.keras`` zip with our settings inside, atomically.
+
+    The file is written beside ``path`` under a temporary name and renamed into
+    place, so ``path`` is either the complete new file or untouched.
+    """
+    from ._backend import keras
+
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"cannot save the model to {path}: it is a folder; give a file name")
+    if not path.parent.exists():
+        raise ModelFileError(f"cannot save the model to {path}: folder {path.parent} does not exist")
+    model.config.package_version = __version__
+    model.config.format_version = FORMAT_VERSION
+    clean = keras.models.clone_model(model.keras_model)
+    clean.set_weights(model.keras_model.get_weights())
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.keras", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        clean.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(CONFIG_MEMBER, json.dumps(model.config.to_dict(), indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
+    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``).
+
+    Args:
+        path: The model file.
+        precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
+            float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+
+    Raises:
+        ModelFileError: The file is missing, truncated, corrupt, made by another tool,
+            or made by a newer version of this package. The message names the file.
+    """
+    from .resources import resolve_precision
+
+    policy = resolve_precision(precision)
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"model file {path} is a folder, not a file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if CONFIG_MEMBER not in names:
+                raise ModelFileError(
+                    f"{path} is not a napari-unet-cat model: it has no {CONFIG_MEMBER} inside "
+                    "(a Keras file from another tool?)"
+                )
+            if WEIGHTS_MEMBER not in names:
+                raise ModelFileError(f"model file {path} is corrupt: it holds no weights")
+            try:
+                raw = json.loads(archive.read(CONFIG_MEMBER))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ModelFileError(f"model file {path} is corrupt: its settings are unreadable ({err})") from None
+            version = int(raw.get("format_version", 0)) if isinstance(raw, dict) else 0
+            if version > FORMAT_VERSION:
+                raise ModelFileError(
+                    f"model file {path} was made by napari-unet-cat {raw.get('package_version', '?')} "
+                    f"(file format {version}); this is version {__version__}, which reads formats up to "
+                    f"{FORMAT_VERSION}: upgrade napari-unet-cat to use it"
+                )
+            try:
+                config = ModelConfig.from_dict(raw)
+                config.architecture.validate()
+            except (TypeError, ValueError, KeyError) as err:
+                raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
+            with tempfile.TemporaryDirectory() as tmp:
+                weights = Path(archive.extract(WEIGHTS_MEMBER, tmp))
+                keras_model = build_network(config, policy)
+                try:
+                    keras_model.load_weights(weights)
+                except Exception as err:  # h5py and Keras raise many kinds here
+                    raise ModelFileError(f"model file {path} is corrupt: its weights do not load ({err})") from None
+    except zipfile.BadZipFile:
+        raise ModelFileError(
+            f"{path} is not a napari-unet-cat model file, or it is truncated (not a complete zip archive)"
+        ) from None
+    except (OSError, EOFError, zipfile.LargeZipFile) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"cannot read model file {path}: {err}") from None
+    if len(config.classes) != config.architecture.n_classes:
+        raise ModelFileError(f"model file {path} is corrupt: its classes do not match its network")
+    from .segmenter import UNetModel
+
+    return UNetModel(keras_model, config)
+
+
+def build_network(config: ModelConfig, dtype_policy: str = "float32"):
+    """The Keras network of ``config``, its layers computing under ``dtype_policy``."""
+    from .resources import dtype_policy as policy_scope
+    from .unet import build_unet
+
+    arch = config.architecture
+    with policy_scope(dtype_policy):
+        return build_unet(
+            arch.n_classes,
+            arch.n_channels,
+            base_filters=arch.base_filters,
+            depth=arch.depth,
+            batch_norm=arch.batch_norm,
+            kernel_l2=arch.kernel_l2,
+        )
