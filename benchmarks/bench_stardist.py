@@ -106,6 +106,8 @@ def main() -> None:
             if time.perf_counter() - started > budget:
                 self.model.stop_training = True
 
+    model.prepare_for_training()
+    model.callbacks.append(Budget())  # StarDist's train() runs the model's own callbacks
     epochs = 0
     while time.perf_counter() - started < budget:
         model.train(
@@ -115,7 +117,6 @@ def main() -> None:
             augmenter=augment,
             epochs=1,
             steps_per_epoch=100,
-            callbacks=[Budget()],
         )
         epochs += 1
     train_seconds = time.perf_counter() - started

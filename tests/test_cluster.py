@@ -36,3 +36,42 @@ def test_a_local_cluster_writes_what_one_process_writes(tiny_model, tmp_path, ca
         [(f"im{i}.tif", "done") for i in range(5)] + [("broken.png", "failed")]
     )
     assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.startswith(".")]  # model copy removed
+
+
+def test_two_runs_on_one_scheduler_never_receive_each_others_results(tiny_model, tmp_path):
+    """The same file names, two models, one scheduler, at the same time: each run's
+    masks are its own model's (task keys carry a run id)."""
+    import threading
+
+    from distributed import LocalCluster
+
+    from napari_unet_cat._backend import keras
+    from napari_unet_cat.segmenter import UNetModel
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(3):
+        tifffile.imwrite(inp / f"im{i}.tif", make_image((64, 64), seed=80 + i)[0])
+    clone = keras.models.clone_model(tiny_model.keras_model)
+    weights = tiny_model.keras_model.get_weights()
+    clone.set_weights([*weights[:-2], -weights[-2], -weights[-1]])  # the last layer flipped: masks inverted
+    inverted = UNetModel(clone, tiny_model.config)
+    expected = {}
+    for name, model in (("a", tiny_model), ("b", inverted)):
+        segment_folder(model, inp, tmp_path / f"single-{name}")
+        expected[name] = [tifffile.imread(tmp_path / f"single-{name}" / f"im{i}.tif") for i in range(3)]
+    assert not np.array_equal(expected["a"][0], expected["b"][0])
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        runs = [
+            threading.Thread(
+                target=segment_folder, args=(m, inp, tmp_path / n), kwargs={"scheduler": cluster.scheduler_address}
+            )
+            for n, m in (("a", tiny_model), ("b", inverted))
+        ]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+    for name in ("a", "b"):
+        for i in range(3):
+            np.testing.assert_array_equal(tifffile.imread(tmp_path / name / f"im{i}.tif"), expected[name][i])

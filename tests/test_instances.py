@@ -319,3 +319,55 @@ def test_repeated_map_options_are_all_kept():
     assert parser.parse_args([*base, "--map", "2=1", "--map", "255=ignore"]).map == ["2=1", "255=ignore"]
     assert parser.parse_args([*base, "--map", "2=1", "255=ignore"]).map == ["2=1", "255=ignore"]
     assert parser.parse_args([*base, "--class-weight", "1=2", "--class-weight", "2=3"]).class_weight == ["1=2", "2=3"]
+    evaluate = ["evaluate", "--pred", "p", "--truth", "t"]
+    assert parser.parse_args([*evaluate, "--map", "255=1", "--map", "128=ignore"]).map == ["255=1", "128=ignore"]
+
+
+def test_class_balance_tempers_the_papers_weights():
+    from napari_unet_cat.instances import class_balance
+
+    targets = [np.array([0] * 80 + [1] * 16 + [2] * 4)]
+    share = np.array([0.8, 0.16, 0.04])
+    full, half, none = (class_balance(targets, power=p) for p in (1.0, 0.5, 0.0))
+    np.testing.assert_allclose(full * share, full[0] * share[0])  # inverse frequency
+    assert (none == 1).all()
+    for weights in (full, half):
+        assert (weights * share).sum() == pytest.approx(1.0)  # an annotated pixel weighs 1 on average
+    assert half[2] / half[0] == pytest.approx(np.sqrt(full[2] / full[0]))
+
+
+def test_prior_correction_undoes_class_weights_on_probabilities():
+    from napari_unet_cat.unet import PriorCorrection
+
+    weights = [0.5, 2.0, 4.0]
+    true = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], np.float32)
+    learnt = true * np.array(weights, np.float32)
+    learnt /= learnt.sum(-1, keepdims=True)  # what a weighted loss makes a network learn
+    corrected = np.asarray(PriorCorrection(weights)(learnt))
+    np.testing.assert_allclose(corrected, true, atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        PriorCorrection([1.0, 0.0])
+
+
+def test_small_seeds_do_not_split_an_object():
+    lab = np.zeros((30, 40), np.int32)
+    lab[5:25, 5:35] = 1
+    probs = _probabilities_of(lab)
+    probs[15, 20] = [0.0, 0.0, 1.0]  # a line of border across the interior...
+    probs[5:25, 20] = [0.0, 0.0, 1.0]
+    probs[6:9, 6:9] = [0.0, 0.0, 1.0]
+    probs[7, 7] = [0.0, 1.0, 0.0]  # ...and a one-pixel speck of interior in a corner
+    split = ObjectMaker("watershed", [0, 1, 2]).label_plane(probs)
+    assert split.max() == 3
+    kept = ObjectMaker("watershed", [0, 1, 2], min_seed_size=2).label_plane(probs)
+    assert kept.max() == 2  # the speck's region joins the object around it
+
+
+def test_an_instance_model_records_its_post_processing(instance_model):
+    c = instance_model.config
+    assert len(c.class_prior_weights) == 3 and c.class_prior_weights[2] > c.class_prior_weights[0]
+    p5 = c.object_areas[0]
+    assert c.min_object_size == round(p5) and c.min_seed_size == round(0.5 * p5)
+    maker = instance_model.object_maker()
+    assert (maker.min_size, maker.min_seed_size) == (c.min_object_size, c.min_seed_size)
+    assert instance_model.object_maker(min_size=0).min_size == 0

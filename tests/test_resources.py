@@ -52,3 +52,28 @@ def test_a_plane_that_fits_is_one_window_and_a_small_budget_gives_small_tiles(ti
     tiled = tiny_model.predict(image, memory_budget=8 << 20)
     whole = tiny_model.predict(image, tile_size=256)
     assert (tiled == whole).mean() > 0.999
+
+
+def test_gpu_memory_grows_as_needed_and_the_visible_gpu_is_read(monkeypatch):
+    import os
+
+    import napari_unet_cat._backend  # noqa: F401  (sets the default before TensorFlow loads)
+    from napari_unet_cat import resources
+
+    assert os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH") in ("true", "false", "1", "0", "True", "False")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert resources.visible_gpu_id() == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f2c-uuid")
+    assert resources.visible_gpu_id() == "GPU-8f2c-uuid"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert resources.visible_gpu_id() == "0"
+
+
+def test_a_cluster_worker_is_put_on_its_own_gpu(monkeypatch):
+    import os
+
+    from napari_unet_cat.batch import _use_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _use_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"

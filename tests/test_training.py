@@ -10,7 +10,7 @@ from scipy.ndimage import binary_erosion, label
 
 from napari_unet_cat.config import TrainingSettings
 from napari_unet_cat.errors import InputError
-from napari_unet_cat.synthetic import make_dataset
+from napari_unet_cat.synthetic import make_dataset, make_image
 from napari_unet_cat.training import Trainer, train
 
 from .conftest import TINY, foreground_iou
@@ -135,8 +135,40 @@ def test_annealing_follows_the_time_spent_and_can_be_turned_off():
         assert trainer._learning_rate_now() == pytest.approx(expected, rel=1e-3)
     trainer.settings.anneal = False
     assert trainer._learning_rate_now() is None
-    trainer.settings.anneal, trainer.settings.time_budget_s = True, None
-    assert trainer._learning_rate_now() is None  # no budget: the tutorial's constant rate
+    # Without a budget the cosine runs over the planned steps.
+    trainer.settings.anneal, trainer.settings.time_budget_s, trainer.settings.epochs = True, None, 4
+    planned = 4 * trainer.steps_per_epoch
+    for done, expected in ((0, base), (planned // 2, base * (0.05 + 0.95 * 0.5)), (planned, base * 0.05)):
+        trainer._steps_run = done
+        assert trainer._learning_rate_now() == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_fixed_number_of_epochs_ends_on_a_low_learning_rate():
+    images, masks = make_dataset(2, (64, 64), seed=52)
+    model = Trainer(
+        images, masks, settings=TrainingSettings(epochs=3, steps_per_epoch=4, val_fraction=0, **FAST), **TINY
+    ).run()
+    rates = [row["learning_rate"] for row in model.config.history]
+    assert rates[0] > rates[1] > rates[2] and rates[2] < 0.1 * FAST["learning_rate"]
+
+
+def test_a_few_held_out_strokes_do_not_choose_the_weights():
+    """One image, a few strokes: the held-out blocks lack a class, so training uses every
+    stroke and keeps the last weights, and says so."""
+    from napari_unet_cat.synthetic import strokes_from_mask
+
+    image, mask = make_image((256, 256), seed=60)
+    strokes = strokes_from_mask(mask, fraction=0.01, seed=60)
+    settings = TrainingSettings(epochs=3, steps_per_epoch=3, val_fraction=0.1, label_mode="sparse", **FAST)
+    trainer = Trainer([image], [strokes], settings=settings, **TINY)
+    assert "too small to judge" in trainer.validation_note and trainer.data.val_x is None
+    reports = list(trainer.epochs())
+    assert all(r.improved for r in reports)  # each epoch's weights replace the last
+    last = [w.copy() for w in trainer.keras_model.get_weights()]
+    assert all(np.array_equal(a, b) for a, b in zip(last, trainer.model.keras_model.get_weights()))
+    # Enough held-out annotation (whole masks) is still used to choose.
+    dense = Trainer([image], [mask], settings=TrainingSettings(epochs=1, val_fraction=0.1, **FAST), **TINY)
+    assert dense.validation_note == "" and dense.data.val_x is not None
 
 
 def test_resuming_with_a_label_value_the_model_does_not_know_is_explained(tiny_model):
@@ -225,3 +257,31 @@ def test_patch_larger_than_the_images_is_padded():
     images, masks = make_dataset(3, (40, 50), seed=99)
     model = train(images, masks, epochs=1, batch_size=50, patch_size=64, learning_rate=3e-3, **TINY)
     assert model.predict(images[0]).shape == (40, 50)
+
+
+def test_a_first_guess_from_strokes_comes_before_any_epoch():
+    from napari_unet_cat.synthetic import strokes_from_mask
+
+    from .conftest import foreground_iou
+
+    image, mask = make_image((160, 160), seed=61)
+    strokes = strokes_from_mask(mask, fraction=0.05, seed=61)
+    settings = TrainingSettings(epochs=1, val_fraction=0, label_mode="sparse", **FAST)
+    trainer = Trainer([image], [strokes], settings=settings, **TINY)
+    guess = trainer.first_guess(image)
+    assert trainer.epochs_done == 0  # nothing trained yet
+    assert guess.shape == image.shape and set(np.unique(guess)) <= {1, 2}
+    assert foreground_iou(guess, mask, value=2) > 0.6
+
+
+def test_the_preview_reuses_one_prediction_network_across_epochs():
+    images, masks = make_dataset(2, (64, 64), seed=53)
+    trainer = Trainer(
+        images, masks, settings=TrainingSettings(epochs=3, steps_per_epoch=2, val_fraction=0, **FAST), **TINY
+    )
+    networks, outputs = [], []
+    for _ in trainer.epochs():
+        outputs.append(trainer.model.predict(images[0], return_probabilities=True)[1])
+        networks.append(trainer.model._probability_model)
+    assert networks[0] is networks[1] is networks[2]  # built once, not at every epoch
+    assert not np.allclose(outputs[0], outputs[2])  # and it follows the weights as they train

@@ -458,3 +458,14 @@ def test_one_layer_with_its_channels_first_trains_with_its_axes(make_napari_view
     qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
     assert train.model.n_channels == 2
     assert viewer.layers["U-Net preview"].data.shape == image.shape
+
+
+def test_the_preview_shows_a_first_guess_before_the_first_epoch_ends(painted, qtbot):
+    viewer, _, _ = painted
+    train = _dock(viewer, "Train U-Net")
+    _fast(train, epochs=2)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    # By the order of events, not by time: the forest's guess, then the network's.
+    assert train.preview_history == ["first guess (random forest)", "U-Net", "U-Net"]
+    assert train.preview_kind == "U-Net" and "preview: the U-Net after epoch 2" in train.status.value

@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Adam learning rate (default: the preset's, 1e-4 for classic, 1e-3 for light)",
     )
     t.add_argument(
-        "--constant-learning-rate", action="store_true", help="keep the learning rate fixed under --time-budget"
+        "--constant-learning-rate",
+        action="store_true",
+        help="keep the learning rate fixed (by default it falls along a cosine over the budget or the epochs)",
     )
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
     t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
@@ -184,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-size",
         type=_checked(int, lambda v: v >= 0, "a whole number of at least 0"),
-        help="remove objects smaller than this many pixels (default: the model's, a quarter of its smallest "
-        "training objects; 0 keeps all)",
+        help="remove objects smaller than this many pixels (default: the model's, the 5th percentile of its "
+        "training objects' areas; 0 keeps all)",
     )
     p.add_argument("--split", action="store_true", help="with --instances components: split touching blobs")
     p.add_argument(
@@ -335,6 +337,8 @@ def _train(args) -> int:
         f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
         flush=True,
     )
+    if trainer.validation_note:
+        print(f"note: {trainer.validation_note}", flush=True)
     model = trainer.run(lambda r: print(r.summary(), flush=True))
     model.save(args.out)
     csv_path, plot_path = write_history(args.out, model.config.history)
@@ -430,8 +434,9 @@ def _info(args) -> int:
         areas = f"; training objects of {c.object_areas[1]:g} pixels (median)" if c.object_areas else ""
         print(
             f"  output: objects (seeded watershed); border {t.border_width} px, weight map w0 {t.w0:g}, "
-            f"sigma {t.sigma:g}{areas}"
+            f"sigma {t.sigma:g}, class balance {t.class_balance:g}{areas}"
         )
+        print(f"  objects kept from {c.min_object_size} pixels, seeds from {c.min_seed_size} pixels")
     if c.history:
         last = c.history[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")

@@ -119,8 +119,9 @@ class TrainingSettings:
     label_mode: LabelMode = "dense"
     steps_per_epoch: int | None = None
     time_budget_s: float | None = None
-    #: With a time budget, lower the learning rate along a cosine to a twentieth of
-    #: its start as the budget runs out, so that the run ends on settled weights.
+    #: Lower the learning rate along a cosine to a twentieth of its start, over the time
+    #: budget when there is one, else over the planned steps (epochs x steps per
+    #: epoch), so that the run ends on settled weights.
     anneal: bool = True
     augment: bool = True
     elastic: bool = True
@@ -196,8 +197,10 @@ class ModelConfig:
     object_areas: list[float] = field(default_factory=list)
     #: One name per input channel, in order (napari layer names, when trained in napari).
     channel_names: list[str] = field(default_factory=list)
-    #: Objects smaller than this (pixels, full resolution) are removed by default.
+    #: Objects smaller than this (pixels, full resolution) are removed by default, and
+    #: watershed seeds smaller than ``min_seed_size``.
     min_object_size: int = 0
+    min_seed_size: int = 0
     #: Instance models: the class weights of training, undone on the probabilities at
     #: prediction (:class:`~napari_unet_cat.unet.PriorCorrection`); empty for none.
     class_prior_weights: list[float] = field(default_factory=list)
@@ -241,6 +244,7 @@ class ModelConfig:
             channel_names=[str(n) for n in data.get("channel_names", [])],
             class_prior_weights=[float(w) for w in data.get("class_prior_weights", [])],
             min_object_size=int(data.get("min_object_size", 0)),
+            min_seed_size=int(data.get("min_seed_size", 0)),
         )
 
 

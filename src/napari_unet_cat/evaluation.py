@@ -71,15 +71,11 @@ def evaluate_arrays(
     return scores(total, values, len(preds))
 
 
-def evaluate_folders(
-    pred_dir: str | os.PathLike, truth_dir: str | os.PathLike, value_map: dict[int, int | str] | None = None
-) -> dict:
-    """Score every prediction in ``pred_dir`` against the mask of the same stem in ``truth_dir``.
-
-    Returns:
-        ``{"per_class": {value: {"iou", "dice"}}, "mean_iou", "pixel_accuracy", "n_images",
-        "missing": [...]}`` where ``missing`` lists truth files without a prediction.
-    """
+def read_folder_pairs(
+    pred_dir: str | os.PathLike, truth_dir: str | os.PathLike
+) -> tuple[list[np.ndarray], list[np.ndarray], list]:
+    """``(predictions, truths, truths without a prediction)``: the masks of the same stem
+    in two folders, read and checked to have one shape."""
     pairs, _lonely, orphans = pair_by_stem(pred_dir, truth_dir)
     if not pairs:
         raise InputError(f"no prediction in {pred_dir} has a truth mask of the same name in {truth_dir}")
@@ -90,6 +86,19 @@ def evaluate_folders(
             raise InputError(f"{pred_path} has shape {pred.shape} but {truth_path} has shape {truth.shape}")
         preds.append(pred)
         truths.append(truth)
+    return preds, truths, orphans
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike, truth_dir: str | os.PathLike, value_map: dict[int, int | str] | None = None
+) -> dict:
+    """Score every prediction in ``pred_dir`` against the mask of the same stem in ``truth_dir``.
+
+    Returns:
+        ``{"per_class": {value: {"iou", "dice"}}, "mean_iou", "pixel_accuracy", "n_images",
+        "missing": [...]}`` where ``missing`` lists truth files without a prediction.
+    """
+    preds, truths, orphans = read_folder_pairs(pred_dir, truth_dir)
     result = evaluate_arrays(preds, truths, value_map)
     result["missing"] = [str(p) for p in orphans]
     return result
@@ -208,16 +217,7 @@ def evaluate_instances(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]
 def evaluate_instance_folders(pred_dir: str | os.PathLike, truth_dir: str | os.PathLike) -> dict:
     """:func:`evaluate_instances` of every prediction in ``pred_dir`` against the instance
     mask of the same stem in ``truth_dir``; ``missing`` lists truths without a prediction."""
-    pairs, _lonely, orphans = pair_by_stem(pred_dir, truth_dir)
-    if not pairs:
-        raise InputError(f"no prediction in {pred_dir} has a truth mask of the same name in {truth_dir}")
-    preds, truths = [], []
-    for pred_path, truth_path in pairs:
-        pred, truth = read_labels(pred_path), read_labels(truth_path)
-        if pred.shape != truth.shape:
-            raise InputError(f"{pred_path} has shape {pred.shape} but {truth_path} has shape {truth.shape}")
-        preds.append(pred)
-        truths.append(truth)
+    preds, truths, orphans = read_folder_pairs(pred_dir, truth_dir)
     result = evaluate_instances(preds, truths)
     result["missing"] = [str(p) for p in orphans]
     return result

@@ -224,14 +224,18 @@ def watershed_foreground(probabilities: np.ndarray, threshold: float | None = 0.
 
 
 def watershed_objects(
-    probabilities: np.ndarray, mask: np.ndarray | None = None, threshold: float | None = 0.5
+    probabilities: np.ndarray,
+    mask: np.ndarray | None = None,
+    threshold: float | None = 0.5,
+    min_seed_size: int = 0,
 ) -> np.ndarray:
     """Objects (int32, 0 = background) from ``(Y, X, 3)`` background/interior/border
     probabilities: seeds are the connected parts of the foreground (see
     :func:`watershed_foreground`) where the interior is the likeliest class, then a
-    watershed on ``1 - p(interior)`` grows them over the foreground. A foreground part
-    without a seed becomes an object of its own. Only pixels in ``mask`` (when given)
-    are labelled."""
+    watershed on ``1 - p(interior)`` grows them over the foreground. Seeds smaller than
+    ``min_seed_size`` pixels are dropped (specks of interior that would split an object);
+    a foreground part left without a seed becomes an object of its own. Only pixels in
+    ``mask`` (when given) are labelled."""
     from scipy.ndimage import label
     from skimage.segmentation import watershed
 
@@ -243,6 +247,11 @@ def watershed_objects(
     if not foreground.any():
         return np.zeros(foreground.shape, np.int32)
     seeds, n_seeds = label(foreground & (best == INTERIOR), structure=_EIGHT)
+    if min_seed_size > 1 and n_seeds:
+        small = np.bincount(seeds.ravel()) < min_seed_size
+        small[0] = False
+        if small.any():
+            seeds[small[seeds]] = 0
     objects = watershed(1.0 - p[..., INTERIOR], seeds, mask=foreground, connectivity=2).astype(np.int32)
     rest = foreground & (objects == 0)
     if rest.any():
@@ -302,6 +311,7 @@ class ObjectMaker:
         split: With ``components``, split touching blobs with a distance transform.
         threshold: With ``watershed``, the foreground is where ``p(background)`` is
             below this (None: where background is not the likeliest class).
+        min_seed_size: With ``watershed``, seeds smaller than this many pixels are dropped.
     """
 
     def __init__(
@@ -312,6 +322,7 @@ class ObjectMaker:
         min_size: int = 0,
         split: bool = False,
         threshold: float | None = 0.5,
+        min_seed_size: int = 0,
     ):
         if method not in ("watershed", "components"):
             raise InputError(f"objects are made by 'watershed' or 'components' (received {method!r})")
@@ -327,6 +338,7 @@ class ObjectMaker:
         self.min_size = int(min_size)
         self.split = bool(split)
         self.threshold = threshold
+        self.min_seed_size = int(min_seed_size)
         #: Background class index for components: the class of value 0, else the lowest.
         values = np.asarray(class_values)
         self.background = int(np.flatnonzero(values == 0)[0]) if (values == 0).any() else int(np.argmin(values))
@@ -334,7 +346,7 @@ class ObjectMaker:
     def objects(self, probabilities: np.ndarray, mask=None, *, top_margin: bool = False) -> np.ndarray:
         """Objects (int32, not yet numbered in order) of ``(Y, X, classes)`` probabilities."""
         if self.method == "watershed":
-            found = watershed_objects(probabilities, mask, self.threshold)
+            found = watershed_objects(probabilities, mask, self.threshold, self.min_seed_size)
         else:
             found = component_objects(
                 np.argmax(probabilities, axis=-1), self.background, split=self.split, mask=mask, top_margin=top_margin

@@ -151,7 +151,8 @@ class UNetModel:
 
         method = instances or ("watershed" if self.is_instance_model else "components")
         size = self.config.min_object_size if min_size is None else min_size
-        return ObjectMaker(method, self.class_values, min_size=size, split=split)
+        seeds = self.config.min_seed_size if method == "watershed" else 0
+        return ObjectMaker(method, self.class_values, min_size=size, split=split, min_seed_size=seeds)
 
     def _wants_objects(self, output: str | None, instances: str | None) -> bool:
         if output not in (None, "classes", "instances", "probabilities"):
@@ -200,8 +201,8 @@ class UNetModel:
                 class of value 0 or else the lowest; the fallback for semantic models).
                 Giving it asks for objects.
             min_size: Objects smaller than this many pixels (full resolution) are removed;
-                default: the model's own, a quarter of the area of its smallest training
-                objects (their 5th percentile; 0 for models not trained on instances).
+                default: the model's own, the area of its smallest training objects
+                (their 5th percentile; 0 for models not trained on instances).
             split: With ``components``, split touching blobs where their distance
                 transform has several peaks.
             axes: The image's axes in any order, such as ``YX``, ``YXC``, ``CYX``,

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from ._backend import keras
-from .arrays import to_canonical
+from .arrays import resize_plane, scaled_shape, smallest_int_dtype, to_canonical
 from .config import (
     ClassInfo,
     ModelConfig,
@@ -42,9 +42,11 @@ StepCallback = Callable[[int, int, float], None]
 #: or two patches, and an epoch that short is all overhead (and a jumpy curve).
 MIN_STEPS_PER_EPOCH = 8
 #: Instance models remove objects smaller than this share of the 5th percentile of the
-#: training objects' areas (chosen on a split of the training images:
-#: benchmarks/bench_instances.py, "choose").
-MIN_OBJECT_SHARE = 0.25
+#: training objects' areas, and watershed seeds smaller than ``MIN_SEED_SHARE`` of it
+#: (chosen on a split of the training images: benchmarks/bench_instances.py, "choose",
+#: and docs/benchmarks.md).
+MIN_OBJECT_SHARE = 1.0
+MIN_SEED_SHARE = 0.5
 #: Share of the starting learning rate left at the end of an annealed time budget.
 ANNEAL_FLOOR = 0.05
 
@@ -148,6 +150,7 @@ class _Watch(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_done = batch + 1
+        self.trainer._steps_run += 1
         t = self.trainer
         if t.on_step is not None:
             t.on_step(batch + 1, t.steps_per_epoch, float((logs or {}).get("loss", math.nan)))
@@ -361,8 +364,23 @@ class Trainer:
                 config.class_prior_weights = [round(float(w), 6) for w in weights]
                 if config.object_areas:
                     config.min_object_size = int(round(MIN_OBJECT_SHARE * config.object_areas[0]))
+                    config.min_seed_size = int(round(MIN_SEED_SHARE * config.object_areas[0]))
         self.config = config
         train_planes, val_planes = split_validation(planes, s.val_fraction, patch=s.patch_size, seed=s.seed)
+        #: Why the held-out annotation was not used to choose weights ("" when it was).
+        self.validation_note = ""
+        if val_planes:
+            too_small = _too_small_to_judge(val_planes, class_values)
+            if too_small:
+                # A handful of held-out strokes cannot tell a good epoch from a bad one:
+                # train on every stroke and keep the last (annealed) weights instead.
+                self.validation_note = (
+                    f"the held-out annotation is too small to judge ({too_small}): training on every stroke and "
+                    "keeping the last weights"
+                )
+                train_planes, val_planes = planes, []
+        #: Keep the last epoch's weights, not the lowest loss (no validation to judge by).
+        self._keep_last = not val_planes
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None
         if val_planes:
@@ -376,6 +394,8 @@ class Trainer:
         self._best_score: float | None = None
         self._best_weights = None
         self._view: UNetModel | None = None
+        self._steps_run = 0
+        self._first_guess = None
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -396,11 +416,15 @@ class Trainer:
         return ""
 
     def _learning_rate_now(self) -> float | None:
-        """The annealed learning rate for the time spent so far, or None when constant."""
+        """The annealed learning rate for the time spent (or the steps run) so far of
+        this run, or None when constant."""
         s = self.settings
-        if not (s.anneal and s.time_budget_s):
+        if not s.anneal:
             return None
-        done = min(1.0, (time.perf_counter() - self._started) / s.time_budget_s)
+        if s.time_budget_s:
+            done = min(1.0, (time.perf_counter() - self._started) / s.time_budget_s)
+        else:
+            done = min(1.0, self._steps_run / max(1, s.epochs * self.steps_per_epoch))
         floor = ANNEAL_FLOOR
         return s.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
 
@@ -429,6 +453,7 @@ class Trainer:
         first = self.epochs_done
         last = first + s.epochs
         self._started = time.perf_counter()
+        self._steps_run = 0
         for epoch in range(first, last):
             if self._stop_reason():
                 self._stopped = self._stopped or self._stop_reason()
@@ -483,9 +508,13 @@ class Trainer:
         self.config.history = self.history
 
     def _consider(self, report: EpochReport) -> bool:
-        """Keep the weights if this epoch is the best so far (lower validation loss)."""
+        """Keep the weights if this epoch is the best so far (lower validation loss);
+        without validation, every epoch's weights replace the last (the learning rate
+        anneals, so the last are the settled ones)."""
         monitor = self.settings.monitor
-        if monitor == "val_loss" and report.val_loss is not None:
+        if self._keep_last:
+            score = -float(report.epoch)
+        elif monitor == "val_loss" and report.val_loss is not None:
             score = report.val_loss
         elif monitor == "val_mean_iou" and report.val_iou is not None:
             score = -(report.val_mean_iou or 0.0)
@@ -501,6 +530,34 @@ class Trainer:
             self.config.history = [*self.history, report.as_row()]
             UNetModel(self.keras_model, self.config).save(self.checkpoint)
         return True
+
+    def first_guess(self, image, axes: str | None = None) -> np.ndarray:
+        """A fast guess of one plane's labels before the network has learnt anything: a
+        random forest on filter features, trained on this trainer's annotated pixels
+        (:class:`~napari_unet_cat.first_guess.FirstGuess`), in a second or two. Labels as
+        the model will give them: class values, or objects for instance masks."""
+        from .arrays import apply_normalization, infer_layout, percentile_range, read_window
+        from .first_guess import FirstGuess
+        from .instances import ObjectMaker
+
+        if self._first_guess is None:
+            self._first_guess = FirstGuess(self.data.planes, len(self.config.class_values), seed=self.settings.seed)
+        image, axes = to_canonical(image, axes)
+        layout = infer_layout(np.shape(image), n_channels=self.config.architecture.n_channels, axes=axes)
+        if layout.plane_shape:
+            raise InputError(f"a first guess is made for one plane; received shape {np.shape(image)}")
+        plane = read_window(image, layout, (), np.arange(layout.spatial[0]), np.arange(layout.spatial[1]))
+        plane = apply_normalization(plane, *percentile_range(plane, self.config.normalization))
+        scale = self.config.scale
+        if scale != 1.0:
+            plane = resize_plane(plane, scaled_shape(layout.spatial, scale))
+        probabilities = self._first_guess.probabilities(plane)
+        if scale != 1.0:
+            probabilities = resize_plane(probabilities, layout.spatial)
+        if self.config.is_instance_model:
+            return ObjectMaker("watershed", self.config.class_values).label_plane(probabilities)
+        values = np.asarray(self.config.class_values)
+        return values[np.argmax(probabilities, axis=-1)].astype(smallest_int_dtype(int(values.max())))
 
     def _validation_ap(self) -> float:
         """AP@0.5 of the objects predicted on the validation patches (annotated pixels only)."""
@@ -539,6 +596,21 @@ class Trainer:
         if self._view is None or self._view.keras_model is not self.keras_model:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
+
+
+#: A held-out set with fewer annotated pixels of some class than this cannot choose
+#: between epochs (a few strokes on one image hold out a handful of blocks).
+MIN_VALIDATION_PIXELS = 300
+
+
+def _too_small_to_judge(val_planes, class_values) -> str:
+    """What makes held-out annotation too small to choose weights by ("" if nothing)."""
+    counts = np.zeros(len(class_values), np.int64)
+    for p in val_planes:
+        t = p.targets[p.targets >= 0]
+        counts += np.bincount(t.ravel(), minlength=len(class_values))[: len(class_values)]
+    short = [f"class {v}: {n} pixels" for v, n in zip(class_values, counts) if n < MIN_VALIDATION_PIXELS]
+    return ", ".join(short)
 
 
 def _object_areas(planes, scale: float) -> list[float]:

@@ -148,6 +148,7 @@ class Relay(QObject):
     """Carries progress from a worker thread to the GUI thread (queued Qt signals)."""
 
     step = Signal(int, int, str)
+    note = Signal(str)
 
 
 def layers_of(viewer: napari.Viewer | None, kind: str) -> list:

@@ -76,6 +76,12 @@ class TrainWidget(Container):
         self._preview_index: tuple[int, ...] = ()
         self._relay = Relay()
         self._relay.step.connect(self._on_step)
+        self._relay.note.connect(self._on_note)
+        self._note = ""
+        #: What the preview layer shows now: "first guess (random forest)", "U-Net" or "",
+        #: and what it showed, in order, during the last run.
+        self.preview_kind = ""
+        self.preview_history: list[str] = []
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.labels = ComboBox(label="labels", choices=self._labels_choices)
@@ -271,6 +277,9 @@ class TrainWidget(Container):
         # A fresh stop for this run, shared with the trainer before it exists: Stop (or
         # closing napari) works from now on, during the data preparation too.
         self.trainer = None
+        self._note = ""
+        self.preview_kind = ""
+        self.preview_history = []
         self._stop_event = threading.Event()
         self.progress.max = settings.epochs
         self.progress.value = 0
@@ -285,7 +294,8 @@ class TrainWidget(Container):
             self.base_filters.value or None,
             resume,
             self._stop_event,
-            _progress={"total": settings.epochs, "desc": "Training U-Net"},
+            # One step per epoch, and one for the first guess shown before the first.
+            _progress={"total": settings.epochs + int(self.preview.value), "desc": "Training U-Net"},
             _ignore_errors=True,  # reported by _on_error
         )
         self.worker.yielded.connect(self._on_epoch)
@@ -325,15 +335,31 @@ class TrainWidget(Container):
             stop_event=stop_event,
         )
         self.trainer = trainer
+        if trainer.validation_note:
+            self._relay.note.emit(trainer.validation_note)
+        if self._preview_source is not None and not stop_event.is_set():
+            # Something useful to look at in seconds: a random forest's guess from the
+            # same strokes, until the network's first epoch has ended.
+            index, plane, axes = self._preview_plane()
+            yield None, (index, trainer.first_guess(plane, axes))
         for report in trainer.epochs():
             preview = None
             if self._preview_source is not None:
-                data, axes, _ = self._preview_input
-                index = self._preview_index
-                plane = np.asarray(data[index]) if index else data
-                preview = (index, trainer.model.predict(plane, axes=axes[len(index) :]))
+                index, plane, axes = self._preview_plane()
+                preview = (index, trainer.model.predict(plane, axes=axes))
             yield report, preview
         return trainer.model
+
+    def _preview_plane(self):
+        """``(index, plane, axes)`` of the plane on screen of the preview's input."""
+        data, axes, _ = self._preview_input
+        index = self._preview_index
+        return index, (np.asarray(data[index]) if index else data), axes[len(index) :]
+
+    @unless_closed
+    def _on_note(self, text: str) -> None:
+        self._note = text
+        self.status.value = text
 
     @unless_closed
     def _on_step(self, step: int, steps: int, loss: str) -> None:
@@ -342,10 +368,20 @@ class TrainWidget(Container):
     @unless_closed
     def _on_epoch(self, value) -> None:
         report, preview = value
+        if report is None:  # the first guess, before any epoch
+            self.preview_kind = "first guess (random forest)"
+            self.preview_history.append(self.preview_kind)
+            self._show_preview(*preview)
+            self.status.value = "preview: a random forest's first guess, until the U-Net's first epoch ends"
+            return
+        self.preview_kind = "U-Net" if preview is not None else ""
+        if preview is not None:
+            self.preview_history.append(self.preview_kind)
         self.epochs_seen += 1
         self.plot.add(report.as_row())
         self.progress.value = min(self.epochs_seen, self.progress.max)
-        self.status.value = report.summary()
+        shown = f"; preview: the U-Net after epoch {report.epoch}" if preview is not None else ""
+        self.status.value = report.summary() + shown + (f"\n({self._note})" if self._note else "")
         if preview is not None:
             self._show_preview(*preview)
 
