@@ -73,7 +73,9 @@ def test_loss_ignores_unannotated_pixels_and_would_not_if_they_counted():
 
 def test_one_image_holds_out_part_of_its_annotations():
     images, masks = make_dataset(1, (256, 256), seed=3)
+    masks[0][:, :96] = 1  # plenty of both classes, so that the held-out blocks can judge
     trainer = Trainer(images, masks, settings=TrainingSettings(epochs=1, val_fraction=0.2, **FAST), **TINY)
+    assert trainer.validation_note == ""
     assert trainer.data.val_x is not None and trainer.data.n_train_planes == 1
     train_targets = trainer.data.sampler.planes[0].targets
     held = trainer.data.val_y >= 0

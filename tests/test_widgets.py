@@ -468,4 +468,6 @@ def test_the_preview_shows_a_first_guess_before_the_first_epoch_ends(painted, qt
     qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
     # By the order of events, not by time: the forest's guess, then the network's.
     assert train.preview_history == ["first guess (random forest)", "U-Net", "U-Net"]
-    assert train.preview_kind == "U-Net" and "preview: the U-Net after epoch 2" in train.status.value
+    # The panel said which one the preview showed, each time.
+    said = train.preview_messages
+    assert "random forest" in said[0] and "preview: the U-Net after epoch 1" in said[1] and len(said) == 3

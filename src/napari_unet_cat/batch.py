@@ -403,13 +403,15 @@ def _run_on_cluster(model, plan, output_dir, options, record, report, should_sto
             # One worker per GPU where there are GPUs, else one per 4 CPU cores.
             n = workers or (gpus or max(1, (os.cpu_count() or 1) // 4))
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = Client(cluster)
+            # Not the process's default client: two runs at once (napari and a script, or
+            # two threads) must not leave dask's global scheduler pointing at a closed one.
+            client = Client(cluster, set_as_default=False)
             if gpus:
                 # Each worker on a GPU of its own, round robin, before it imports TensorFlow.
                 for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
                     client.run(_use_gpu, i % gpus, workers=[address])
         else:
-            cluster, client = None, Client(scheduler)
+            cluster, client = None, Client(scheduler, set_as_default=False)
         try:
             futures = {}
             run_id = uuid.uuid4().hex[:12]  # two runs on one scheduler never share a key
@@ -426,7 +428,7 @@ def _run_on_cluster(model, plan, output_dir, options, record, report, should_sto
                     key=f"segment-{run_id}-{path.name}",
                 )
                 futures[future] = path
-            for future in as_completed(futures):
+            for future in as_completed(list(futures), loop=client.loop):
                 if should_stop is not None and should_stop():
                     report.cancelled = True
                     client.cancel(list(futures))

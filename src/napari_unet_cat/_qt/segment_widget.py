@@ -207,6 +207,7 @@ def start_prediction(
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
 ):
     """Predict ``layer`` (with its channel layers) with ``model`` (a model or a model
     file) on a napari worker and add the result as a Labels layer."""
@@ -246,6 +247,8 @@ def start_prediction(
     worker.errored.connect(failed)
     if on_progress is not None:
         worker.yielded.connect(lambda v: on_progress(*v))
+    if on_finished is not None:  # connected before the start: a fast failure must not finish first
+        worker.finished.connect(on_finished)
     worker.start()
     return worker
 
@@ -373,8 +376,8 @@ class SegmentWidget(Container):
             on_error=fail,
             on_progress=progress,
             on_done=finished,
+            on_finished=self._finished,
         )
-        self.worker.finished.connect(self._finished)
 
     @unless_closed
     def _finished(self) -> None:

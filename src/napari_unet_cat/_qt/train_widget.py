@@ -82,6 +82,8 @@ class TrainWidget(Container):
         #: and what it showed, in order, during the last run.
         self.preview_kind = ""
         self.preview_history: list[str] = []
+        #: What the panel said when each preview appeared.
+        self.preview_messages: list[str] = []
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.labels = ComboBox(label="labels", choices=self._labels_choices)
@@ -178,9 +180,12 @@ class TrainWidget(Container):
         if layer is None or MODES[self.mode.value] == "instances":
             return
         data = layer.data
-        if not isinstance(data, np.ndarray) or data.size > 64_000_000:
-            return  # lazy or huge layers are not read just to guess
-        if looks_like_instances(data):
+        if not isinstance(data, np.ndarray):
+            return  # a lazy layer is not read just to guess
+        # On the GUI thread: look at a strided sample of at most about 4 M pixels
+        # (blobs stay blobs; training checks the whole mask again).
+        step = max(1, int(np.ceil(np.sqrt(data.size / 4_000_000))))
+        if looks_like_instances(data[..., ::step, ::step]):
             self.mode.value = INSTANCES_MODE
             self.status.value = (
                 f"'{layer.name}' looks like an instance mask (one value per object): label mode set to "
@@ -280,6 +285,7 @@ class TrainWidget(Container):
         self._note = ""
         self.preview_kind = ""
         self.preview_history = []
+        self.preview_messages = []
         self._stop_event = threading.Event()
         self.progress.max = settings.epochs
         self.progress.value = 0
@@ -373,6 +379,7 @@ class TrainWidget(Container):
             self.preview_history.append(self.preview_kind)
             self._show_preview(*preview)
             self.status.value = "preview: a random forest's first guess, until the U-Net's first epoch ends"
+            self.preview_messages.append(self.status.value)
             return
         self.preview_kind = "U-Net" if preview is not None else ""
         if preview is not None:
@@ -382,6 +389,8 @@ class TrainWidget(Container):
         self.progress.value = min(self.epochs_seen, self.progress.max)
         shown = f"; preview: the U-Net after epoch {report.epoch}" if preview is not None else ""
         self.status.value = report.summary() + shown + (f"\n({self._note})" if self._note else "")
+        if shown:
+            self.preview_messages.append(self.status.value)
         if preview is not None:
             self._show_preview(*preview)
 
