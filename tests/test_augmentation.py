@@ -48,3 +48,24 @@ def test_augmented_patches_keep_dtype_shape_and_label_values():
         assert x.shape == image.shape and x.dtype == np.float32 and x.flags.c_contiguous
         assert y.shape == labels.shape and y.dtype == labels.dtype
         assert set(np.unique(y)) <= {-1, 0, 1}
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (33, 47), (1, 20)])
+def test_warps_match_scipy_map_coordinates_in_mirror_mode(shape):
+    from scipy.ndimage import map_coordinates
+
+    from napari_unet_cat.dataset import warp_linear, warp_nearest
+
+    rng = np.random.default_rng(4)
+    h, w = shape
+    image = rng.random((h, w, 3), dtype=np.float32)
+    labels = rng.integers(0, 5, (h, w)).astype(np.int16)
+    # Displacements of up to 1.5 patch sides reach past the edges on both sides.
+    rows = np.arange(h)[:, None] + rng.uniform(-1.5 * h, 1.5 * h, (h, w))
+    cols = np.arange(w)[None, :] + rng.uniform(-1.5 * w, 1.5 * w, (h, w))
+    coords = np.stack([rows, cols])
+    expected = np.stack([map_coordinates(image[..., c], coords, order=1, mode="mirror") for c in range(3)], -1)
+    np.testing.assert_allclose(warp_linear(image, rows, cols), expected, atol=1e-5)
+    # Nearest: equal except where a coordinate falls half-way between two pixels.
+    same = warp_nearest(labels, rows, cols) == map_coordinates(labels, coords, order=0, mode="mirror")
+    assert same.mean() > 0.999
