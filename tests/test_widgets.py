@@ -471,3 +471,40 @@ def test_the_preview_shows_a_first_guess_before_the_first_epoch_ends(painted, qt
     # The panel said which one the preview showed, each time.
     said = train.preview_messages
     assert "random forest" in said[0] and "preview: the U-Net after epoch 1" in said[1] and len(said) == 3
+
+
+def test_the_loss_plot_paints_each_series_it_has(qtbot):
+    from napari_unet_cat._qt.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(400, 200)
+    blank = plot.grab().toImage()
+    rows = [
+        {"epoch": 1, "loss": 0.9, "mean_iou": 0.4, "val_loss": float("nan"), "val_mean_iou": 0.3},
+        {"epoch": 2, "loss": 0.5, "mean_iou": 0.6, "val_loss": 0.7, "val_mean_iou": 0.5, "val_ap_50": 0.4},
+        {"epoch": 3, "loss": 0.3, "mean_iou": 0.8, "val_loss": 0.4, "val_mean_iou": 0.7, "val_ap_50": 0.6},
+    ]
+    for row in rows:
+        plot.add(row)
+    assert plot.series("val_loss")[0] != plot.series("val_loss")[0]  # NaN kept, not drawn
+    assert plot.title("mean IoU") == "mean IoU, objects' AP@0.5"
+    image = plot.grab().toImage()
+
+    def pixels_of(img, colour: str) -> int:
+        """Pixels near ``colour`` (the lines are antialiased)."""
+        from qtpy.QtGui import QColor
+
+        want = QColor(colour)
+        count = 0
+        for x in range(img.width()):
+            for y in range(img.height()):
+                got = QColor(img.pixel(x, y))
+                near = abs(got.red() - want.red()) + abs(got.green() - want.green()) + abs(got.blue() - want.blue())
+                count += near < 60
+        return count
+
+    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # training, validation, AP
+        assert pixels_of(image, colour) > pixels_of(blank, colour)
+    plot.clear()
+    assert plot.rows == [] and plot.series("loss") == []

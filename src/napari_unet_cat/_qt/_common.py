@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -96,6 +97,28 @@ class Session:
 #: re-acquire the GIL on a thread that Qt's pool made and Python adopted, so the Qt
 #: workers only wait here while the model runs on these.
 _MODEL_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="napari-unet-cat")
+
+
+_warm_up_started = threading.Event()
+
+
+def warm_up_model_code() -> None:
+    """Import the model code (Keras and its backend) on a background thread, once.
+
+    Importing TensorFlow takes seconds and holds Python's GIL for up to half a second at
+    a time; done on the model thread when Train is pressed, it stalled the viewer at the
+    start of training. A widget calls this when it opens, while the user is still
+    choosing layers. An error is left for the real import to report.
+    """
+    if _warm_up_started.is_set():
+        return
+    _warm_up_started.set()
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            from .. import training  # noqa: F401
+
+    _MODEL_THREADS.submit(run)
 
 
 def _drain(gen: Generator, messages: queue.SimpleQueue, closed: threading.Event) -> Any:

@@ -32,6 +32,7 @@ from ._common import (
     output_axes_of,
     status_label,
     unless_closed,
+    warm_up_model_code,
 )
 
 if TYPE_CHECKING:
@@ -299,6 +300,7 @@ class SegmentWidget(Container):
         self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
+        warm_up_model_code()
 
     def _refresh(self, _event=None) -> None:
         self.image.reset_choices()

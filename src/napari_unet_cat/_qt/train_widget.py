@@ -38,6 +38,7 @@ from ._common import (
     plane_on_screen,
     status_label,
     unless_closed,
+    warm_up_model_code,
 )
 from .loss_plot import LossPlot
 
@@ -159,6 +160,7 @@ class TrainWidget(Container):
         viewer.dims.events.current_step.connect(self._on_dims)
         self.native.destroyed.connect(self._on_destroyed)
         self._offer_instances()  # for the layer chosen when the widget opens
+        warm_up_model_code()
 
     # -- choices -----------------------------------------------------------------------
     def _image_choices(self, _widget=None):
@@ -350,7 +352,8 @@ class TrainWidget(Container):
             yield None, (index, trainer.first_guess(plane, axes))
         for report in trainer.epochs():
             preview = None
-            if self._preview_source is not None:
+            # After Stop, end now: a preview of a large plane would take seconds more.
+            if self._preview_source is not None and not stop_event.is_set():
                 index, plane, axes = self._preview_plane()
                 preview = (index, trainer.model.predict(plane, axes=axes))
             yield report, preview
