@@ -287,3 +287,58 @@ def test_the_preview_reuses_one_prediction_network_across_epochs():
         networks.append(trainer.model._probability_model)
     assert networks[0] is networks[1] is networks[2]  # built once, not at every epoch
     assert not np.allclose(outputs[0], outputs[2])  # and it follows the weights as they train
+
+
+def test_features_in_bands_equal_the_whole_plane_s():
+    from napari_unet_cat.first_guess import feature_bands, features_at, pixel_features
+
+    plane = np.random.default_rng(5).random((250, 40, 2), dtype=np.float32)
+    whole = pixel_features(plane)
+    banded = np.concatenate([f for _, _, f in feature_bands(plane, rows=100)])
+    np.testing.assert_allclose(banded, whole, atol=1e-5)
+    flat = np.array([0, 39, 4000, 5555, 250 * 40 - 1])
+    np.testing.assert_allclose(features_at(plane, flat), whole.reshape(-1, whole.shape[-1])[flat], atol=1e-5)
+
+
+def test_a_forest_guides_a_few_strokes_on_one_image():
+    """Sparse strokes on one image: the pixels nobody painted get the forest's confident
+    guesses at a lower loss weight; the strokes keep weight 1; held-out pixels stay out."""
+    from napari_unet_cat.synthetic import strokes_from_mask
+
+    image, mask = make_image((200, 200), seed=62)
+    strokes = strokes_from_mask(mask, fraction=0.03, seed=62)
+    settings = TrainingSettings(epochs=1, steps_per_epoch=2, val_fraction=0, label_mode="sparse", **FAST)
+    trainer = Trainer([image], [strokes], settings=settings, **TINY)
+    (plane,) = trainer.data.sampler.planes
+    painted = strokes > 0
+    assert trainer.guided_pixels > 10 * painted.sum()  # most of the image, not only the strokes
+    np.testing.assert_array_equal(plane.weights[painted], 1.0)
+    guessed = (plane.targets >= 0) & ~painted
+    np.testing.assert_allclose(plane.weights[guessed], settings.guide_weight)
+    assert (plane.weights[plane.targets < 0] == 0).all()
+    # The guesses are mostly right (the forest is confident where they are kept).
+    truth = mask[guessed].astype(int)  # class index 0 = value 1 (background), 1 = value 2
+    assert (plane.targets[guessed] == truth).mean() > 0.9
+    assert trainer.data.sampler.weighted and len(list(trainer.epochs())) == 1
+    # The forest is the preview's first guess too: learnt once.
+    assert trainer._first_guess is not None
+    # Off when asked, and for whole masks.
+    off = Trainer([image], [strokes], settings=TrainingSettings(**{**settings.__dict__, "forest_guide": False}), **TINY)
+    assert off.guided_pixels == 0 and not off.data.sampler.weighted
+    dense = Trainer([image], [mask], settings=TrainingSettings(epochs=1, val_fraction=0, **FAST), **TINY)
+    assert dense.guided_pixels == 0
+
+
+def test_held_out_strokes_are_not_guessed_by_the_forest():
+    image, mask = make_image((256, 256), seed=63, n_objects=(12, 14), radius=(14.0, 24.0))
+    strokes = (mask + 1).astype(np.uint8)  # painted everywhere but the left quarter:
+    strokes[:, :64] = 0  # enough to hold some blocks out, and pixels for the forest
+    settings = TrainingSettings(epochs=1, val_fraction=0.3, label_mode="sparse", forest_guide=True, **FAST)
+    trainer = Trainer([image], [strokes], settings=settings, **TINY)
+    assert trainer.data.val_x is not None
+    (plane,) = trainer.data.sampler.planes
+    held = np.zeros(strokes.shape, bool)
+    train_painted = plane.weights == 1.0
+    held[(strokes > 0) & ~train_painted] = True  # painted, but not a training stroke
+    assert held.any() and (plane.targets[held] < 0).all()
+    assert trainer.guided_pixels > 0 and (plane.weights[:, :64] > 0).any()

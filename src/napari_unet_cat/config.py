@@ -135,6 +135,14 @@ class TrainingSettings:
     xla: bool | None = None
     #: Split each batch across GPUs: None means when more than one is seen.
     data_parallel: bool | None = None
+    #: Sparse strokes: also learn from a random forest's confident guesses of the pixels
+    #: nobody painted (at ``guide_weight`` of a stroke's weight in the loss), so that a
+    #: few strokes on one image cannot lead the network far from what their filter
+    #: features say. None: when the strokes cover under a quarter of at most 16 planes
+    #: (the napari strokes path); False: never.
+    forest_guide: bool | None = None
+    guide_weight: float = 0.3
+    guide_confidence: float = 0.8
     #: Instance masks: width in pixels (at the training scale) of the object border
     #: class, and the U-Net paper's weight map ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``.
     border_width: int = 2
@@ -160,6 +168,11 @@ class TrainingSettings:
             problems.append(f"val_fraction must be in [0, 1) (received {self.val_fraction})")
         if self.label_mode not in LABEL_MODES:
             problems.append(f"label_mode must be one of {', '.join(LABEL_MODES)} (received {self.label_mode!r})")
+        if not 0 <= self.guide_weight <= 1 or not 0.5 <= self.guide_confidence <= 1:
+            problems.append(
+                "the forest guide needs 0 <= guide_weight <= 1 and 0.5 <= guide_confidence <= 1 (received "
+                f"guide_weight={self.guide_weight}, guide_confidence={self.guide_confidence})"
+            )
         if self.border_width < 1:
             problems.append(f"border_width must be at least 1 pixel (received {self.border_width})")
         if not 0 <= self.class_balance <= 1:

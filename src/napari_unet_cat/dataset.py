@@ -47,6 +47,8 @@ class TrainingPlane:
     where: list[np.ndarray] = field(default_factory=list)
     instances: np.ndarray | None = None
     weights: np.ndarray | None = None
+    #: The plane's shape before it was mirror-padded to a patch (None: not padded).
+    unpadded: tuple[int, int] | None = None
 
     def index_annotations(self, n_classes: int) -> None:
         flat = self.targets.ravel()
@@ -176,8 +178,9 @@ def prepare_planes(
                 plane = resize_plane(plane, shape)
                 if instances is None:
                     targets = resize_plane(targets, shape, labels=True)
+            unpadded = targets.shape if min(targets.shape) < patch_size else None
             plane, targets, instances = pad_to_patch(plane, targets, patch_size, instances)
-            planes.append(TrainingPlane(plane, targets, where, image_index, instances=instances))
+            planes.append(TrainingPlane(plane, targets, where, image_index, instances=instances, unpadded=unpadded))
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
     if mode == "instances":
@@ -260,9 +263,12 @@ def split_validation(
         return planes, []
     chosen = rng.choice(len(candidates), size=n_val, replace=False)
     train = [
-        TrainingPlane(p.image, p.targets.copy(), p.source, p.image_index, instances=p.instances, weights=p.weights)
+        TrainingPlane(
+            p.image, p.targets.copy(), p.source, p.image_index, instances=p.instances, weights=p.weights,
+            unpadded=p.unpadded,
+        )
         for p in planes
-    ]
+    ]  # fmt: skip
     val = [
         TrainingPlane(
             p.image,
@@ -271,6 +277,7 @@ def split_validation(
             p.image_index,
             instances=p.instances,
             weights=p.weights,
+            unpadded=p.unpadded,
         )
         for p in planes
     ]

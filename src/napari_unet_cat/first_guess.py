@@ -44,6 +44,36 @@ def pixel_features(plane: np.ndarray, scales: Sequence[float] = SCALES) -> np.nd
     return np.stack(features, axis=-1).astype(np.float32, copy=False)
 
 
+#: Rows of features computed at once (with ``BAND_MARGIN`` rows of context each side):
+#: the features of a whole large plane would take 20 floats per pixel and channel.
+BAND_ROWS = 512
+BAND_MARGIN = 32
+
+
+def feature_bands(plane: np.ndarray, rows: int = BAND_ROWS):
+    """``(top, bottom, features)`` of consecutive bands of rows of a ``(Y, X, C)`` plane:
+    the same values as :func:`pixel_features` of the whole plane (each band is computed
+    with a margin wider than the filters' reach, then cropped), in bounded memory."""
+    h = plane.shape[0]
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        lo, hi = max(0, top - BAND_MARGIN), min(h, bottom + BAND_MARGIN)
+        if lo == 0 and hi == h:
+            yield top, bottom, pixel_features(plane)[top:bottom]
+        else:
+            yield top, bottom, pixel_features(plane[lo:hi])[top - lo : bottom - lo]
+
+
+def features_at(plane: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The features ``(n, F)`` of the pixels at sorted flat indices ``flat`` of a plane."""
+    w = plane.shape[1]
+    parts = []
+    for top, bottom, feats in feature_bands(plane):
+        inside = flat[(flat >= top * w) & (flat < bottom * w)] - top * w
+        parts.append(feats.reshape(-1, feats.shape[-1])[inside])
+    return np.concatenate(parts) if parts else np.zeros((0, 5 * len(SCALES) * plane.shape[-1]), np.float32)
+
+
 class FirstGuess:
     """A random forest trained on the annotated pixels of prepared training planes.
 
@@ -62,13 +92,12 @@ class FirstGuess:
         per_class = MAX_SAMPLES // max(1, n_classes)
         xs, ys = [], []
         for p in list(planes)[:max_planes]:
-            features = pixel_features(p.image).reshape(-1, 5 * len(SCALES) * p.image.shape[-1])
             targets = p.targets.ravel()
             for k in range(n_classes):
                 where = np.flatnonzero(targets == k)
                 if where.size > per_class:
-                    where = rng.choice(where, size=per_class, replace=False)
-                xs.append(features[where])
+                    where = np.sort(rng.choice(where, size=per_class, replace=False))
+                xs.append(features_at(p.image, where))
                 ys.append(np.full(where.size, k, np.int16))
         x, y = np.concatenate(xs), np.concatenate(ys)
         if not y.size:
@@ -81,9 +110,9 @@ class FirstGuess:
 
     def probabilities(self, plane: np.ndarray) -> np.ndarray:
         """Class probabilities ``(Y, X, n_classes)`` of a normalized ``(Y, X, C)`` plane."""
-        feats = pixel_features(plane)
-        h, w, f = feats.shape
-        known = self.forest.predict_proba(feats.reshape(-1, f)).astype(np.float32)
-        out = np.zeros((h * w, self.n_classes), np.float32)
-        out[:, self.forest.classes_.astype(int)] = known
-        return out.reshape(h, w, self.n_classes)
+        h, w = plane.shape[:2]
+        out = np.zeros((h, w, self.n_classes), np.float32)
+        for top, bottom, feats in feature_bands(plane):
+            known = self.forest.predict_proba(feats.reshape(-1, feats.shape[-1])).astype(np.float32)
+            out[top:bottom, :, self.forest.classes_.astype(int)] = known.reshape(bottom - top, w, -1)
+        return out

@@ -16,6 +16,7 @@ from . import __version__
 from ._backend import keras
 from .arrays import resize_plane, scaled_shape, smallest_int_dtype, to_canonical
 from .config import (
+    IGNORE,
     ClassInfo,
     ModelConfig,
     Normalization,
@@ -49,6 +50,8 @@ MIN_OBJECT_SHARE = 1.0
 MIN_SEED_SHARE = 0.5
 #: Share of the starting learning rate left at the end of an annealed time budget.
 ANNEAL_FLOOR = 0.05
+#: Threads that draw and augment patches beside the network's own.
+INPUT_THREADS = 2
 
 
 @dataclass
@@ -117,7 +120,7 @@ class _PatchBatches(keras.utils.PyDataset):
     """Random augmented batches, reproducible from ``(seed, epoch, step)``."""
 
     def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int):
-        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=4)
+        super().__init__(workers=INPUT_THREADS, use_multiprocessing=False, max_queue_size=4)
         self.sampler = sampler
         self.batch_size = batch_size
         self.steps = steps
@@ -381,6 +384,11 @@ class Trainer:
                 train_planes, val_planes = planes, []
         #: Keep the last epoch's weights, not the lowest loss (no validation to judge by).
         self._keep_last = not val_planes
+        self._first_guess = None
+        #: Pixels the forest guide labelled (0 when it was not used).
+        self.guided_pixels = 0
+        if self._wants_forest_guide(train_planes, value_map):
+            train_planes = self._guide_by_forest(train_planes, val_planes, len(class_values))
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None
         if val_planes:
@@ -395,7 +403,51 @@ class Trainer:
         self._best_weights = None
         self._view: UNetModel | None = None
         self._steps_run = 0
-        self._first_guess = None
+
+    # -- the forest guide -------------------------------------------------------------------
+    def _wants_forest_guide(self, planes, value_map) -> bool:
+        s = self.settings
+        if s.label_mode != "sparse" or s.forest_guide is False or s.guide_weight == 0:
+            return False
+        if s.forest_guide:
+            return True
+        if any(target == IGNORE for target in value_map.values()):
+            return False  # pixels the user chose to ignore must stay ignored
+        annotated = sum(int((p.targets >= 0).sum()) for p in planes)
+        return len(planes) <= GUIDE_MAX_PLANES and annotated < GUIDE_MAX_SHARE * sum(p.targets.size for p in planes)
+
+    def _guide_by_forest(self, train_planes, val_planes, n_classes: int):
+        """Training planes whose unpainted pixels carry the forest's confident guesses.
+
+        The forest learns from the training strokes only; pixels held out for validation
+        stay out. Strokes weigh 1 in the loss, guessed pixels ``guide_weight``.
+        """
+        from .dataset import TrainingPlane
+        from .first_guess import FirstGuess
+
+        s = self.settings
+        forest = FirstGuess(train_planes, n_classes, seed=s.seed, max_planes=len(train_planes))
+        self._first_guess = forest
+        held_out: dict[int, np.ndarray] = {}
+        for p in val_planes:
+            known = p.targets >= 0
+            held_out[id(p.image)] = held_out[id(p.image)] | known if id(p.image) in held_out else known
+        guided = []
+        for p in train_planes:
+            probabilities = forest.probabilities(p.image)
+            sure = (probabilities.max(axis=-1) >= s.guide_confidence) & (p.targets < 0)
+            if id(p.image) in held_out:
+                sure &= ~held_out[id(p.image)]
+            if p.unpadded is not None:
+                sure[p.unpadded[0] :, :] = False  # not on the mirror padding of a small plane
+                sure[:, p.unpadded[1] :] = False
+            targets = np.where(sure, np.argmax(probabilities, axis=-1), p.targets).astype(p.targets.dtype)
+            weights = np.where(p.targets >= 0, 1.0, np.where(sure, s.guide_weight, 0.0)).astype(np.float32)
+            plane = TrainingPlane(p.image, targets, p.source, p.image_index, weights=weights, unpadded=p.unpadded)
+            plane.index_annotations(n_classes)
+            self.guided_pixels += int(sure.sum())
+            guided.append(plane)
+        return guided
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -597,6 +649,11 @@ class Trainer:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
 
+
+#: The forest guide is on by default for at most this many planes with strokes on less
+#: than this share of their pixels: the napari strokes path, where it costs seconds.
+GUIDE_MAX_PLANES = 16
+GUIDE_MAX_SHARE = 0.25
 
 #: A held-out set with fewer annotated pixels of some class than this cannot choose
 #: between epochs (a few strokes on one image hold out a handful of blocks).
