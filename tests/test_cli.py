@@ -186,7 +186,8 @@ def test_absurd_arguments_are_refused_by_the_parser(argv, capsys):
     assert "expected" in capsys.readouterr().err
 
 
-def test_sparse_and_labelme_masks_from_the_command_line(tmp_path):
+@pytest.mark.parametrize("guide", ["auto", "off"])
+def test_sparse_and_labelme_masks_from_the_command_line(guide, tmp_path, capsys):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -220,6 +221,8 @@ def test_sparse_and_labelme_masks_from_the_command_line(tmp_path):
                 "32",
                 "--batch-size",
                 "4",
+                "--forest-guide",
+                guide,
             ]
         )
         == 0
@@ -228,6 +231,10 @@ def test_sparse_and_labelme_masks_from_the_command_line(tmp_path):
 
     model = load_model(out)
     assert model.class_values == [1, 2] and model.class_names == {1: "background", 2: "cell"}
+    # Strokes on a sixth of the pixels: the forest guides them unless told not to.
+    said = capsys.readouterr().out
+    assert ("a random forest on the strokes' filter features guesses" in said) == (guide == "auto")
+    assert model.config.training.forest_guide is (None if guide == "auto" else False)
 
 
 def test_python_dash_m_runs_the_same_command():

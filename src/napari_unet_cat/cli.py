@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--target-size", type=_positive_int, help="scale so the median longer side becomes N pixels")
     t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
+    t.add_argument(
+        "--forest-guide",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="sparse strokes: also learn from a random forest's confident guesses of the unpainted pixels "
+        "(default auto: when strokes cover under a quarter of at most 16 images)",
+    )
     t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
     _add_axes(t)
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -306,6 +313,7 @@ def _train(args) -> int:
         precision=args.precision,
         xla=_on_off_auto(args.xla),
         data_parallel=_on_off_auto(args.data_parallel),
+        forest_guide=_on_off_auto(args.forest_guide),
         border_width=args.border_width,
         w0=args.w0,
         sigma=args.sigma,
@@ -339,6 +347,8 @@ def _train(args) -> int:
     )
     if trainer.validation_note:
         print(f"note: {trainer.validation_note}", flush=True)
+    if trainer.guide_note:
+        print(f"note: {trainer.guide_note}", flush=True)
     model = trainer.run(lambda r: print(r.summary(), flush=True))
     model.save(args.out)
     csv_path, plot_path = write_history(args.out, model.config.history)

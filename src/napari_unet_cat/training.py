@@ -387,8 +387,16 @@ class Trainer:
         self._first_guess = None
         #: Pixels the forest guide labelled (0 when it was not used).
         self.guided_pixels = 0
+        #: What the forest guide did, for the log and the panel ("" when off).
+        self.guide_note = ""
         if self._wants_forest_guide(train_planes, value_map):
             train_planes = self._guide_by_forest(train_planes, val_planes, len(class_values))
+            total = sum(int((p.weights > 0).sum()) for p in train_planes)
+            self.guide_note = (
+                f"a random forest on the strokes' filter features guesses {self.guided_pixels:,} unpainted pixels "
+                f"({100 * self.guided_pixels / max(total, 1):.0f}% of those trained on), at "
+                f"{s.guide_weight:g} of a stroke's weight"
+            )
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None
         if val_planes:

@@ -343,8 +343,9 @@ class TrainWidget(Container):
             stop_event=stop_event,
         )
         self.trainer = trainer
-        if trainer.validation_note:
-            self._relay.note.emit(trainer.validation_note)
+        notes = [n for n in (trainer.validation_note, trainer.guide_note) if n]
+        if notes:
+            self._relay.note.emit("; ".join(notes))
         if self._preview_source is not None and not stop_event.is_set():
             # Something useful to look at in seconds: a random forest's guess from the
             # same strokes, until the network's first epoch has ended.
