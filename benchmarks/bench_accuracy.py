@@ -37,6 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import bare_fit_images_per_second
+
 PARTS = ("otsu", "seeds", "classic", "images", "strokes")
 
 
@@ -159,13 +162,14 @@ def train_and_score(
         f"{budget_min:g}",
         "--epochs",
         "100000",
-        "--batch-size",
-        str(args.batch_size),
-        "--patch-size",
-        str(args.patch_size),
         "--seed",
         str(seed),
     ]
+    # The defaults a user gets, unless asked otherwise.
+    if args.batch_size:
+        argv += ["--batch-size", str(args.batch_size)]
+    if args.patch_size:
+        argv += ["--patch-size", str(args.patch_size)]
     if args.learning_rate:
         argv += ["--learning-rate", f"{args.learning_rate:g}"]
     if sparse:
@@ -185,6 +189,7 @@ def train_and_score(
         "budget_min": budget_min,
         "train_seconds": train_seconds,
         "epochs": len(model.config.history),
+        "patches": int(sum(row.get("patches", 0) for row in model.config.history)),
         "best_epoch": int(np.argmin([row.get("val_loss", row["loss"]) for row in model.config.history])) + 1,
         "history": model.config.history,
     }
@@ -271,8 +276,8 @@ def main() -> None:
     )
     parser.add_argument("--stroke-shares", type=float, nargs="+", default=[0.01, 0.05, 0.2])
     parser.add_argument("--learning-rate", type=float, help="default: the preset's")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, help="default: the train command's (20)")
+    parser.add_argument("--patch-size", type=int, help="default: the train command's (128)")
     parser.add_argument("--train-images", type=int, default=0, help="train on this many images (0 = all)")
     parser.add_argument("--test-images", type=int, default=0, help="score on this many test images (0 = all)")
     parser.add_argument(
@@ -302,7 +307,9 @@ def main() -> None:
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "command": " ".join(sys.argv),
+        "bare_fit_images_per_second": round(bare_fit_images_per_second(), 2),
     }
+    print(f"bare fit: {header['bare_fit_images_per_second']} images/s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def record(result: dict) -> None:

@@ -43,6 +43,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import bare_fit_images_per_second
+
 PARTS = ("ceiling", "border", "otsu", "instances", "semantic", "choose")
 
 
@@ -125,22 +128,6 @@ def otsu_watershed(data: Path) -> dict:
         preds.append(watershed(-distance, markers, mask=mask))
     seconds = time.perf_counter() - started
     return {"method": "Otsu + distance-transform watershed", **object_scores(preds, truths), "predict_seconds": seconds}
-
-
-def bare_fit_images_per_second(n_channels: int = 3, batch: int = 20, patch: int = 128, steps: int = 12) -> float:
-    """Images/s of a plain keras ``fit`` of the light U-Net on random patches in memory."""
-    from napari_unet_cat._backend import keras
-    from napari_unet_cat.unet import build_unet
-
-    model = build_unet(2, n_channels, base_filters=16, depth=4)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(True))
-    rng = np.random.default_rng(0)
-    x = rng.random((batch * steps, patch, patch, n_channels), dtype=np.float32)
-    y = rng.integers(0, 2, (batch * steps, patch, patch)).astype(np.int32)
-    model.fit(x[: batch * 2], y[: batch * 2], batch_size=batch, epochs=1, verbose=0)  # builds and traces
-    started = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    return batch * steps / (time.perf_counter() - started)
 
 
 def train_and_score(

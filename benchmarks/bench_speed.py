@@ -20,6 +20,12 @@ Parts (each compares within one process, or one fresh process per size for memor
            images), and whether that mask equals the in-memory one
   cluster  a folder of 512x512 images segmented in one process and on a local Dask
            cluster (``predict --workers``): times, and whether the masks are the same
+  process  the installed ``predict`` command as a whole process (a child, TensorFlow's
+           start-up and runtime included): seconds per 512x512 image of a folder,
+           start-up excluded as the difference of a 16-image and a 1-image run, against
+           the bare network on the same pixels (``predict_on_batch`` per image in another
+           child); and the peak resident memory of the whole process on an uncompressed
+           tiled TIFF of 8192x8192 against one of 2048x2048
   tiles    time and peak memory of predicting a 2048x2048 image against the tile size,
            and with the automatic choice (time of a second call, graphs traced)
 
@@ -34,6 +40,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-PARTS = ("predict", "train", "memory", "stream", "tiles", "cluster")
+PARTS = ("predict", "train", "memory", "stream", "tiles", "cluster", "process")
 
 
 def untrained_model(preset: str, n_channels: int = 1):
@@ -284,6 +291,97 @@ def bench_cluster(preset: str, n_images: int, workers: int = 2, size: int = 512)
     }
 
 
+def run_cli(*argv: str) -> tuple[float, float]:
+    """Run ``napari-unet-cat ARGV`` in a child process: its seconds and peak RSS in MB."""
+    t0 = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "napari_unet_cat", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - t0
+    if status:
+        raise RuntimeError(f"napari-unet-cat {' '.join(argv)} failed:\n{output.decode(errors='replace')}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def bare_child(model_path: str, folder: str) -> dict:
+    """Seconds of ``predict_on_batch`` per image on a folder's pixels (graph traced first)."""
+    import tifffile
+
+    from napari_unet_cat.model_file import load_model
+
+    model = load_model(model_path)
+    x = [(tifffile.imread(p).astype(np.float32) / 255)[None, ..., None] for p in sorted(Path(folder).iterdir())]
+    model.keras_model.predict_on_batch(x[0])
+    t0 = time.perf_counter()
+    for image in x:
+        model.keras_model.predict_on_batch(image)
+    return {"seconds_per_image": (time.perf_counter() - t0) / len(x)}
+
+
+def bench_process(preset: str, n_images: int = 16, size: int = 512, rounds: int = 3, sizes=(2048, 8192)) -> list[dict]:
+    """The ``predict`` command as a whole process: speed per image and peak memory."""
+    import tifffile
+
+    from napari_unet_cat.synthetic import make_image
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_path = str(untrained_model(preset).save(tmp / "model.keras"))
+        many, one = tmp / "many", tmp / "one"
+        many.mkdir()
+        one.mkdir()
+        for i in range(n_images):
+            tifffile.imwrite(many / f"{i:03d}.tif", make_image((size, size), seed=i)[0])
+        (one / "000.tif").write_bytes((many / "000.tif").read_bytes())
+        run_cli("predict", "--model", model_path, "--input", str(many), "--output", str(tmp / "warm-up"))
+        ours, bare = [], []
+        for r in range(rounds):
+            t_many, _ = run_cli("predict", "--model", model_path, "--input", str(many), "--output", str(tmp / f"m{r}"))
+            t_one, _ = run_cli("predict", "--model", model_path, "--input", str(one), "--output", str(tmp / f"o{r}"))
+            ours.append((t_many - t_one) / (n_images - 1))
+            bare.append(in_fresh_process(f"bare_child({model_path!r}, {str(many)!r})")["seconds_per_image"])
+        ratios = [b / o for b, o in zip(bare, ours)]
+        rows.append(
+            {
+                "part": "process",
+                "what": "predict",
+                "preset": preset,
+                "images": n_images,
+                "size": size,
+                "ours_s_per_image": float(np.median(ours)),
+                "bare_s_per_image": float(np.median(bare)),
+                "ratio": float(np.median(ratios)),
+                "ratios": ratios,
+            }
+        )
+        peaks = {}
+        for side in sizes:
+            folder = tmp / f"big{side}"
+            folder.mkdir()
+            image = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)
+            tifffile.imwrite(folder / "big.tif", image, tile=(512, 512), bigtiff=True)
+            del image
+            seconds, peaks[side] = run_cli(
+                "predict", "--model", model_path, "--input", str(folder), "--output", str(tmp / f"out{side}")
+            )
+            rows.append(
+                {
+                    "part": "process",
+                    "what": "memory",
+                    "preset": preset,
+                    "size": side,
+                    "peak_mb": peaks[side],
+                    "seconds": seconds,
+                }
+            )
+            shutil.rmtree(folder)
+        rows[-1]["vs_smallest"] = peaks[sizes[-1]] / peaks[sizes[0]]
+    return rows
+
+
 def in_fresh_process(call: str) -> dict:
     code = (
         f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_speed as b; "
@@ -411,6 +509,14 @@ def main() -> None:
                 path.unlink()
     if "cluster" in args.parts:
         record(bench_cluster("light", args.images, args.workers))
+    if "process" in args.parts:
+        for row in bench_process(
+            "light",
+            4 if args.quick else 16,
+            rounds=1 if args.quick else 3,
+            sizes=(1024, 2048) if args.quick else (2048, 8192),
+        ):
+            record(row)
     if "tiles" in args.parts:
         for tile in [*args.tiles, None]:  # None: the automatic choice
             record(

@@ -30,13 +30,21 @@ def main() -> int:
     args = parser.parse_args()
     quick = ["--quick"] if args.quick else []
     suffix = "-quick" if args.quick else ""
+    data = str(args.data)
     runs = [
         ["bench_speed.py", *quick, "--out", str(args.results / f"speed{suffix}.json")],
-        ["bench_accuracy.py", str(args.data), *quick, "--out", str(args.results / f"accuracy{suffix}.json")],
-        ["bench_presets.py", *(["--widths", "16", "8", "--steps", "2"] if args.quick else [])],
+        ["bench_train_speed.py", data, *quick, "--out", str(args.results / f"train_speed{suffix}.json")],
+        ["bench_accuracy.py", data, *quick, "--out", str(args.results / f"accuracy{suffix}.json")],
+        ["bench_instances.py", data, *quick],  # writes instances(-quick).json itself
+        ["bench_strokes.py", "--data", data, *quick, "--out", str(args.results / f"strokes{suffix}.json")],
+        ["bench_presets.py", data, *quick, "--out", str(args.results / f"presets{suffix}.json")],
     ]
     if os.environ.get("DISPLAY") or sys.platform != "linux":
-        runs.append(["bench_napari_sample.py", "--epochs", "3" if args.quick else "30"])
+        napari_out = ["--out", str(args.results / f"napari{suffix}.json")]
+        runs.append(["bench_napari_sample.py", "--epochs", "3" if args.quick else "30", *napari_out])
+        if not args.quick:
+            viewer = ["--image", "nuclei", "--data", data, "--stop-after", "3", "--until-iou", "2", "--epochs", "8"]
+            runs.append(["bench_napari_sample.py", *viewer, *napari_out])
     else:
         print("no display: skipping bench_napari_sample.py (run under xvfb-run -a)")
     failed = []
