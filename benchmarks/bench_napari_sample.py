@@ -46,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import append_record
 
 STALL_LIMIT_S = 0.25
 TICK_S = 0.05
@@ -307,9 +308,7 @@ def main() -> None:
         record["widget_over_headless"] = round(float(np.median(whole)) / float(np.median(headless)), 3)
     print(json.dumps(record), flush=True)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import bare_fit_images_per_second, machine_info, steal_seconds
+from machine import append_record, bare_fit_images_per_second, machine_info, steal_seconds
 
 CANDIDATES = ["16x4x128", "8x4x128", "24x4x128", "32x4x128", "16x3x128", "16x4x256"]
 N_TRAIN = 170
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record(args.out, record)
 
 
 if __name__ == "__main__":

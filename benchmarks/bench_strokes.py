@@ -45,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import bare_fit_images_per_second, machine_info, steal_seconds
+from machine import append_record, bare_fit_images_per_second, machine_info, steal_seconds
 
 #: The cat's outline in ``skimage.data.chelsea()``, (x, y) vertices, drawn once by eye.
 CHELSEA_OUTLINE = [
@@ -268,9 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": summary,
     }
     print(json.dumps(summary, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record(args.out, record)
 
 
 if __name__ == "__main__":

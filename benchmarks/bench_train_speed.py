@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,20 +39,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import append_record, machine_info, steal_seconds
+
 
 def cpu_seconds() -> tuple[float, float]:
     """User and kernel CPU seconds of this process so far."""
     t = os.times()
     return t.user, t.system
-
-
-def steal_ticks() -> int:
-    """Ticks the hypervisor gave to other guests (Linux ``/proc/stat``), 0 if unknown."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        return int(fields[8])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def load_pairs(data: Path, n: int):
@@ -263,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         args.loop_steps, args.images = 2, args.images or 4
     from napari_unet_cat import __version__
 
-    steal0 = steal_ticks()
+    steal0 = steal_seconds()
     started = time.perf_counter()
     _, images, labels = load_pairs(args.data, args.images)
     rows: list[dict] = []
@@ -290,18 +283,15 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "train_speed",
         "version": __version__,
         "preset": args.preset,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-        "python": platform.python_version(),
+        "machine": machine_info(),
         "seconds": round(time.perf_counter() - started, 1),
-        "steal_seconds": (steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK"),
+        "steal_seconds": round(steal_seconds() - steal0, 1),
         "quick": args.quick,
         "rows": rows,
         "summary": summary,
     }
     print(json.dumps(summary, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record(args.out, record)
 
 
 if __name__ == "__main__":

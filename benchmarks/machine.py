@@ -50,3 +50,12 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one run's record to a JSON-lines results file (one run per line)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")

@@ -1,6 +1,8 @@
 """Print the Markdown tables of docs/benchmarks.md from the benchmarks' JSON results.
 
 Usage: python benchmarks/report.py benchmarks/results/accuracy.json benchmarks/results/speed.json ...
+
+JSON-lines results (strokes, train_speed, presets) print their latest run.
 """
 
 from __future__ import annotations
@@ -110,9 +112,80 @@ def speed_tables(data: dict) -> str:
     return "\n".join(out)
 
 
+def strokes_table(record: dict) -> str:
+    budgets = record["budgets_min"]
+    head = " | ".join(f"U-Net {b:g} min" for b in budgets)
+    out = [
+        f"Bare fit {record['machine']['bare_fit_images_per_second']} images/s; strokes on "
+        f"{100 * record['share']:g}% of the pixels.",
+        "",
+        f"| image | size | painted | random forest | first guess | {head} |",
+        "| --- | --- | ---: | ---: | ---: |" + " ---: |" * len(budgets),
+    ]
+    for r in record["rows"]:
+        cells = " | ".join(f"{r[f'unet_{b:g}min_iou']:.3f} ({r[f'unet_{b:g}min']['patches']:,} p.)" for b in budgets)
+        out.append(
+            f"| {r['image']} | {'x'.join(str(n) for n in r['shape'][:2])} | {100 * r['painted_share']:.1f}% | "
+            f"{r['forest_iou']:.3f} ({r['forest_seconds']:.1f} s) | {r['first_guess_iou']:.3f} | {cells} |"
+        )
+    s = record["summary"]
+    means = " | ".join(f"{s[f'unet_{b:g}min_iou']:.3f}" for b in budgets)
+    guess = sum(r["first_guess_iou"] for r in record["rows"]) / len(record["rows"])
+    out.append(f"| **mean** | | | **{s['forest']:.3f}** | {guess:.3f} | {means} |")
+    worst = ", ".join(f"{b:g} min {s[f'worst_{b:g}min_vs_forest']:+.3f}" for b in budgets)
+    out += ["", f"Worst image against the forest: {worst}."]
+    return "\n".join(out)
+
+
+def train_speed_table(record: dict) -> str:
+    out = [
+        "| run | batch | XLA | images/s (rounds) | CPU cores busy | of it in the kernel |",
+        "| --- | ---: | :---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        name = "bare `fit`" if r["part"] == "bare" else f"our loop, {r['case']}" if r["part"] == "loop" else "CLI"
+        rounds = ", ".join(f"{v:.1f}" for v in r.get("rounds", r.get("epoch_images_per_s", [])))
+        cores = r.get("cores_busy", r.get("process_cores_busy"))
+        kernel = r.get("kernel_share", r.get("process_kernel_share"))
+        out.append(
+            f"| {name} | {r.get('batch', 20)} | {'on' if r.get('xla') else 'off'} | **{r['images_per_s']:.1f}** "
+            f"({rounds}) | {cores:.2f} | {100 * kernel:.0f}% |"
+        )
+    out += ["", "Ratios to the fastest bare setting: " + ", ".join(
+        f"{k.replace('ratio ', '')} {v:.2f}" for k, v in record["summary"].items() if k.startswith("ratio"))
+        + f"; steal {record['steal_seconds']:.0f} s over {record['seconds']:.0f} s."]  # fmt: skip
+    return "\n".join(out)
+
+
+def presets_table(record: dict) -> str:
+    out = [
+        f"{record['minutes']:g} min each, validated on {record['validation_images']} images; bare fit "
+        f"{record['machine']['bare_fit_images_per_second']} images/s.",
+        "",
+        "| base filters | depth | patch | parameters | epochs | patches seen | validation foreground IoU |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        out.append(
+            f"| {r['base_filters']} | {r['depth']} | {r['patch']} | {r['parameters']:,} | {r['epochs']} | "
+            f"{r['patches']:,} | {r['val_foreground_iou']:.4f} |"
+        )
+    return "\n".join(out)
+
+
+LINE_TABLES = {"strokes": strokes_table, "train_speed": train_speed_table, "presets": presets_table}
+
+
 def main() -> None:
     for name in sys.argv[1:]:
-        data = json.loads(Path(name).read_text())
+        text = Path(name).read_text()
+        first = text.lstrip().split("\n", 1)[0]
+        if first.startswith("{") and json.loads(first).get("benchmark") in LINE_TABLES:
+            record = json.loads(text.strip().splitlines()[-1])  # the latest run
+            print(LINE_TABLES[record["benchmark"]](record))
+            print()
+            continue
+        data = json.loads(text)
         parts = {r.get("part") or r.get("method") for r in data["results"]}
         print(
             speed_tables(data)

@@ -320,8 +320,17 @@ def test_a_forest_guides_a_few_strokes_on_one_image():
     truth = mask[guessed].astype(int)  # class index 0 = value 1 (background), 1 = value 2
     assert (plane.targets[guessed] == truth).mean() > 0.9
     assert trainer.data.sampler.weighted and len(list(trainer.epochs())) == 1
-    # The forest is the preview's first guess too: learnt once.
-    assert trainer._first_guess is not None
+    # The forest is the preview's first guess too: learnt once, and its guess of the
+    # training image is not computed again.
+    forest = trainer._first_guess
+    calls = []
+    original = forest.probabilities
+    forest.probabilities = lambda plane: calls.append(plane) or original(plane)
+    guess = trainer.first_guess(image)
+    assert not calls and set(np.unique(guess)) <= {1, 2}
+    assert foreground_iou(guess, mask, value=2) > 0.6
+    trainer.first_guess(image[:, ::-1].copy())  # another image is guessed afresh
+    assert len(calls) == 1
     # Off when asked, and for whole masks.
     off = Trainer([image], [strokes], settings=TrainingSettings(**{**settings.__dict__, "forest_guide": False}), **TINY)
     assert off.guided_pixels == 0 and not off.data.sampler.weighted

@@ -385,6 +385,9 @@ class Trainer:
         #: Keep the last epoch's weights, not the lowest loss (no validation to judge by).
         self._keep_last = not val_planes
         self._first_guess = None
+        #: The forest's probabilities of the training planes it guided: the preview's first
+        #: guess of one of them is then not computed twice.
+        self._forest_seen: list[tuple[np.ndarray, np.ndarray]] = []
         #: Pixels the forest guide labelled (0 when it was not used).
         self.guided_pixels = 0
         #: What the forest guide did, for the log and the panel ("" when off).
@@ -443,6 +446,7 @@ class Trainer:
         guided = []
         for p in train_planes:
             probabilities = forest.probabilities(p.image)
+            self._forest_seen.append((p.image, probabilities))
             sure = (probabilities.max(axis=-1) >= s.guide_confidence) & (p.targets < 0)
             if id(p.image) in held_out:
                 sure &= ~held_out[id(p.image)]
@@ -611,7 +615,16 @@ class Trainer:
         scale = self.config.scale
         if scale != 1.0:
             plane = resize_plane(plane, scaled_shape(layout.spatial, scale))
-        probabilities = self._first_guess.probabilities(plane)
+        probabilities = next(
+            (
+                seen[: plane.shape[0], : plane.shape[1]]
+                for image, seen in self._forest_seen
+                if _same_plane(image, plane)
+            ),
+            None,
+        )
+        if probabilities is None:
+            probabilities = self._first_guess.probabilities(plane)
         if scale != 1.0:
             probabilities = resize_plane(probabilities, layout.spatial)
         if self.config.is_instance_model:
@@ -656,6 +669,12 @@ class Trainer:
         if self._view is None or self._view.keras_model is not self.keras_model:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
+
+
+def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
+    """Whether ``plane`` is the top-left of ``padded`` (a training plane, maybe padded)."""
+    h, w = plane.shape[:2]
+    return padded.shape[0] >= h and padded.shape[1] >= w and np.array_equal(padded[:h, :w], plane)
 
 
 #: The forest guide is on by default for at most this many planes with strokes on less
