@@ -93,12 +93,15 @@ class FirstGuess:
         xs, ys = [], []
         for p in list(planes)[:max_planes]:
             targets = p.targets.ravel()
+            picked = []
             for k in range(n_classes):
                 where = np.flatnonzero(targets == k)
                 if where.size > per_class:
-                    where = np.sort(rng.choice(where, size=per_class, replace=False))
-                xs.append(features_at(p.image, where))
-                ys.append(np.full(where.size, k, np.int16))
+                    where = rng.choice(where, size=per_class, replace=False)
+                picked.append(where)
+            where = np.sort(np.concatenate(picked))
+            xs.append(features_at(p.image, where))  # one pass over the plane for all classes
+            ys.append(targets[where].astype(np.int16))
         x, y = np.concatenate(xs), np.concatenate(ys)
         if not y.size:
             raise ValueError("no annotated pixels to learn a first guess from")
