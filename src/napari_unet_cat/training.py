@@ -446,7 +446,8 @@ class Trainer:
         guided = []
         for p in train_planes:
             probabilities = forest.probabilities(p.image)
-            self._forest_seen.append((p.image, probabilities))
+            if len(self._forest_seen) < KEEP_FOREST_GUESSES:
+                self._forest_seen.append((p.image, probabilities))
             sure = (probabilities.max(axis=-1) >= s.guide_confidence) & (p.targets < 0)
             if id(p.image) in held_out:
                 sure &= ~held_out[id(p.image)]
@@ -676,6 +677,9 @@ def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
     h, w = plane.shape[:2]
     return padded.shape[0] >= h and padded.shape[1] >= w and np.array_equal(padded[:h, :w], plane)
 
+
+#: The forest's guesses of at most this many training planes are kept for the preview.
+KEEP_FOREST_GUESSES = 4
 
 #: The forest guide is on by default for at most this many planes with strokes on less
 #: than this share of their pixels: the napari strokes path, where it costs seconds.
