@@ -49,15 +49,19 @@ def test_mixed_precision_trains_with_loss_scaling_and_saves_float32_weights(tmp_
 
 
 def test_data_parallel_trains_under_a_distribution_and_resumes_with_the_same_weights():
-    # On a CPU-only machine TensorFlow's MirroredStrategy mirrors over the one CPU: the
-    # same code path as several GPUs, minus the speed.
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("the one-device mirrored strategy is TensorFlow's")
+    # On a CPU-only machine TensorFlow's MirroredStrategy mirrors over the one CPU, and
+    # Keras's DataParallel distribution (JAX) spreads over the one CPU device: the same
+    # code path as several GPUs, minus the speed.
     trainer = _trainer(data_parallel=True)
     model = trainer.run()
     assert trainer._scope is not contextlib.nullcontext  # a strategy's scope, not the plain one
-    # The weights were made under the strategy: mirrored variables behind Keras's own.
-    assert all("Mirrored" in type(w.value).__name__ for w in trainer.keras_model.weights)
+    if keras.backend.backend() == "tensorflow":
+        # The weights were made under the strategy: mirrored variables behind Keras's own.
+        assert all("Mirrored" in type(w.value).__name__ for w in trainer.keras_model.weights)
+    else:
+        with trainer._scope():
+            assert isinstance(keras.distribution.distribution(), keras.distribution.DataParallel)
+        assert keras.distribution.distribution() is None  # only inside the scope
     assert np.isfinite(model.config.history[-1]["loss"])
     images, masks = make_dataset(4, (64, 64), seed=1)
     resumed = Trainer(

@@ -61,15 +61,18 @@ def test_the_manifest_ships_inside_the_package_as_a_file(tmp_path):
 
 
 def _dlopen_flags_module_loaded(setup: str, env: dict | None = None) -> bool:
-    """Whether TensorFlow was imported as usual (its global-flags helper loaded)."""
+    """Whether TensorFlow was imported as usual (its global-flags helper loaded), on the
+    TensorFlow backend (the JAX suite's ``KERAS_BACKEND`` would keep it out altogether)."""
     import os
+
+    env = {"KERAS_BACKEND": "tensorflow", **(env or {})}
 
     code = (
         f"{setup}; import sys; import napari_unet_cat._backend;"
         "print('tensorflow.python.pywrap_dlopen_global_flags' in sys.modules)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **env}
     )
     return out.stdout.split()[-1] == "True"
 

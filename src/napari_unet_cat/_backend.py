@@ -89,4 +89,30 @@ if (
 
 import keras  # noqa: E402
 
+
+def _keep_tensorflow_out() -> None:
+    """On another backend (JAX), have Keras treat TensorFlow as absent.
+
+    Keras asks whether TensorFlow is installed (``module_utils.tensorflow.available``,
+    which imports it) when it serializes a layer's settings, as saving or cloning a model
+    does, only to recognise TensorFlow's own objects, which a JAX process never makes.
+    Where TensorFlow is installed beside JAX (it is this package's default backend),
+    that import would cost seconds and memory and start TensorFlow's runtime beside JAX's.
+    Marking it unavailable gives the code path Keras takes where TensorFlow is not
+    installed at all, which is how JAX is used on a GPU machine.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:  # another Keras layout: leave it as it is
+        return
+    lazy = getattr(module_utils, "tensorflow", None)
+    if lazy is not None and getattr(lazy, "module", None) is None and hasattr(lazy, "_available"):
+        lazy._available = False
+
+
+if keras.backend.backend() != "tensorflow":
+    _keep_tensorflow_out()
+
 __all__ = ["keras"]

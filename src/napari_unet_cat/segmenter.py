@@ -5,9 +5,11 @@ The model file's format (save and load) is :mod:`napari_unet_cat.model_file`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +56,14 @@ class UNetModel:
         self.keras_model = keras_model
         self.config = config
         self._probability_model = None
+        # Keras's JAX backend keeps a model's state on the model between calls and hands
+        # its buffers to each compiled call, so two threads predicting with one model at
+        # once (a Dask worker's threads) can find them gone: one call at a time there.
+        # TensorFlow's calls are thread-safe and run side by side.
+        from ._backend import keras
+
+        tensorflow = keras.backend.backend() == "tensorflow"
+        self._network_lock = contextlib.nullcontext() if tensorflow else threading.Lock()
 
     # -- description -------------------------------------------------------------------
     @property
@@ -664,6 +674,10 @@ class UNetModel:
         return total / 8
 
     def _softmax(self, batch: np.ndarray) -> np.ndarray:
+        with self._network_lock:
+            return self._softmax_unlocked(batch)
+
+    def _softmax_unlocked(self, batch: np.ndarray) -> np.ndarray:
         if self._probability_model is None:
             from ._backend import keras
             from .unet import PriorCorrection
@@ -685,6 +699,15 @@ class UNetModel:
         from .model_file import save_model
 
         return save_model(self, path)
+
+    def export_bioimageio(self, path: str | os.PathLike, sample, **fields) -> Path:
+        """Write a bioimage.io model package (a ``.zip``) that other tools run; ``sample``
+        is a real image the test tensors are made from. The fields (``name``,
+        ``description``, ``authors``, ``license``...) are those of
+        :func:`napari_unet_cat.bioimageio.export_bioimageio`."""
+        from .bioimageio import export_bioimageio
+
+        return export_bioimageio(self, path, sample, **fields)
 
 
 def _in_memory_layout(plane: np.ndarray) -> Layout:

@@ -138,15 +138,27 @@ class _PatchBatches(keras.utils.PyDataset):
 class _Watch(keras.callbacks.Callback):
     """Stops ``fit`` between steps when asked or out of time, and reports steps."""
 
+    #: The learning rate is written when it has moved by this fraction since last written.
+    RATE_STEP = 0.005
+
     def __init__(self, trainer: Trainer):
         super().__init__()
         self.trainer = trainer
         self.steps_done = 0
+        self._rate_written: float | None = None
 
     def on_train_batch_begin(self, batch, logs=None):
         rate = self.trainer._learning_rate_now()
-        if rate is not None:
-            self.model.optimizer.learning_rate.assign(rate)
+        last = self._rate_written
+        if rate is None or (last is not None and abs(rate - last) <= self.RATE_STEP * last):
+            return
+        # ``self.model`` matters on JAX: Keras's JAX trainer holds the optimizer's state
+        # apart from its variables between steps, and reading ``self.model`` writes that
+        # state back and has the next step read the variables again, the new rate
+        # included. Writing only when the rate has moved keeps those round trips few
+        # (about 600 over a whole cosine) on any backend.
+        self.model.optimizer.learning_rate.assign(rate)
+        self._rate_written = rate
 
     def on_epoch_begin(self, epoch, logs=None):
         self.steps_done = 0
