@@ -92,6 +92,26 @@ class Architecture:
         """
         return 5 * (2**self.depth - 1) + 2 * 2**self.depth
 
+    @property
+    def flops_per_pixel(self) -> int:
+        """Floating-point operations of one forward pass, per input pixel.
+
+        The convolutions' multiply-adds (3x3, the 2x2 stride-2 up-convolutions and the
+        final 1x1), counted twice: batch norm, ReLU and pooling, a few operations per
+        value, are left out. Level ``i`` runs on ``4**-i`` of the pixels, so each level of
+        the original U-Net costs about the same; a training step costs about three
+        forward passes (the backward pass computes two products per convolution).
+        """
+        f = [self.base_filters * 2**level for level in range(self.depth + 1)]
+        macs = 9 * (self.n_channels * f[0] + f[0] * f[0])  # the first level, full resolution
+        for level in range(1, self.depth + 1):  # down the U, and the bottom
+            macs += 9 * (f[level - 1] * f[level] + f[level] * f[level]) / 4**level
+        for level in range(self.depth):  # up: the up-convolution, then two convolutions
+            macs += 4 * f[level + 1] * f[level] / 4 ** (level + 1)
+            macs += 9 * (2 * f[level] * f[level] + f[level] * f[level]) / 4**level
+        macs += f[0] * self.n_classes
+        return int(round(2 * macs))
+
     def validate(self) -> None:
         checks = {
             "n_channels": self.n_channels >= 1,
