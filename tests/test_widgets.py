@@ -511,3 +511,34 @@ def test_the_loss_plot_paints_each_series_it_has(qtbot):
         assert pixels_of(image, colour) > pixels_of(blank, colour)
     plot.clear()
     assert plot.rows == [] and plot.series("loss") == []
+
+
+def test_export_for_bioimageio_from_the_segment_widget(painted, qtbot, tiny_model, tmp_path):
+    from bioimageio.spec import InvalidDescr, load_model_description
+
+    from napari_unet_cat import load_model
+
+    viewer, image, _ = painted
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.model_path.value = tiny_model.save(tmp_path / "cells.keras")
+    segment.image.value = viewer.layers["cells"]
+    panel = segment.open_export()
+    assert panel.native.isVisible()
+    panel.export()  # no package path yet: a message, no worker
+    assert panel.worker is None and "choose the package file" in panel.status.value
+    panel.path.value = tmp_path / "cells"
+    panel.model_name.value = "Painted cells"
+    panel.description.value = "Synthetic cells painted in napari."
+    panel.authors.value = "A. Tester, B. Tester"
+    panel.export()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=WAIT_MS)
+    assert panel.status.value == f"wrote {tmp_path / 'cells.zip'}"
+    descr = load_model_description(tmp_path / "cells.zip")
+    assert not isinstance(descr, InvalidDescr), descr.validation_summary.format()
+    assert (descr.name, [a.name for a in descr.authors]) == ("Painted cells", ["A. Tester", "B. Tester"])
+    # The package is also a model file for the plugin: the same widget segments with it.
+    segment.model_path.value = tmp_path / "cells.zip"
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    expected = load_model(tmp_path / "cells.keras").predict(image)
+    np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, expected)

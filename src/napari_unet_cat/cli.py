@@ -1,4 +1,4 @@
-"""The ``napari-unet-cat`` command: train, predict, evaluate, info, demo."""
+"""The ``napari-unet-cat`` command: train, predict, evaluate, info, export, demo."""
 
 from __future__ import annotations
 
@@ -235,6 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a model file")
     i.add_argument("model", type=Path)
 
+    x = sub.add_parser("export", help="write a model as a bioimage.io model package")
+    x.add_argument("model", type=Path, help="the model file")
+    x.add_argument("--bioimageio", type=Path, required=True, metavar="OUT.zip", help="the package to write")
+    x.add_argument(
+        "--sample",
+        type=Path,
+        required=True,
+        help="a real image of what the model segments: the package's test input is cut from it",
+    )
+    x.add_argument("--name", help="the model's name (default: U-Net (napari-unet-cat))")
+    x.add_argument("--description", help="one or two sentences on what it segments (default: its classes)")
+    x.add_argument(
+        "--author", action="append", dest="authors", metavar="NAME", help="an author's name (repeat for several)"
+    )
+    x.add_argument("--license", default="CC-BY-4.0", help="SPDX license of the weights (default CC-BY-4.0)")
+    x.add_argument(
+        "--weights",
+        nargs="+",
+        default=["keras_v3"],
+        metavar="FORMAT",
+        help="keras_v3 (default), tensorflow_saved_model_bundle, or all",
+    )
+
     d = sub.add_parser("demo", help="make synthetic data, train a small model, segment and score")
     d.add_argument(
         "--out", type=Path, default=Path("unet-cat-demo"), help="folder for everything (default ./unet-cat-demo)"
@@ -270,9 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return {"train": _train, "predict": _predict, "evaluate": _evaluate, "info": _info, "demo": _demo}[
-            args.command
-        ](args)
+        commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "info": _info, "export": _export}
+        return {**commands, "demo": _demo}[args.command](args)
     except UNetCatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -451,6 +473,26 @@ def _info(args) -> int:
         last = c.history[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
         print(f"  trained {len(c.history)} epoch(s); last: {shown}")
+    return 0
+
+
+def _export(args) -> int:
+    from .io import read_image
+    from .model_file import load_model
+
+    model = load_model(args.model)
+    sample = read_image(args.sample)
+    path = model.export_bioimageio(
+        args.bioimageio,
+        sample,
+        name=args.name,
+        description=args.description,
+        authors=args.authors,
+        license=args.license,
+        weight_formats=args.weights,
+        sample_name=str(args.sample),
+    )
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): bioimage.io model package of {args.model}")
     return 0
 
 

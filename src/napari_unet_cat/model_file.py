@@ -71,10 +71,11 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
-    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``).
+    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``),
+    or a bioimage.io package exported by this plugin (:func:`~napari_unet_cat.bioimageio.export_bioimageio`).
 
     Args:
-        path: The model file.
+        path: The model file, or the package's ``.zip``.
         precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
             float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
 
@@ -90,6 +91,11 @@ def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
         raise ModelFileError(f"model file {path} does not exist")
     if path.is_dir():
         raise ModelFileError(f"model file {path} is a folder, not a file")
+    from .bioimageio import is_bioimageio_package, load_package_model
+
+    if is_bioimageio_package(path):
+        # A bioimage.io package exported by this plugin carries our model file inside.
+        return load_package_model(path, precision=precision)
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())

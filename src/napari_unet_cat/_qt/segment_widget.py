@@ -1,8 +1,10 @@
-"""Segment with U-Net: predict an Image layer into a new Labels layer, on a worker."""
+"""Segment with U-Net: predict an Image layer into a new Labels layer, on a worker; export
+the model as a bioimage.io package."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +18,7 @@ from magicgui.widgets import (
     PushButton,
     Select,
     SpinBox,
+    TextEdit,
 )
 
 from ..arrays import infer_layout
@@ -254,6 +257,114 @@ def start_prediction(
     return worker
 
 
+def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = ""):
+    """Run on a worker: load the model if given a path, cut the sample from the first
+    plane of ``layer`` and write the package; returns its path."""
+    if not hasattr(model, "predict"):
+        model = Session.load(model)
+    data, data_axes = model_input(layer, model, extra_channels, axes)
+    n_stack = len(labels_shape_for(data, data_axes)) - 2
+    plane = np.asarray(data[(0,) * n_stack] if n_stack else data)
+    return model.export_bioimageio(path, plane, sample_name=f"layer '{layer.name}'", **fields)
+
+
+class ExportPanel(Container):
+    """The fields only a person can give for a bioimage.io package, then Export.
+
+    Opened by Segment with U-Net's "Export for bioimage.io..." button; the model and the
+    sample image (its first plane) are that widget's.
+    """
+
+    def __init__(self, owner: SegmentWidget):
+        import getpass
+
+        super().__init__(labels=True)
+        self.owner = owner
+        self.closed = False
+        self.worker = None
+        self.path = FileEdit(label="package (.zip)", mode="w", filter="*.zip", value="")
+        self.model_name = LineEdit(label="name", value="U-Net (napari-unet-cat)")
+        self.description = TextEdit(label="description", value="")
+        self.description.tooltip = "what it segments, in which images (default: its classes and channels)"
+        self.authors = LineEdit(label="authors (comma-separated)", value=getpass.getuser())
+        self.license = LineEdit(label="license (SPDX)", value="CC-BY-4.0")
+        self.export_button = PushButton(text="Export")
+        self.status = status_label("the test image is cut from the Image layer chosen in Segment with U-Net")
+        self.extend(
+            [self.path, self.model_name, self.description, self.authors, self.license, self.export_button, self.status]
+        )
+        self.export_button.changed.connect(self.export)
+        self.native.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, *_args) -> None:
+        self.closed = True
+
+    @unless_closed
+    def _fail(self, message: str) -> None:
+        self.status.value = message
+        notify_error(message)
+
+    def fields(self) -> dict:
+        return {
+            "name": self.model_name.value.strip() or None,
+            "description": self.description.value.strip() or None,
+            "authors": [a.strip() for a in self.authors.value.split(",") if a.strip()],
+            "license": self.license.value.strip() or "CC-BY-4.0",
+        }
+
+    def export(self) -> None:
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return
+        owner = self.owner
+        path = str(self.path.value or "").strip()
+        if not path or path == "." or Path(path).is_dir():
+            self._fail("choose the package file to write (.zip)")
+            return
+        if not path.lower().endswith(".zip"):
+            path += ".zip"
+        if owner.image.value is None:
+            self._fail("choose, in Segment with U-Net, the Image layer the package's test image is cut from")
+            return
+        try:
+            model = owner._model()
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
+        self.status.value = f"exporting to {path}..."
+        self.export_button.enabled = False
+        worker = create_worker(
+            on_model_thread,
+            export_job,
+            model,
+            owner.image.value,
+            path,
+            self.fields(),
+            owner._extra_channels(),
+            owner.axes.value.strip(),
+            _ignore_errors=True,
+        )
+        worker.returned.connect(self._done)
+        worker.errored.connect(
+            lambda err: self._fail(
+                str(err) if isinstance(err, UNetCatError) else f"export failed: {type(err).__name__}: {err}"
+            )
+        )
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+
+    @unless_closed
+    def _done(self, path) -> None:
+        self.status.value = f"wrote {path}"
+
+    @unless_closed
+    def _finished(self) -> None:
+        self.worker = None
+        self.export_button.enabled = True
+
+
 class SegmentWidget(Container):
     """Choose a model (a file, or the one just trained) and an Image layer; Run."""
 
@@ -262,7 +373,8 @@ class SegmentWidget(Container):
         self.viewer = viewer
         self.closed = False
         self.worker = None
-        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
+        self.model_path.tooltip = "a model file (.keras), or a bioimage.io package (.zip) exported by this plugin"
         self.use_session = CheckBox(text="use the model trained in this session", value=False)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.channels = Select(label="more channels", choices=self._image_choices, value=[])
@@ -279,6 +391,9 @@ class SegmentWidget(Container):
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = status_label("")
+        self.export_button = PushButton(text="Export for bioimage.io...")
+        self.export_button.tooltip = "write the model as a bioimage.io package that other tools run"
+        self.export_panel: ExportPanel | None = None
         self.extend(
             [
                 self.model_path,
@@ -294,13 +409,23 @@ class SegmentWidget(Container):
                 self.run_button,
                 self.progress,
                 self.status,
+                self.export_button,
             ]
         )
         self.run_button.changed.connect(self.run)
+        self.export_button.changed.connect(self.open_export)
         self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         warm_up_model_code()
+
+    def open_export(self) -> ExportPanel:
+        """Show the bioimage.io export panel (one per widget)."""
+        if self.export_panel is None or self.export_panel.closed:
+            self.export_panel = ExportPanel(self)
+            self.export_panel.native.setWindowTitle("Export for bioimage.io")
+        self.export_panel.show()
+        return self.export_panel
 
     def _refresh(self, _event=None) -> None:
         self.image.reset_choices()
