@@ -101,3 +101,24 @@ def test_export_from_the_command_line_and_clear_errors(tiny_model, tmp_path):
     assert not bad.exists()
     assert main(["export", str(model), "--bioimageio", str(bad), "--sample", str(tmp_path / "small.tif")]) == 2
     assert not bad.exists() and not list(tmp_path.glob(".bad.zip*"))
+
+
+def test_every_weight_format_runs_in_bioimageio_core(tiny_model, tmp_path, monkeypatch):
+    """keras_v3, TensorFlow's SavedModel and ONNX each reproduce the test output in
+    bioimage.io's own runner (TensorFlow backend); on JAX a SavedModel is refused clearly."""
+    from bioimageio.core import test_model
+
+    from napari_unet_cat._backend import keras
+
+    monkeypatch.chdir(tmp_path)  # bioimage.io's TensorFlow runner unzips into the working folder
+    sample, _ = make_image((128, 128), seed=80)
+    path = tmp_path / "all.zip"
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(InputError, match="need the TensorFlow backend"):
+            tiny_model.export_bioimageio(path, sample, weight_formats=["all"])
+        assert not path.exists()
+        return
+    tiny_model.export_bioimageio(path, sample, weight_formats=["all"])
+    for weight_format in ("keras_v3", "tensorflow_saved_model_bundle", "onnx"):
+        summary = test_model(path, weight_format=weight_format)
+        assert summary.status == "passed", (weight_format, summary.format())

@@ -52,7 +52,7 @@ UNET_PAPER = (
     "10.1007/978-3-319-24574-4_28",
 )
 #: Weight formats written when asked for ``all``, in order of preference.
-WEIGHT_FORMATS = ("keras_v3", "tensorflow_saved_model_bundle")
+WEIGHT_FORMATS = ("keras_v3", "tensorflow_saved_model_bundle", "onnx")
 EXTRA_HINT = "bioimage.io export needs the optional extra: pip install 'napari-unet-cat[bioimageio]'"
 
 
@@ -242,7 +242,8 @@ def export_bioimageio(
         authors: Names of the people who made the model (default: this login's name).
         license: SPDX identifier of the weights' license.
         tags: Extra keywords.
-        weight_formats: ``keras_v3``, ``tensorflow_saved_model_bundle``, or ``all``.
+        weight_formats: ``keras_v3``, ``tensorflow_saved_model_bundle``, ``onnx`` (needs
+            ``onnx`` and ``tf2onnx``), or ``all``.
         sample_name: How to call the sample in error messages.
 
     Returns:
@@ -337,6 +338,9 @@ def export_bioimageio(
                 tensorflow_version=v0_5.Version(tf.__version__),
                 parent="keras_v3" if "keras_v3" in weights else None,  # converted from it
             )
+        if "onnx" in formats:
+            parent = "keras_v3" if "keras_v3" in weights else None  # converted from it
+            weights["onnx"] = _onnx_weights(network, tmp / "weights.onnx", arch.n_channels, v0_5, parent)
         spatial = [
             v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=minimum, step=k)) for a in ("y", "x")
         ]
@@ -409,6 +413,23 @@ def export_bioimageio(
                 raise
             raise InputError(f"the bioimage.io description of {path.name} does not validate: {err}") from err
     return path
+
+
+def _onnx_weights(network, path: Path, n_channels: int, v0_5, parent: str | None):
+    """The network as ONNX (Keras's own export: tf2onnx on TensorFlow, jax2onnx on JAX)."""
+    from ._backend import keras
+
+    try:
+        import onnx
+    except ImportError:
+        raise InputError("ONNX weights need the onnx and tf2onnx packages: pip install onnx tf2onnx") from None
+    spec = keras.InputSpec(shape=(None, n_channels, None, None), dtype="float32", name="image")
+    try:
+        network.export(str(path), format="onnx", verbose=False, input_signature=[spec])
+    except ImportError as err:
+        raise InputError(f"ONNX weights need a converter Keras can use ({err})") from None
+    opset = max(entry.version for entry in onnx.load(str(path), load_external_data=False).opset_import)
+    return v0_5.OnnxWeightsDescr(source=path, opset_version=opset, parent=parent)
 
 
 def _backend_version(backend: str) -> str:
