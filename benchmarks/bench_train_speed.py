@@ -19,9 +19,12 @@ in one invocation, so that all figures share one machine and one moment:
   cli     ``napari-unet-cat train --preset PRESET --epochs N`` as a user types it, as a
           child process: patches per second from its own history, over epochs 2..N
           (everything the epochs did, validation included), and the cores the process
-          kept busy over its whole run.
+          kept busy over its whole run. Once, after the rest; with ``--cli-in-rounds``
+          once per round, between the others, so that the same slow spells hit it.
 
 The ratio asked of the product is the CLI's images/s over the fastest bare setting.
+``--cases`` picks the loop cases; ``--cli-args`` passes more ``train`` arguments (for
+example ``--steps-per-epoch 40`` for shorter epochs, each validated in full).
 """
 
 from __future__ import annotations
@@ -152,11 +155,36 @@ LOOP_CASES = {
 }
 
 
+class CliRun:
+    """One ``napari-unet-cat train`` child process per round (see :func:`bench_cli`)."""
+
+    def __init__(self, data: Path, preset: str, epochs: int, n_images: int, extra: list[str]):
+        self.args = (data, preset, epochs, n_images, extra)
+        self.last: dict = {}
+
+    def round(self) -> tuple[float, float, float, float]:
+        self.last = bench_cli(*self.args)
+        wall = self.last["process_seconds"]
+        busy = self.last["process_cores_busy"] * wall
+        kernel = busy * self.last["process_kernel_share"]
+        return self.last["images_per_s"], busy - kernel, kernel, wall
+
+
 def bench_interleaved(
-    images, labels, preset: str, batches: list[int], steps: int, rounds: int, loop_steps: int | None, parts
+    images,
+    labels,
+    preset: str,
+    batches: list[int],
+    steps: int,
+    rounds: int,
+    loop_steps: int | None,
+    parts,
+    cases=None,
+    cli: CliRun | None = None,
 ) -> list[dict]:
-    """Bare ``fit`` for each (batch, XLA) and our loop for each case, round-robin: one
-    round of each in turn, ``rounds`` times, so a slow spell of the machine hits all."""
+    """Bare ``fit`` for each (batch, XLA), our loop for each case and the CLI as a child
+    process, round-robin: one round of each in turn, ``rounds`` times, so a slow spell of
+    the machine hits all."""
     from napari_unet_cat.config import PRESET_LEARNING_RATES, TrainingSettings
     from napari_unet_cat.training import Trainer
 
@@ -170,7 +198,10 @@ def bench_interleaved(
                 runners[("bare", batch, xla)] = BareFit(probe.config, x, y, batch, xla, rate)
     if "loop" in parts:
         for name, change in LOOP_CASES.items():
-            runners[("loop", name)] = OurLoop(images, labels, preset, loop_steps, change)
+            if cases is None or name in cases:
+                runners[("loop", name)] = OurLoop(images, labels, preset, loop_steps, change)
+    if cli is not None:
+        runners[("cli",)] = cli
     measured: dict[tuple, list] = {key: [] for key in runners}
     for _ in range(rounds):
         for key, runner in runners.items():
@@ -187,6 +218,9 @@ def bench_interleaved(
         }
         if key[0] == "bare":
             row.update(batch=key[1], xla=key[2])
+        elif key[0] == "cli":
+            last = runners[key].last
+            row.update({k: last[k] for k in ("argv", "epochs", "epoch_images_per_s")}, batch=20, xla=False)
         else:
             trainer = runners[key].trainer
             row.update(case=key[1], batch=trainer.settings.batch_size, steps_per_epoch=trainer.steps_per_epoch)
@@ -246,6 +280,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-steps", type=int, help="steps per epoch of the loop part (default: a pass)")
     parser.add_argument("--images", type=int, default=0, help="use the first N training images (0: all)")
     parser.add_argument("--parts", nargs="+", default=["bare", "loop", "cli"], choices=["bare", "loop", "cli"])
+    parser.add_argument("--cases", nargs="+", choices=list(LOOP_CASES), help="loop cases to run (default: all)")
+    parser.add_argument(
+        "--cli-in-rounds",
+        action="store_true",
+        help="run the CLI once per round, between the others (else once, after them)",
+    )
     parser.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="extra train arguments")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
@@ -260,14 +300,26 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     _, images, labels = load_pairs(args.data, args.images)
     rows: list[dict] = []
-    if "bare" in args.parts or "loop" in args.parts:
+    extra = list(args.cli_args)
+    if args.quick:
+        extra += ["--steps-per-epoch", "2", "--batch-size", "2"]
+    cli = None
+    if "cli" in args.parts and args.cli_in_rounds:
+        cli = CliRun(args.data, args.preset, args.cli_epochs, args.images, extra)
+    if "bare" in args.parts or "loop" in args.parts or cli is not None:
         rows += bench_interleaved(
-            images, labels, args.preset, args.batches, args.steps, args.rounds, args.loop_steps, args.parts
+            images,
+            labels,
+            args.preset,
+            args.batches,
+            args.steps,
+            args.rounds,
+            args.loop_steps,
+            args.parts,
+            cases=args.cases,
+            cli=cli,
         )
-    if "cli" in args.parts:
-        extra = list(args.cli_args)
-        if args.quick:
-            extra += ["--steps-per-epoch", "2", "--batch-size", "2"]
+    if "cli" in args.parts and cli is None:
         rows.append(bench_cli(args.data, args.preset, args.cli_epochs, args.images, extra))
         print(json.dumps(rows[-1]), flush=True)
     bare = [r for r in rows if r["part"] == "bare"]
