@@ -324,13 +324,10 @@ class ExportPanel(Container):
             return
         if not path.lower().endswith(".zip"):
             path += ".zip"
-        if owner.image.value is None:
-            self._fail("choose, in Segment with U-Net, the Image layer the package's test image is cut from")
-            return
-        try:
-            model = owner._model()
-        except UNetCatError as err:
-            self._fail(str(err))
+        model = owner.chosen_model(
+            "choose, in Segment with U-Net, the Image layer the package's test image is cut from", self._fail
+        )
+        if model is None:
             return
         self.status.value = f"exporting to {path}..."
         self.export_button.enabled = False
@@ -454,16 +451,23 @@ class SegmentWidget(Container):
             return Session.model
         return chosen_model_file(self.model_path.value, "or use the model trained in this session")
 
+    def chosen_model(self, no_image: str, fail: Callable[[str], None]):
+        """The model (or its file's path) to use on the chosen Image layer; or, with no
+        layer chosen or no model to use, ``None`` after ``fail`` has said why."""
+        if self.image.value is None:
+            fail(no_image)
+            return None
+        try:
+            return self._model()
+        except UNetCatError as err:
+            fail(str(err))
+            return None
+
     def run(self) -> None:
         if self.worker is not None:
             return
-        if self.image.value is None:
-            self._fail("choose an Image layer to segment")
-            return
-        try:
-            model = self._model()
-        except UNetCatError as err:
-            self._fail(str(err))
+        model = self.chosen_model("choose an Image layer to segment", self._fail)
+        if model is None:
             return
         try:
             if hasattr(model, "predict"):  # a model at hand: check its channels now
