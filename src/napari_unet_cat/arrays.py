@@ -17,6 +17,7 @@ Conventions used throughout the package:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +40,8 @@ class Layout:
     ``spatial`` is ``(Y, X)``; ``channels`` is the number of channels in the array
     (1 when there is no channel axis); ``channel_axis`` is ``True`` when the last axis
     holds channels; ``alpha`` is ``True`` when the fourth of four channels is an RGBA
-    image's opacity (dropped), not a channel of its own.
+    image's opacity (dropped), not a channel of its own; ``gray`` is ``True`` when a
+    colour image goes to a one-channel model as the mean of its colour channels.
     """
 
     plane_shape: tuple[int, ...]
@@ -47,6 +49,7 @@ class Layout:
     channels: int
     channel_axis: bool
     alpha: bool = False
+    gray: bool = False
 
     @property
     def n_planes(self) -> int:
@@ -54,7 +57,9 @@ class Layout:
 
     @property
     def used_channels(self) -> int:
-        """Channels fed to the network: RGBA loses its alpha."""
+        """Channels fed to the network: RGBA loses its alpha; gray is one."""
+        if self.gray:
+            return 1
         return 3 if self.alpha else self.channels
 
 
@@ -189,6 +194,7 @@ def infer_layout(
     axes: str | None = None,
     name: str = "image",
     channel_names: Sequence[str] = (),
+    gray: bool = False,
 ) -> Layout:
     """Decide which axes of an array of ``shape`` are planes, rows, columns, channels.
 
@@ -203,21 +209,30 @@ def infer_layout(
             a last ``S`` is an RGB(A) image's samples.
         name: How to call the array in error messages.
         channel_names: The model's channel names, for error messages.
+        gray: The model takes one channel and reads a colour image (3 channels, or 4
+            with the alpha dropped) as the mean of its colour channels.
 
     Returns:
         The :class:`Layout`.
     """
     shape = tuple(int(s) for s in shape)
+    if gray and n_channels not in (None, 1):
+        raise InputError(f"gray input needs a one-channel model (received a model of {n_channels} channels)")
     trained = _trained_on(n_channels, channel_names)
     if len(shape) < 2:
         raise InputError(f"{name} has shape {shape}: at least two dimensions (rows, columns) are needed")
     if axes is not None:
-        return _known_layout(shape, check_axes(axes, len(shape), name=name), n_channels, name, trained)
+        layout = _known_layout(
+            shape, check_axes(axes, len(shape), name=name), None if gray else n_channels, name, trained
+        )
+        return _as_gray(layout, shape, name) if gray else layout
     last = shape[-1]
     if len(shape) == 2:
         channel_axis = False
     elif rgb is not None:
         channel_axis = rgb
+    elif gray:
+        channel_axis = last == 1 or (last in (3, 4) and len(shape) >= 3 and shape[-2] > 4)
     elif n_channels is not None:
         channel_axis = last == n_channels or (n_channels == 3 and last == 4) or (n_channels == 1 and last == 1)
         if not channel_axis and last in (2, 3, 4) and len(shape) == 3 and shape[-2] > 4:
@@ -240,6 +255,9 @@ def infer_layout(
     if min(spatial) < 1:
         raise InputError(f"{name} has shape {shape}: it is empty")
     alpha = channel_axis and channels == 4 and n_channels != 4
+    if gray:
+        layout = Layout(plane_shape, spatial, channels, channel_axis, alpha=alpha)
+        return _as_gray(layout, shape, name)
     if n_channels is not None:
         used = 3 if alpha else channels
         if used != n_channels:
@@ -249,6 +267,19 @@ def infer_layout(
                 "channels are on another axis, say so with axes (--axes), for example CYX"
             )
     return Layout(plane_shape=plane_shape, spatial=spatial, channels=channels, channel_axis=channel_axis, alpha=alpha)
+
+
+def _as_gray(layout: Layout, shape: tuple[int, ...], name: str) -> Layout:
+    """``layout`` for a one-channel model that reads colour as gray: one channel stays,
+    three (RGB) or four (RGBA, alpha dropped) are averaged; other counts are refused."""
+    if layout.channels == 1:
+        return dataclasses.replace(layout, alpha=False, gray=False)
+    if layout.channels != 3 and not layout.alpha:
+        raise InputError(
+            f"{name} has {layout.channels} channels (shape {shape}) but the model takes one channel, and reads "
+            "only grayscale or colour (RGB, RGBA) images: choose one channel"
+        )
+    return dataclasses.replace(layout, gray=True)
 
 
 def stack_axes(n: int) -> str:
@@ -305,9 +336,11 @@ def get_plane(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
 
 def channels_last(block: np.ndarray, layout: Layout, dtype=np.float32) -> np.ndarray:
     """A ``(h, w[, C])`` block as ``(h, w, C)`` (float32 unless ``dtype`` is None): a
-    channel axis added, alpha dropped."""
+    channel axis added, alpha dropped, colour averaged for a gray layout (in float32)."""
     if not layout.channel_axis:
         block = block[..., np.newaxis]
+    elif layout.gray:
+        return block[..., :3].mean(axis=-1, keepdims=True, dtype=np.float32)
     elif layout.alpha:
         block = block[..., :3]
     return block if dtype is None else block.astype(dtype, copy=False)

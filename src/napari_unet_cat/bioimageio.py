@@ -91,6 +91,8 @@ def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:
         raise InputError(f"the sample {name} must be one 2D image (Y, X) or (Y, X, C); received shape {plane.shape}")
     if plane.shape[-1] == 4 and n_channels == 3:
         plane = plane[..., :3]
+    if model.config.gray_input and n_channels == 1 and plane.shape[-1] in (3, 4):
+        plane = plane[..., :3].mean(axis=-1, keepdims=True, dtype=np.float32)  # as prediction reads colour
     if plane.shape[-1] != n_channels and plane.shape[0] == n_channels:
         plane = np.moveaxis(plane, 0, -1)
     if plane.shape[-1] != n_channels:

@@ -237,6 +237,12 @@ class ModelConfig:
     #: Instance models: the class weights of training, undone on the probabilities at
     #: prediction (:class:`~napari_unet_cat.unet.PriorCorrection`); empty for none.
     class_prior_weights: list[float] = field(default_factory=list)
+    #: A one-channel model that also reads colour (RGB, RGBA) images, as the mean of
+    #: their colour channels: grayscale and equal-channel RGB images then both work.
+    gray_input: bool = False
+    #: What the model is for, how it was made and its limits, for people (the built-in
+    #: models carry one; ``info`` prints it).
+    card: dict[str, Any] = field(default_factory=dict)
 
     @property
     def class_values(self) -> list[int]:
@@ -278,6 +284,8 @@ class ModelConfig:
             class_prior_weights=[float(w) for w in data.get("class_prior_weights", [])],
             min_object_size=int(data.get("min_object_size", 0)),
             min_seed_size=int(data.get("min_seed_size", 0)),
+            gray_input=bool(data.get("gray_input", False)),
+            card=dict(data.get("card", {})),
         )
 
 

@@ -125,6 +125,7 @@ def prepare_planes(
     should_stop: Callable[[], bool] | None = None,
     image_axes: Sequence[str | None] | None = None,
     class_balance_power: float = 0.5,
+    gray: bool = False,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes of each (image, labels) pair, ready for sampling.
 
@@ -136,12 +137,12 @@ def prepare_planes(
     ``should_stop`` is polled before each plane; when it returns True the preparation
     ends with :class:`~napari_unet_cat.errors.TrainingStopped`. ``image_axes`` gives each
     image's axes in the package's order (see :func:`~napari_unet_cat.arrays.to_canonical`;
-    None: guessed).
+    None: guessed). ``gray``: colour images become one channel, the mean of their colours.
     """
     planes: list[TrainingPlane] = []
     image_axes = list(image_axes) if image_axes is not None else [None] * len(images)
     for image_index, (image, lab, name, axes) in enumerate(zip(images, labels, names, image_axes)):
-        layout = infer_layout(np.shape(image), n_channels=n_channels, axes=axes, name=f"image {name}")
+        layout = infer_layout(np.shape(image), n_channels=n_channels, axes=axes, name=f"image {name}", gray=gray)
         expected = layout.plane_shape + layout.spatial
         if tuple(np.shape(lab)) != expected:
             raise InputError(

@@ -225,6 +225,9 @@ class Trainer:
             without the channel axis, in the order stacks, Y, X.
         channel_names: A name for each input channel, recorded in the model (napari
             passes the channel layers' names).
+        gray: Train a one-channel model that reads colour (RGB, RGBA) images as the
+            mean of their colour channels, so that grayscale and colour images both work
+            with it (a continued model keeps its own choice).
 
     A ``model`` to continue is never changed: training works on a copy of its network
     and settings, so a model loaded from a file keeps the file's weights.
@@ -253,6 +256,7 @@ class Trainer:
         stop_event: threading.Event | None = None,
         axes: str | Sequence[str | None] | None = None,
         channel_names: Sequence[str] | None = None,
+        gray: bool = False,
     ):
         self.settings = settings or TrainingSettings()
         self.settings.validate()
@@ -288,6 +292,7 @@ class Trainer:
             value_map = config.value_map if value_map is None else value_map
             class_values = config.class_values
             n_channels = config.architecture.n_channels
+            gray = config.gray_input
             self.history = list(config.history)
         else:
             value_map = value_map or {}
@@ -325,6 +330,7 @@ class Trainer:
             should_stop=self._stop.is_set,
             image_axes=image_axes,
             class_balance_power=s.class_balance,
+            gray=gray,
         )
         if model is None:
             arch = architecture_from_preset(
@@ -344,6 +350,7 @@ class Trainer:
                 normalization=norm,
                 scale=scale,
                 value_map=value_map,
+                gray_input=bool(gray),
             )
             if channel_names is not None:
                 if len(channel_names) != n_channels:
@@ -620,7 +627,9 @@ class Trainer:
         if self._first_guess is None:
             self._first_guess = FirstGuess(self.data.planes, len(self.config.class_values), seed=self.settings.seed)
         image, axes = to_canonical(image, axes)
-        layout = infer_layout(np.shape(image), n_channels=self.config.architecture.n_channels, axes=axes)
+        layout = infer_layout(
+            np.shape(image), n_channels=self.config.architecture.n_channels, axes=axes, gray=self.config.gray_input
+        )
         if layout.plane_shape:
             raise InputError(f"a first guess is made for one plane; received shape {np.shape(image)}")
         plane = read_window(image, layout, (), np.arange(layout.spatial[0]), np.arange(layout.spatial[1]))
