@@ -38,18 +38,28 @@ WEIGHTS_MEMBER = "model.weights.h5"
 FORMAT_VERSION = 1
 
 
-def save_model(model, path: str | os.PathLike) -> Path:
+def save_model(model, path: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
     """Write ``model`` (a :class:`~napari_unet_cat.segmenter.UNetModel`) as a model file:
     a ``.keras`` zip with our settings inside, atomically.
 
     The file is written beside ``path`` under a temporary name and renamed into
-    place, so ``path`` is either the complete new file or untouched.
+    place, so ``path`` is either the complete new file or untouched. With
+    ``weights_dtype="float16"`` the weights are stored at half precision (half the
+    size; loading casts them back to the compute precision): for shipping a model.
     """
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype must be 'float32' or 'float16'; received {weights_dtype!r}")
     from ._backend import keras
+    from .builtin import is_builtin_file
 
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"cannot save the model to {path}: it is a folder; give a file name")
+    if is_builtin_file(path):
+        raise ModelFileError(
+            f"cannot save the model to {path}: that is a built-in model shipped with napari-unet-cat; "
+            "save to a file of your own"
+        )
     if not path.parent.exists():
         raise ModelFileError(f"cannot save the model to {path}: folder {path.parent} does not exist")
     model.config.package_version = __version__
@@ -61,6 +71,8 @@ def save_model(model, path: str | os.PathLike) -> Path:
     tmp = Path(tmp_name)
     try:
         clean.save(tmp)
+        if weights_dtype == "float16":
+            _store_weights_as_float16(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(CONFIG_MEMBER, json.dumps(model.config.to_dict(), indent=1))
         os.replace(tmp, path)
@@ -70,12 +82,40 @@ def save_model(model, path: str | os.PathLike) -> Path:
     return path
 
 
+def _store_weights_as_float16(archive_path: Path) -> None:
+    """Rewrite the weights member of a ``.keras`` archive with float16 values."""
+    import h5py
+    import numpy as np
+
+    with zipfile.ZipFile(archive_path) as archive:
+        members = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / WEIGHTS_MEMBER
+        weights.write_bytes(dict((i.filename, d) for i, d in members)[WEIGHTS_MEMBER])
+        with h5py.File(weights, "r+") as h5:
+            datasets: list[str] = []
+            h5.visititems(lambda name, item: datasets.append(name) if isinstance(item, h5py.Dataset) else None)
+            for name in datasets:
+                item = h5[name]
+                if item.dtype != np.float32:
+                    continue
+                values, attrs, parent, leaf = item[()], dict(item.attrs), item.parent, name.rsplit("/", 1)[-1]
+                del parent[leaf]
+                parent.create_dataset(leaf, data=values.astype(np.float16))
+                parent[leaf].attrs.update(attrs)
+        halved = weights.read_bytes()
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in members:
+            archive.writestr(info.filename, halved if info.filename == WEIGHTS_MEMBER else data)
+
+
 def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
     """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``),
     or a bioimage.io package exported by this plugin (:func:`~napari_unet_cat.bioimageio.export_bioimageio`).
 
     Args:
-        path: The model file, or the package's ``.zip``.
+        path: The model file, the package's ``.zip``, or the name of a built-in model
+            (``"nuclei"``; see :mod:`~napari_unet_cat.builtin`).
         precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
             float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
 
@@ -83,10 +123,12 @@ def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
         ModelFileError: The file is missing, truncated, corrupt, made by another tool,
             or made by a newer version of this package. The message names the file.
     """
+    from .builtin import builtin_model_name, builtin_path
     from .resources import resolve_precision
 
     policy = resolve_precision(precision)
-    path = Path(path)
+    builtin = builtin_model_name(path)
+    path = builtin_path(builtin) if builtin else Path(path)
     if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
     if path.is_dir():

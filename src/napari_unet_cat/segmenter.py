@@ -86,6 +86,25 @@ class UNetModel:
             f"channels={arch.n_channels}, classes={self.class_values}, scale={self.config.scale})"
         )
 
+    def at_scale(self, scale: float) -> UNetModel:
+        """This model, predicting at ``scale`` of full resolution instead of its own (the
+        network is shared, not copied): for objects of another size than it was trained
+        on, e.g. ``at_scale(0.5)`` for nuclei twice as large as a scale-1 model's. The
+        smallest object and seed kept grow with the objects (by ``(own / scale)**2``)."""
+        import copy
+
+        if not 0 < scale <= 4:
+            raise InputError(f"scale must be in (0, 4] (received {scale})")
+        config = copy.deepcopy(self.config)
+        area = (config.scale / scale) ** 2
+        config.scale = float(scale)
+        config.min_object_size = int(round(config.min_object_size * area))
+        config.min_seed_size = int(round(config.min_seed_size * area))
+        config.object_areas = [a * area for a in config.object_areas]
+        scaled = UNetModel(self.keras_model, config)
+        scaled._network_lock = self._network_lock  # one network: one lock where calls take turns
+        return scaled
+
     # -- prediction --------------------------------------------------------------------
     def auto_tile_size(
         self,
@@ -517,6 +536,7 @@ class UNetModel:
             axes=axes,
             name=name,
             channel_names=self.config.channel_names,
+            gray=self.config.gray_input,
         )
         border = 0 if border is None else int(border)
         if border < 0:
@@ -694,11 +714,11 @@ class UNetModel:
         return np.asarray(self._probability_model.predict_on_batch(batch), dtype=np.float32)
 
     # -- files -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
         """Write the model file, atomically; see :func:`napari_unet_cat.model_file.save_model`."""
         from .model_file import save_model
 
-        return save_model(self, path)
+        return save_model(self, path, weights_dtype=weights_dtype)
 
     def export_bioimageio(self, path: str | os.PathLike, sample, **fields) -> Path:
         """Write a bioimage.io model package (a ``.zip``) that other tools run; ``sample``
