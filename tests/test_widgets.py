@@ -113,6 +113,7 @@ def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
 
 
 def test_instance_sample_trains_objects_and_segments_them(make_napari_viewer, qtbot):
+    from napari_unet_cat._qt._common import SESSION_MODEL
     from napari_unet_cat.evaluation import evaluate_instances
 
     viewer = make_napari_viewer()
@@ -133,7 +134,7 @@ def test_instance_sample_trains_objects_and_segments_them(make_napari_viewer, qt
     assert preview.data.max() > 3  # objects, not the three classes
 
     segment = _dock(viewer, "Segment with U-Net")
-    segment.use_session.value = True
+    segment.source.value = SESSION_MODEL
     segment.image.value = viewer.layers["touching cells"]
     segment.run()
     qtbot.waitUntil(lambda: "touching cells U-Net" in viewer.layers, timeout=WAIT_MS)
@@ -362,13 +363,13 @@ def test_continuing_from_a_model_file_leaves_its_cached_weights_alone(painted, q
 
 
 def test_segmenting_again_keeps_the_users_corrections(painted, qtbot, tiny_model):
-    from napari_unet_cat._qt._common import Session
+    from napari_unet_cat._qt._common import SESSION_MODEL, Session
 
     viewer, _, _ = painted
     viewer.layers["cells"].translate = (5, 7)
     Session.set(tiny_model)
     segment = _dock(viewer, "Segment with U-Net")
-    segment.use_session.value = True
+    segment.source.value = SESSION_MODEL
     segment.image.value = viewer.layers["cells"]
     segment.probabilities.value = True
 
@@ -419,6 +420,8 @@ def test_training_on_a_lazy_layer_reads_only_its_annotated_planes(make_napari_vi
 
 
 def test_two_channel_layers_train_and_segment_as_one_input(make_napari_viewer, qtbot):
+    from napari_unet_cat._qt._common import SESSION_MODEL
+
     viewer = make_napari_viewer()
     image, mask = make_image((128, 128), seed=31)
     noise = np.random.default_rng(0).integers(0, 60, image.shape, dtype=np.uint8)
@@ -435,7 +438,7 @@ def test_two_channel_layers_train_and_segment_as_one_input(make_napari_viewer, q
     assert model.n_channels == 2 and model.config.channel_names == ["DAPI", "membrane"]
 
     segment = _dock(viewer, "Segment with U-Net")
-    segment.use_session.value = True
+    segment.source.value = SESSION_MODEL
     segment.image.value = viewer.layers["DAPI"]
     segment.run()  # one layer for a two-channel model: a clear message, nothing runs
     assert segment.worker is None and "DAPI, membrane" in segment.status.value
@@ -542,3 +545,41 @@ def test_export_for_bioimageio_from_the_segment_widget(painted, qtbot, tiny_mode
     qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
     expected = load_model(tmp_path / "cells.keras").predict(image)
     np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, expected)
+
+
+def test_the_builtin_nuclei_model_segments_an_rgb_layer_and_fine_tunes(make_napari_viewer, qtbot):
+    """Segment with the shipped model (no file chosen), then fine-tune from it on the
+    corrected objects: a new model, the shipped file untouched."""
+    from napari_unet_cat.builtin import builtin_path, file_sha256
+    from napari_unet_cat.synthetic import make_instance_image
+
+    shipped = file_sha256(builtin_path("nuclei"))
+    viewer = make_napari_viewer()
+    image, truth = make_instance_image((160, 160), seed=3, n_objects=(12, 16), radius=(8.0, 13.0))
+    viewer.add_image(np.repeat(image[..., None], 3, axis=-1), name="nuclei", rgb=True)
+    segment = _dock(viewer, "Segment with U-Net")
+    assert "built-in: nuclei" in segment.source.choices
+    segment.source.value = "built-in: nuclei"
+    assert segment.model_path.native.isHidden()  # no file to choose
+    segment.image.value = viewer.layers["nuclei"]
+    segment.run()
+    qtbot.waitUntil(lambda: "nuclei U-Net" in viewer.layers, timeout=WAIT_MS)
+    objects = viewer.layers["nuclei U-Net"]
+    assert objects.data.shape == image.shape and objects.data.max() >= 6
+
+    objects.data = truth  # the user's corrections
+    train = _dock(viewer, "Train U-Net")
+    train.image.value = viewer.layers["nuclei"]
+    train.labels.value = objects
+    train.start_from.value = "built-in: nuclei"
+    assert train.settings().label_mode == "instances"
+    assert float(train.learning_rate.value) == pytest.approx(1e-4)  # a tenth of the model's
+    train.epochs.value = 1
+    train.batch_size.value = 4
+    train.val_fraction.value = 0.0
+    train.preview.value = False
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model is not None and train.model.config.gray_input
+    assert len(train.model.config.history) > 1  # the built-in model's epochs, then this one
+    assert file_sha256(builtin_path("nuclei")) == shipped

@@ -151,7 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="sparse strokes: also learn from a random forest's confident guesses of the unpainted pixels "
         "(default auto: when strokes cover under a quarter of at most 16 images)",
     )
-    t.add_argument("--resume", type=Path, metavar="MODEL", help="continue training this model file")
+    t.add_argument(
+        "--resume",
+        type=Path,
+        metavar="MODEL",
+        help="continue training this model file, or fine-tune a built-in model (e.g. nuclei); the learning rate "
+        "then defaults to a tenth of the model's",
+    )
+    t.add_argument(
+        "--gray",
+        action="store_true",
+        help="train a one-channel model that also reads RGB images (as the mean of their colour channels)",
+    )
     _add_axes(t)
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_precision(t)
@@ -169,10 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("predict", help="segment every image of a folder")
-    p.add_argument("--model", required=True, type=Path, help="model file")
+    p.add_argument("--model", required=True, type=Path, help="model file, or a built-in model's name (nuclei)")
     p.add_argument("--input", required=True, type=Path, help="folder of images")
     p.add_argument("--output", required=True, type=Path, help="folder for the masks (<stem>.tif)")
     p.add_argument("--tile-size", type=_positive_int, help="tile side (default: from available memory)")
+    p.add_argument(
+        "--scale",
+        type=_positive_float,
+        help="predict at this fraction of full resolution instead of the model's own, for objects of another "
+        "size than it was trained on (e.g. 0.5 for objects twice as large)",
+    )
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_probabilities.tif")
     p.add_argument(
         "--tta",
@@ -232,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    i = sub.add_parser("info", help="describe a model file")
-    i.add_argument("model", type=Path)
+    i = sub.add_parser("info", help="describe a model file or a built-in model")
+    i.add_argument("model", type=Path, help="model file, or a built-in model's name (nuclei)")
 
     x = sub.add_parser("export", help="write a model as a bioimage.io model package")
     x.add_argument("model", type=Path, help="the model file")
@@ -318,11 +335,18 @@ def _train(args) -> int:
     )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    resume = load_model(args.resume) if args.resume else None
+    if args.learning_rate:
+        learning_rate = args.learning_rate
+    elif resume is not None:  # fine-tuning: a tenth of the rate the model was trained with
+        learning_rate = resume.config.training.learning_rate / 10
+    else:
+        learning_rate = PRESET_LEARNING_RATES[args.preset]
     settings = TrainingSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
-        learning_rate=args.learning_rate or PRESET_LEARNING_RATES[args.preset],
+        learning_rate=learning_rate,
         val_fraction=args.val_fraction,
         label_mode=_label_mode(args),
         steps_per_epoch=args.steps_per_epoch,
@@ -341,7 +365,6 @@ def _train(args) -> int:
         sigma=args.sigma,
         class_balance=args.class_balance,
     )
-    resume = load_model(args.resume) if args.resume else None
     trainer = Trainer(
         images,
         labels,
@@ -358,6 +381,7 @@ def _train(args) -> int:
         checkpoint=args.out,
         allow_many_classes=args.many_classes,
         axes=image_axes,
+        gray=args.gray,
     )
     arch = trainer.config.architecture
     print(
@@ -391,6 +415,8 @@ def _predict(args) -> int:
     from .model_file import load_model
 
     model = load_model(args.model, precision=args.precision)
+    if args.scale is not None:
+        model = model.at_scale(args.scale)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -447,17 +473,21 @@ def _evaluate(args) -> int:
 
 
 def _info(args) -> int:
+    from .builtin import builtin_model_name, builtin_path
     from .model_file import load_model
 
     model = load_model(args.model)
     c = model.config
     arch = c.architecture
-    print(f"{args.model}: napari-unet-cat model (made by version {c.package_version or '?'})")
+    builtin = builtin_model_name(args.model)
+    where = f" (built-in, {builtin_path(builtin, verify=False)})" if builtin else ""
+    print(f"{args.model}: napari-unet-cat model{where} (made by version {c.package_version or '?'})")
     print(
         f"  network: {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
         f"{model.keras_model.count_params():,} parameters"
     )
-    print(f"  input: {arch.n_channels} channel(s), scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
+    colour = " (RGB images are read as gray)" if c.gray_input else ""
+    print(f"  input: {arch.n_channels} channel(s){colour}, scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
     print(f"  fingerprint: {model.fingerprint()} (recorded in the log of every folder it segments)")
     names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
     print(f"  classes: {names} ({c.training.label_mode} labels)")
@@ -473,6 +503,8 @@ def _info(args) -> int:
         last = c.history[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")
         print(f"  trained {len(c.history)} epoch(s); last: {shown}")
+    for key, text in c.card.items():
+        print(f"  {key.replace('_', ' ')}: {text}")
     return 0
 
 

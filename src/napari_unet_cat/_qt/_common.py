@@ -50,6 +50,35 @@ def status_label(text: str = ""):
 PREDICTION_SUFFIX = " U-Net"
 
 
+#: Where the Segment widgets take a model from, besides the built-in models.
+MODEL_FILE = "a model file"
+SESSION_MODEL = "the model trained in this session"
+
+
+def model_sources() -> list[str]:
+    """The choices of a widget's model field: a file, the session's, each built-in model."""
+    from ..builtin import builtin_models
+
+    return [MODEL_FILE, SESSION_MODEL, *(m.label for m in builtin_models().values())]
+
+
+def chosen_model(source: str, path_value, purpose: str = ""):
+    """What a model field chose: the session's model, a built-in model's name, or a
+    model file's path (both loaded later, on a worker); an error says what is missing."""
+    from ..builtin import builtin_model_name
+
+    if source == SESSION_MODEL:
+        if Session.model is None:
+            raise UNetCatError("no model has been trained in this session yet")
+        return Session.model
+    if source != MODEL_FILE:
+        name = builtin_model_name(source)
+        if name is None:
+            raise UNetCatError(f"unknown model choice {source!r}")
+        return name
+    return chosen_model_file(path_value, purpose)
+
+
 def chosen_model_file(value, purpose: str = "") -> Path:
     """The model file chosen in a file field, or an error that says what to choose."""
     if not value or str(value) in ("", ".") or Path(value).is_dir():
@@ -83,10 +112,13 @@ class Session:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> UNetModel:
-        """Load a model file once per path and modification time (called on a worker)."""
+        """Load a model file (or a built-in model, by name) once per path and
+        modification time (called on a worker)."""
+        from ..builtin import builtin_model_name, builtin_path
         from ..model_file import load_model
 
-        path = Path(path)
+        builtin = builtin_model_name(path)
+        path = builtin_path(builtin) if builtin else Path(path)
         key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
         if key not in cls._cache:
             cls._cache[key] = load_model(path)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
 
 from ..errors import UNetCatError
-from ._common import Relay, Session, chosen_model_file, notify_error, on_model_thread, status_label, unless_closed
+from ._common import (
+    MODEL_FILE,
+    Relay,
+    Session,
+    chosen_model,
+    model_sources,
+    notify_error,
+    on_model_thread,
+    status_label,
+    unless_closed,
+)
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -25,8 +35,8 @@ class FolderWidget(Container):
         self._cancel = False
         self._relay = Relay()
         self._relay.step.connect(self._on_file)
-        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras", value="")
-        self.use_session = CheckBox(text="use the model trained in this session", value=False)
+        self.source = ComboBox(label="model", choices=model_sources(), value=MODEL_FILE)
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
         self.input_dir = FileEdit(label="input folder", mode="d", value="")
         self.output_dir = FileEdit(label="output folder", mode="d", value="")
         self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
@@ -39,8 +49,8 @@ class FolderWidget(Container):
         self.status = status_label("")
         self.extend(
             [
+                self.source,
                 self.model_path,
-                self.use_session,
                 self.input_dir,
                 self.output_dir,
                 self.tile_size,
@@ -53,6 +63,7 @@ class FolderWidget(Container):
                 self.status,
             ]
         )
+        self.source.changed.connect(lambda choice: setattr(self.model_path, "visible", choice == MODEL_FILE))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.native.destroyed.connect(self._on_destroyed)
@@ -71,17 +82,11 @@ class FolderWidget(Container):
         if self.worker is not None:
             return
         inp, out = self.input_dir.value, self.output_dir.value
-        if self.use_session.value:
-            model = Session.model
-            if model is None:
-                self._fail("no model has been trained in this session yet")
-                return
-        else:
-            try:
-                model = chosen_model_file(self.model_path.value, "or use the model trained in this session")
-            except UNetCatError as err:
-                self._fail(str(err))
-                return
+        try:
+            model = chosen_model(self.source.value, self.model_path.value, "or another choice of model")
+        except UNetCatError as err:
+            self._fail(str(err))
+            return
         if not inp or str(inp) in ("", ".") or not out or str(out) in ("", "."):
             self._fail("choose an input folder and an output folder")
             return

@@ -13,6 +13,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     LineEdit,
     ProgressBar,
     PushButton,
@@ -24,12 +25,14 @@ from magicgui.widgets import (
 from ..arrays import infer_layout
 from ..errors import UNetCatError
 from ._common import (
+    MODEL_FILE,
     PREDICTION_SUFFIX,
     Session,
-    chosen_model_file,
+    chosen_model,
     labels_shape_for,
     layer_input,
     layers_of,
+    model_sources,
     notify_error,
     on_model_thread,
     output_axes_of,
@@ -48,8 +51,11 @@ def model_input(layer, model: UNetModel, extra_channels=(), axes: str = ""):
     """``(data, axes)`` that ``model`` segments for ``layer`` (and its channel layers),
     or an error that says which layers the model needs."""
     data, data_axes, _ = layer_input(layer, extra_channels, axes)
-    layout = infer_layout(np.shape(data), axes=data_axes, name=f"layer '{layer.name}'")
     wanted = model.n_channels
+    gray = model.config.gray_input and not extra_channels
+    layout = infer_layout(
+        np.shape(data), n_channels=wanted if gray else None, axes=data_axes, name=f"layer '{layer.name}'", gray=gray
+    )
     if layout.used_channels != wanted:
         names = model.config.channel_names
         listed = f" ({', '.join(names)})" if any(names) else ""
@@ -57,7 +63,7 @@ def model_input(layer, model: UNetModel, extra_channels=(), axes: str = ""):
             f"choose {wanted} single-channel Image layers (the image and 'more channels', in that order), or give "
             "the axes of one layer that holds the channels (for example CYX)"
             if wanted > 1
-            else "choose one single-channel Image layer"
+            else "choose one single-channel Image layer" + (" or an RGB one" if model.config.gray_input else "")
         )
         raise UNetCatError(
             f"'{layer.name}' has {layout.used_channels} channel{'s' if layout.used_channels != 1 else ''} "
@@ -86,15 +92,18 @@ def predict_layer(
     min_size: int | None = None,
     extra_channels=(),
     axes: str = "",
+    scale: float | None = None,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model)``.
     ``output`` is a value of :data:`OUTPUTS`; ``extra_channels`` and ``axes`` as for
-    :func:`~napari_unet_cat._qt._common.layer_input`. Objects are numbered across the
-    planes of a stack. Lazy (dask) layers are read tile by tile."""
+    :func:`~napari_unet_cat._qt._common.layer_input`; ``scale`` (None: the model's) as
+    for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`. Objects are numbered
+    across the planes of a stack. Lazy (dask) layers are read tile by tile."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
     data, data_axes = model_input(layer, model, extra_channels, axes)
+    predictor = model.at_scale(scale) if scale else model
     shape = labels_shape_for(data, data_axes)
     n_stack = len(shape) - 2
     indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
@@ -104,7 +113,7 @@ def predict_layer(
     next_id = 0
     for i, index in enumerate(indices):
         plane = np.asarray(data[index]) if index else data
-        result = model.predict(
+        result = predictor.predict(
             plane,
             tile_size,
             probabilities,
@@ -208,6 +217,7 @@ def start_prediction(
     min_size: int | None = None,
     extra_channels=(),
     axes: str = "",
+    scale: float | None = None,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -232,6 +242,7 @@ def start_prediction(
         min_size,
         extra_channels,
         axes,
+        scale,
         _progress={"total": total, "desc": f"U-Net {layer.name}"},
         _ignore_errors=True,  # reported by on_error
     )
@@ -370,9 +381,10 @@ class SegmentWidget(Container):
         self.viewer = viewer
         self.closed = False
         self.worker = None
+        self.source = ComboBox(label="model", choices=model_sources(), value=MODEL_FILE)
+        self.source.tooltip = "a model file, the model trained in this session, or a model shipped with the plugin"
         self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
         self.model_path.tooltip = "a model file (.keras), or a bioimage.io package (.zip) exported by this plugin"
-        self.use_session = CheckBox(text="use the model trained in this session", value=False)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.channels = Select(label="more channels", choices=self._image_choices, value=[])
         self.channels.tooltip = (
@@ -385,6 +397,11 @@ class SegmentWidget(Container):
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value=next(iter(OUTPUTS)))
         self.min_size = SpinBox(label="smallest object (px, -1 = model's)", value=-1, min=-1, max=10_000_000)
+        self.scale = FloatSpinBox(label="scale (0 = model's)", value=0.0, min=0.0, max=4.0, step=0.05)
+        self.scale.tooltip = (
+            "predict at this fraction of full resolution, for objects of another size than the model saw: "
+            "0.5 for objects twice as large"
+        )
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = status_label("")
@@ -393,8 +410,8 @@ class SegmentWidget(Container):
         self.export_panel: ExportPanel | None = None
         self.extend(
             [
+                self.source,
                 self.model_path,
-                self.use_session,
                 self.image,
                 self.channels,
                 self.axes,
@@ -403,12 +420,14 @@ class SegmentWidget(Container):
                 self.tta,
                 self.output,
                 self.min_size,
+                self.scale,
                 self.run_button,
                 self.progress,
                 self.status,
                 self.export_button,
             ]
         )
+        self.source.changed.connect(lambda choice: setattr(self.model_path, "visible", choice == MODEL_FILE))
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self.open_export)
         self.native.destroyed.connect(self._on_destroyed)
@@ -444,12 +463,9 @@ class SegmentWidget(Container):
         notify_error(message)
 
     def _model(self):
-        """The session's model, or the chosen file's path (loaded on the worker)."""
-        if self.use_session.value:
-            if Session.model is None:
-                raise UNetCatError("no model has been trained in this session yet")
-            return Session.model
-        return chosen_model_file(self.model_path.value, "or use the model trained in this session")
+        """The session's model, or the chosen file's path or built-in model's name
+        (loaded on the worker)."""
+        return chosen_model(self.source.value, self.model_path.value, "or another choice of model")
 
     def chosen_model(self, no_image: str, fail: Callable[[str], None]):
         """The model (or its file's path) to use on the chosen Image layer; or, with no
@@ -504,6 +520,7 @@ class SegmentWidget(Container):
             min_size=None if self.min_size.value < 0 else self.min_size.value,
             extra_channels=self._extra_channels(),
             axes=self.axes.value.strip(),
+            scale=self.scale.value or None,
             on_error=fail,
             on_progress=progress,
             on_done=finished,

@@ -47,6 +47,15 @@ if TYPE_CHECKING:
 
 PREVIEW_NAME = "U-Net preview"
 START_FROM = ("a new model", "the last model of this session", "a model file")
+
+
+def start_choices() -> list[str]:
+    """Where training starts: the choices above, then each built-in model to fine-tune."""
+    from ..builtin import builtin_models
+
+    return [*START_FROM, *(m.label for m in builtin_models().values())]
+
+
 MODES = {
     "sparse strokes (0 = not annotated)": "sparse",
     "dense masks (0 = background)": "dense",
@@ -104,7 +113,11 @@ class TrainWidget(Container):
         self.batch_size = SpinBox(label="batch size", value=20, min=1, max=1024)
         self.learning_rate = LineEdit(label="learning rate", value=f"{PRESET_LEARNING_RATES['light']:g}")
         self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
-        self.start_from = ComboBox(label="start from", choices=list(START_FROM), value=START_FROM[0])
+        self.start_from = ComboBox(label="start from", choices=start_choices(), value=START_FROM[0])
+        self.start_from.tooltip = (
+            "a new model, one to continue, or a built-in model to fine-tune on your corrections (its file is "
+            "never changed: save the result to a file of your own)"
+        )
         self.resume_path = FileEdit(label="model file to continue", mode="r", filter="*.keras", value="")
         self.preview = CheckBox(text="live preview", value=True)
         self.train_button = PushButton(text="Train")
@@ -146,7 +159,7 @@ class TrainWidget(Container):
         self.preset.changed.connect(
             lambda name: setattr(self.learning_rate, "value", f"{PRESET_LEARNING_RATES[name]:g}")
         )
-        self.start_from.changed.connect(lambda choice: setattr(self.resume_path, "visible", choice == START_FROM[2]))
+        self.start_from.changed.connect(self._on_start_from)
         self.labels.changed.connect(self._offer_instances)
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
@@ -173,6 +186,22 @@ class TrainWidget(Container):
         self.image.reset_choices()
         self.labels.reset_choices()
         self.channels.reset_choices()
+
+    def _on_start_from(self, choice: str) -> None:
+        """Show the file field for a model file; for a built-in model, take its label
+        mode and preset and fine-tune at a tenth of its learning rate."""
+        from ..builtin import builtin_config, builtin_model_name
+
+        self.resume_path.visible = choice == START_FROM[2]
+        name = builtin_model_name(choice) if choice not in START_FROM else None
+        if name is None:
+            return
+        config = builtin_config(name)
+        modes = {mode: label for label, mode in MODES.items()}
+        self.mode.value = modes[config.training.label_mode]
+        if config.architecture.preset in PRESETS:
+            self.preset.value = config.architecture.preset
+        self.learning_rate.value = f"{config.training.learning_rate / 10:g}"
 
     def _offer_instances(self, layer=None) -> None:
         """A Labels layer that looks like object ids switches the mode to instances."""
@@ -237,6 +266,8 @@ class TrainWidget(Container):
             return Session.model
         if choice == START_FROM[2]:
             return chosen_model_file(self.resume_path.value, "to continue training")
+        if choice != START_FROM[0]:
+            return choice  # a built-in model, loaded by name on the worker
         return None
 
     def settings(self) -> TrainingSettings:
@@ -324,7 +355,7 @@ class TrainWidget(Container):
         from ..errors import TrainingStopped
         from ..training import Trainer
 
-        if isinstance(resume, Path):
+        if isinstance(resume, (Path, str)):
             resume = Session.load(resume)
         if stop_event.is_set():
             raise TrainingStopped("stopped before training began")
