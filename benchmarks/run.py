@@ -38,6 +38,7 @@ def main() -> int:
         ["bench_instances.py", data, *quick],  # writes instances(-quick).json itself
         ["bench_strokes.py", "--data", data, *quick, "--out", str(args.results / f"strokes{suffix}.json")],
         ["bench_presets.py", data, *quick, "--out", str(args.results / f"presets{suffix}.json")],
+        ["bench_finetune.py", data, *quick, "--out", str(args.results / f"finetune{suffix}.json")],
     ]
     if os.environ.get("DISPLAY") or sys.platform != "linux":
         napari_out = ["--out", str(args.results / f"napari{suffix}.json")]

@@ -58,6 +58,26 @@ def test_the_manifest_ships_inside_the_package_as_a_file(tmp_path):
     with tarfile.open(next(tmp_path.glob("*.tar.gz"))) as sdist:
         members = {m.name.split("/", 1)[1]: m for m in sdist.getmembers() if "/" in m.name}
     assert members["src/napari_unet_cat/napari.yaml"].isfile() and "LICENSE" in members
+    _check_the_wheels_builtin_model(wheel, tmp_path / "unpacked")
+
+
+def _check_the_wheels_builtin_model(wheel, folder):
+    """The wheel carries the built-in model and its index (a fresh install works
+    offline), the file loads and matches its hash, and the wheel stays under 20 MB."""
+    import json
+    import zipfile
+
+    from napari_unet_cat.builtin import file_sha256
+    from napari_unet_cat.model_file import load_model
+
+    assert wheel.stat().st_size < 20e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
+    with zipfile.ZipFile(wheel) as archive:
+        index = json.loads(archive.read("napari_unet_cat/models/index.json"))
+        member = f"napari_unet_cat/models/{index['nuclei']['file']}"
+        path = archive.extract(member, folder)
+    assert file_sha256(path) == index["nuclei"]["sha256"]
+    model = load_model(path)
+    assert model.is_instance_model and model.config.card
 
 
 def _dlopen_flags_module_loaded(setup: str, env: dict | None = None) -> bool:

@@ -83,30 +83,33 @@ def save_model(model, path: str | os.PathLike, *, weights_dtype: str = "float32"
 
 
 def _store_weights_as_float16(archive_path: Path) -> None:
-    """Rewrite the weights member of a ``.keras`` archive with float16 values."""
+    """Rewrite the weights member of a ``.keras`` archive with float16 values (a fresh
+    HDF5 file: one edited in place keeps the space of what it deleted)."""
     import h5py
     import numpy as np
 
+    def copy(source, target) -> None:
+        target.attrs.update(source.attrs)
+        for name, item in source.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.create_group(name))
+            else:
+                values = item[()]
+                if getattr(values, "dtype", None) == np.float32:
+                    values = values.astype(np.float16)
+                target.create_dataset(name, data=values).attrs.update(item.attrs)
+
     with zipfile.ZipFile(archive_path) as archive:
-        members = [(info, archive.read(info.filename)) for info in archive.infolist()]
+        members = [(info.filename, archive.read(info.filename)) for info in archive.infolist()]
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / WEIGHTS_MEMBER
-        weights.write_bytes(dict((i.filename, d) for i, d in members)[WEIGHTS_MEMBER])
-        with h5py.File(weights, "r+") as h5:
-            datasets: list[str] = []
-            h5.visititems(lambda name, item: datasets.append(name) if isinstance(item, h5py.Dataset) else None)
-            for name in datasets:
-                item = h5[name]
-                if item.dtype != np.float32:
-                    continue
-                values, attrs, parent, leaf = item[()], dict(item.attrs), item.parent, name.rsplit("/", 1)[-1]
-                del parent[leaf]
-                parent.create_dataset(leaf, data=values.astype(np.float16))
-                parent[leaf].attrs.update(attrs)
-        halved = weights.read_bytes()
+        full, half = Path(tmp) / "full.h5", Path(tmp) / "half.h5"
+        full.write_bytes(dict(members)[WEIGHTS_MEMBER])
+        with h5py.File(full, "r") as source, h5py.File(half, "w") as target:
+            copy(source, target)
+        halved = half.read_bytes()
     with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for info, data in members:
-            archive.writestr(info.filename, halved if info.filename == WEIGHTS_MEMBER else data)
+        for name, data in members:
+            archive.writestr(name, halved if name == WEIGHTS_MEMBER else data)
 
 
 def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:

@@ -105,6 +105,21 @@ class UNetModel:
         scaled._network_lock = self._network_lock  # one network: one lock where calls take turns
         return scaled
 
+    def estimate_scale(self, image, *, axes: str | None = None, min_objects: int = 5) -> float | None:
+        """The scale at which the objects of ``image`` would look as large as this
+        instance model's training objects: one prediction at the model's own scale, then
+        ``scale * sqrt(median training area / median area found)``. None when fewer than
+        ``min_objects`` objects are found (nothing to judge by)."""
+        if not self.is_instance_model or len(self.config.object_areas) < 2:
+            raise InputError("estimating the scale needs a model trained on instance masks")
+        objects = self.predict(image, axes=axes, output="instances")
+        _, areas = np.unique(objects[objects > 0], return_counts=True)
+        if areas.size < min_objects:
+            return None
+        trained = self.config.object_areas[1]  # full-resolution pixels, as ``areas``
+        scale = self.config.scale * float(np.sqrt(trained / np.median(areas)))
+        return float(np.clip(scale, 0.05, 4.0))
+
     # -- prediction --------------------------------------------------------------------
     def auto_tile_size(
         self,

@@ -1,0 +1,299 @@
+"""Train the built-in nuclei model with the product's own ``train`` command.
+
+Usage:
+    python benchmarks/train_builtin.py DATA WORK [--minutes 55] [--settle-minutes 12] [--steps train settle package]
+
+``DATA`` is the nuclei folder (``train/`` and ``test/``, each with ``images/`` and
+``masks_instance/``). Steps:
+
+  train    gray copies of ``train/images`` (the mean of the colour channels, which are
+           equal in this data) go to ``WORK/train-gray/``, then
+           ``napari-unet-cat train --labels instances --preset light`` runs on them as a
+           child process for ``--minutes``, holding out the command's default 10% for
+           validation (never ``test/``); its log goes to ``WORK/train.log``
+  settle   the same command with ``--resume`` on that model for ``--settle-minutes``:
+           a tenth of the learning rate, annealed again, the same validation split;
+           log ``WORK/settle.log``. Packaging takes the settled model only if its best
+           validation loss is below the first phase's (it kept improving), else phase 1
+  package  the model made to read RGB as gray, saved with float32 and with float16
+           weights, both scored on ``test/`` as published (RGBA, equal channels), the
+           float16 one on gray copies too (AP@0.5, AP@0.75, mean AP, foreground IoU);
+           float16 ships when it scores as float32 does; with its model card (scores
+           included) it goes to ``src/napari_unet_cat/models/nuclei.keras``, its SHA-256
+           to ``models/index.json``
+
+Every step appends a record (the command, the code version, this machine's bare-fit
+images/s, times and scores) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import append_record, bare_fit_images_per_second, machine_info
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "src" / "napari_unet_cat" / "models" / "nuclei.keras"
+
+
+def code_version() -> str:
+    """The checkout's commit, with ``+changes`` when the tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def gray_copies(images: Path, out: Path) -> Path:
+    """Each image of ``images`` as a one-channel TIFF in ``out`` (colour channels averaged)."""
+    import tifffile
+
+    from napari_unet_cat.io import list_images, read_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in list_images(images):
+        target = out / f"{path.stem}.tif"
+        if target.exists():
+            continue
+        image = np.asarray(read_image(path))
+        if image.ndim == 3:
+            colour = image[..., :3].astype(np.float32)
+            image = np.round(colour.mean(axis=-1)).astype(image.dtype)
+        tifffile.imwrite(target, image)
+    return out
+
+
+def train(data: Path, work: Path, minutes: float, seed: int, *, settle: bool = False) -> dict:
+    """Phase 1 (``train``): a new light model for ``minutes``. Phase 2 (``settle``): the
+    same command with ``--resume`` on phase 1's model, which starts at a tenth of its
+    learning rate and anneals again, for as long as the validation loss still falls."""
+    images = gray_copies(data / "train" / "images", work / "train-gray")
+    model_path = work / ("nuclei-settled.keras" if settle else "nuclei-phase1.keras")
+    argv = [
+        "napari-unet-cat",
+        "train",
+        "--images",
+        str(images),
+        "--masks",
+        str(data / "train" / "masks_instance"),
+        "--labels",
+        "instances",
+        *(["--resume", str(work / "nuclei-phase1.keras")] if settle else ["--preset", "light"]),
+        "--time-budget",
+        f"{minutes:g}",
+        "--epochs",
+        "100000",
+        "--seed",
+        str(seed),
+        "--out",
+        str(model_path),
+    ]
+    print("$", " ".join(argv), flush=True)
+    log_path = work / ("settle.log" if settle else "train.log")
+    started = time.perf_counter()
+    with log_path.open("w") as log:
+        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"training failed (exit {done.returncode}); see {log_path}")
+    from napari_unet_cat.model_file import load_model
+
+    history = load_model(model_path).config.history
+    if settle:
+        history = history[len(load_model(work / "nuclei-phase1.keras").config.history) :]
+    return {
+        "step": "settle" if settle else "train",
+        "command": " ".join(argv[1:]),
+        "train_seconds": seconds,
+        "epochs": len(history),
+        "patches_seen": int(sum(row.get("patches", 0) for row in history)),
+        "history": history,
+    }
+
+
+def score(model, data: Path, images: Path | None = None) -> dict:
+    """Objects of ``model`` on ``test/`` (the published images, or ``images``), pooled."""
+    from bench_instances import object_scores, read_folder
+    from napari_unet_cat.io import list_images, read_image
+
+    paths, truths = read_folder(data / "test" / "masks_instance")
+    by_stem = {p.stem: p for p in list_images(images or data / "test" / "images")}
+    started = time.perf_counter()
+    preds = [model.predict(read_image(by_stem[p.stem])) for p in paths]
+    return {**object_scores(preds, truths), "predict_seconds": time.perf_counter() - started}
+
+
+def largest_probability_change(a, b, data: Path, n: int = 8) -> float:
+    """The largest difference of two models' probabilities over ``n`` test images."""
+    from napari_unet_cat.io import list_images, read_image
+
+    worst = 0.0
+    for path in list_images(data / "test" / "images")[:n]:
+        image = read_image(path)
+        pa, pb = a.predict(image, output="probabilities"), b.predict(image, output="probabilities")
+        worst = max(worst, float(np.abs(pa - pb).max()))
+    return worst
+
+
+def model_card(model, scores: dict, trained: dict) -> dict:
+    """What the model is, for people: recorded in the model file and in the docs."""
+    areas = model.config.object_areas
+    diameters = [2 * np.sqrt(a / np.pi) for a in areas] if areas else []
+    sizes = (
+        f"nuclei of {areas[0]:.0f} to {areas[2]:.0f} pixels (5th to 95th percentile; about {diameters[0]:.0f} to "
+        f"{diameters[2]:.0f} pixels across, median {diameters[1]:.0f})"
+        if areas
+        else "unknown"
+    )
+    return {
+        "what": "cell nuclei in fluorescence microscopy images: one label per nucleus",
+        "training_data": (
+            "194 images of the 2018 Data Science Bowl training set (stage1_train, BBBC038), in the "
+            "community-corrected release; 10% held out for validation; never the 61 test images"
+        ),
+        "license": (
+            "training data: public domain (CC0), the images and the community's fixes alike; weights: the "
+            "package's BSD-3-Clause license"
+        ),
+        "input": (
+            "fluorescence nuclei, bright on dark, 8 or 16 bit (each image scaled by its own 1st-99.8th "
+            "percentiles), one channel or RGB with equal channels (read as their mean)"
+        ),
+        "object_sizes": sizes,
+        "scores": (
+            f"on the 61 test images ({scores['n_true']} nuclei): AP@0.5 {scores['ap50']:.3f}, AP@0.75 "
+            f"{scores['ap75']:.3f}, mean AP {scores['mean_ap']:.3f}, foreground IoU {scores['foreground_iou']:.3f}"
+        ),
+        "limits": (
+            "brightfield, histology (H&E) and phase-contrast images are outside what it saw; nuclei much larger "
+            f"or smaller than above need --scale (e.g. 0.5 for nuclei twice as large); touching nuclei are "
+            f"sometimes merged or split ({scores['merged']} merges and {scores['split']} splits among the "
+            f"{scores['n_true']} test nuclei); 2D only (a stack is segmented plane by plane)"
+        ),
+        "training": trained.get("summary", ""),
+    }
+
+
+def package(data: Path, work: Path) -> dict:
+    """The shipped file: gray input, a model card, float16 weights if they keep the scores."""
+    import json
+    import shutil
+
+    from napari_unet_cat.builtin import INDEX_FILE, file_sha256
+    from napari_unet_cat.model_file import load_model
+
+    phase1, settled = work / "nuclei-phase1.keras", work / "nuclei-settled.keras"
+    chosen_file = phase1
+    if settled.exists():
+        first = load_model(phase1).config.history
+        best_first = min(r["val_loss"] for r in first if "val_loss" in r)
+        later = load_model(settled).config.history[len(first) :]
+        best_later = min((r["val_loss"] for r in later if "val_loss" in r), default=float("inf"))
+        chosen_file = settled if best_later < best_first else phase1
+        print(f"validation loss: phase 1 {best_first:.4f}, settled {best_later:.4f}: packaging {chosen_file.name}")
+    source = load_model(chosen_file)
+    source.config.gray_input = True
+    full = work / "nuclei-gray-float32.keras"
+    half = work / "nuclei-gray-float16.keras"
+    source.save(full)
+    source.save(half, weights_dtype="float16")
+    f32, f16 = load_model(full), load_model(half)
+    change = largest_probability_change(f32, f16, data)
+    scores32 = score(f32, data)
+    scores16 = score(f16, data)
+    gray16 = score(f16, data, gray_copies(data / "test" / "images", work / "test-gray"))
+    # float16 ships when its objects score as the float32 ones do (within 0.005 AP@0.5).
+    use_half = abs(scores16["ap50"] - scores32["ap50"]) <= 0.005
+    chosen, chosen_scores = (f16, scores16) if use_half else (f32, scores32)
+    trained = {}
+    records = [json.loads(line) for line in ROOT.joinpath("benchmarks/results/builtin.json").read_text().splitlines()]
+    phases = []
+    for step in ("train", "settle"):
+        record = next((r for r in reversed(records) if r.get("step") == step), None)
+        if record is None:
+            continue
+        # The command as a user would type it, without this run's folders.
+        command = record["command"].replace(str(work), "WORK").replace(str(data), "DATA")
+        phases.append(
+            f"napari-unet-cat {command} (code {record['code']}): {record['epochs']} epochs, "
+            f"{record['patches_seen']:,} patches of 128x128, {record['train_seconds'] / 60:.0f} min on a "
+            f"{record['machine']['cores']}-core CPU (bare fit {record['bare_fit_images_per_s']} images/s)"
+        )
+    if phases:
+        trained["summary"] = "; then ".join(phases) + " (WORK/train-gray: gray copies of DATA/train/images)"
+    chosen.config.card = model_card(chosen, chosen_scores, trained)
+    SHIPPED.parent.mkdir(parents=True, exist_ok=True)
+    staged = work / "nuclei.keras"
+    chosen.save(staged, weights_dtype="float16" if use_half else "float32")
+    shutil.copyfile(staged, SHIPPED)
+    digest = file_sha256(SHIPPED)
+    index = {
+        "nuclei": {
+            "file": SHIPPED.name,
+            "sha256": digest,
+            "title": "fluorescence nuclei, one label each (2018 Data Science Bowl, light U-Net)",
+        }
+    }
+    (SHIPPED.parent / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")
+    return {
+        "step": "package",
+        "packaged": chosen_file.name,
+        "float16": use_half,
+        "largest_probability_change_float16": change,
+        "scores_float32": scores32,
+        "scores_float16": scores16,
+        "scores_float16_gray_copies": gray16,
+        "size_bytes": SHIPPED.stat().st_size,
+        "size_bytes_float32": full.stat().st_size,
+        "sha256": digest,
+        "card": chosen.config.card,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--minutes", type=float, default=55.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--settle-minutes", type=float, default=12.0)
+    parser.add_argument(
+        "--steps", nargs="+", default=["train", "settle", "package"], choices=["train", "settle", "package"]
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "builtin.json")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    base = {"code": code_version(), "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    for step, minutes in (("train", args.minutes), ("settle", args.settle_minutes)):
+        if step in args.steps:
+            base["bare_fit_images_per_s"] = round(bare_fit_images_per_second(n_channels=1), 2)
+            record = {**base, **train(args.data, args.work, minutes, args.seed, settle=step == "settle")}
+            append_record(args.out, record)
+            seconds = record["train_seconds"]
+            print(f"{step}: {record['epochs']} epochs, {record['patches_seen']} patches, {seconds:.0f} s")
+    if "package" in args.steps:
+        record = {**base, **package(args.data, args.work)}
+        append_record(args.out, record)
+        s16 = record["scores_float16"]
+        print(
+            f"shipped {SHIPPED} ({record['size_bytes'] / 1e6:.1f} MB, float16 {record['float16']}, sha256 "
+            f"{record['sha256']}): AP@0.5 {s16['ap50']:.3f}, mean AP {s16['mean_ap']:.3f}, foreground IoU "
+            f"{s16['foreground_iou']:.3f}; float16 changes probabilities by at most "
+            f"{record['largest_probability_change_float16']:.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
