@@ -92,7 +92,10 @@ def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:
     if plane.shape[-1] == 4 and n_channels == 3:
         plane = plane[..., :3]
     if model.config.gray_input and n_channels == 1 and plane.shape[-1] in (3, 4):
-        plane = plane[..., :3].mean(axis=-1, keepdims=True, dtype=np.float32)  # as prediction reads colour
+        from .arrays import channels_last, infer_layout
+
+        # Colour read as prediction reads it: the same gray layout.
+        plane = channels_last(plane, infer_layout(plane.shape, n_channels=1, gray=True, name=name))
     if plane.shape[-1] != n_channels and plane.shape[0] == n_channels:
         plane = np.moveaxis(plane, 0, -1)
     if plane.shape[-1] != n_channels:
