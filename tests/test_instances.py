@@ -377,3 +377,23 @@ def test_an_instance_model_records_its_post_processing(instance_model):
     maker = instance_model.object_maker()
     assert (maker.min_size, maker.min_seed_size) == (c.min_object_size, c.min_seed_size)
     assert instance_model.object_maker(min_size=0).min_size == 0
+
+
+def test_fine_tuning_weighs_the_classes_as_the_model_was_trained(instance_model):
+    """New data with other class shares (a few large objects) keeps the model's class
+    weights in the loss, so the probability correction it carries still fits."""
+    from napari_unet_cat.config import TrainingSettings
+    from napari_unet_cat.instances import class_balance
+    from napari_unet_cat.training import Trainer
+
+    image, lab = make_instance_image((96, 96), seed=5, n_objects=(3, 4), radius=(20.0, 26.0))
+    prior = instance_model.config.class_prior_weights
+    trainer = Trainer(
+        [image], [lab], settings=TrainingSettings(label_mode="instances", val_fraction=0, patch_size=64),
+        model=instance_model,
+    )  # fmt: skip
+    plane = trainer.data.planes[0]
+    own = class_balance([plane.targets])
+    assert abs(own[1] - prior[1]) > 0.5  # the new shares alone would weigh otherwise
+    np.testing.assert_allclose(plane.weights[plane.targets == INTERIOR], prior[1], rtol=1e-5)
+    assert trainer.config.class_prior_weights == prior

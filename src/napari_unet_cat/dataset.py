@@ -125,6 +125,7 @@ def prepare_planes(
     should_stop: Callable[[], bool] | None = None,
     image_axes: Sequence[str | None] | None = None,
     class_balance_power: float = 0.5,
+    class_weights: Sequence[float] | None = None,
     gray: bool = False,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes of each (image, labels) pair, ready for sampling.
@@ -133,7 +134,8 @@ def prepare_planes(
     channels fed to the network. In ``instances`` mode the labels are object ids and
     become background/interior/border targets (``border_width`` pixels wide, at the
     training scale) with the U-Net paper's weight map (``w0``, ``sigma``; the class
-    weights from ``class_balance_power``, see :func:`~napari_unet_cat.instances.class_balance`).
+    weights from ``class_balance_power``, see :func:`~napari_unet_cat.instances.class_balance`,
+    or ``class_weights`` when given: a continued model keeps the weights it was trained with).
     ``should_stop`` is polled before each plane; when it returns True the preparation
     ends with :class:`~napari_unet_cat.errors.TrainingStopped`. ``image_axes`` gives each
     image's axes in the package's order (see :func:`~napari_unet_cat.arrays.to_canonical`;
@@ -185,7 +187,10 @@ def prepare_planes(
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
     if mode == "instances":
-        balance = class_balance([p.targets for p in planes], power=class_balance_power)
+        if class_weights is not None and len(class_weights) == 3:
+            balance = np.asarray(class_weights, np.float32)
+        else:
+            balance = class_balance([p.targets for p in planes], power=class_balance_power)
         for p in planes:
             weights = balance[np.maximum(p.targets, 0)] + separation_weights(p.instances, p.targets, w0=w0, sigma=sigma)
             weights[p.targets < 0] = 0.0

@@ -330,6 +330,9 @@ class Trainer:
             should_stop=self._stop.is_set,
             image_axes=image_axes,
             class_balance_power=s.class_balance,
+            # Fine-tuning weighs the classes as the model's first training did, so that the
+            # probability correction it carries (the inverse of those weights) still fits.
+            class_weights=(model.config.class_prior_weights or None) if model is not None else None,
             gray=gray,
         )
         if model is None:
@@ -382,6 +385,7 @@ class Trainer:
         if s.label_mode == "instances":
             config.object_areas = _object_areas(planes, scale)
             if model is None:  # a continued model keeps the correction it was trained with
+                # The weights prepare_planes gave the loss (the same shares, recounted).
                 weights = class_balance([p.targets for p in planes], power=s.class_balance)
                 config.class_prior_weights = [round(float(w), 6) for w in weights]
                 if config.object_areas:
