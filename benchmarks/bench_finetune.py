@@ -183,8 +183,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.0, 5.0])
     parser.add_argument(
-        "--parts", nargs="+", default=["zero-shot", "curve", "synthetic"], choices=["zero-shot", "curve", "synthetic"]
+        "--parts",
+        nargs="+",
+        default=["zero-shot", "curve", "synthetic", "scale"],
+        choices=["zero-shot", "curve", "synthetic", "scale"],
     )
+    parser.add_argument("--scale-images", type=int, default=10, help="test images zoomed for the scale part")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune.json")
     args = parser.parse_args()
     from napari_unet_cat.model_file import load_model

@@ -239,3 +239,47 @@ def test_the_scale_estimate_finds_nuclei_twice_as_large(nuclei_model):
     image, _ = nuclei_field(13, shape=(160, 160))
     assert 0.7 <= nuclei_model.estimate_scale(image) <= 1.4
     assert 0.35 <= nuclei_model.estimate_scale(zoom(image, 2, order=1)) <= 0.7
+
+
+def test_predict_scale_auto_segments_each_image_at_its_own_scale(nuclei_model, tmp_path):
+    """Two images, nuclei of the training size and twice as large: each segmented at
+    the scale estimated from it, recorded in the folder's log, and the large nuclei
+    found about as well as at the right scale given by hand."""
+    import json
+
+    import tifffile
+    from scipy.ndimage import zoom
+
+    from napari_unet_cat.batch import LOG_NAME
+    from napari_unet_cat.cli import main
+    from napari_unet_cat.evaluation import evaluate_instances
+    from napari_unet_cat.io import read_labels
+
+    (tmp_path / "in").mkdir()
+    image, truth = nuclei_field(11, shape=(160, 160))
+    tifffile.imwrite(tmp_path / "in" / "small.tif", image)
+    tifffile.imwrite(tmp_path / "in" / "large.tif", zoom(image, 2, order=1))
+    argv = ["predict", "--model", "nuclei", "--input", str(tmp_path / "in"), "--quiet"]
+    assert main([*argv, "--output", str(tmp_path / "auto"), "--scale", "auto"]) == 0
+    log = {Path(r["file"]).stem: r for r in map(json.loads, (tmp_path / "auto" / LOG_NAME).read_text().splitlines())}
+    assert 0.7 <= log["small"]["scale"] <= 1.4 and log["small"]["scale_estimated"]
+    assert 0.35 <= log["large"]["scale"] <= 0.7
+    assert main([*argv, "--output", str(tmp_path / "half"), "--scale", "0.5"]) == 0
+    large_truth = zoom(truth, 2, order=0)
+    auto = evaluate_instances([read_labels(tmp_path / "auto" / "large.tif")], [large_truth])["ap"]["0.5"]
+    by_hand = evaluate_instances([read_labels(tmp_path / "half" / "large.tif")], [large_truth])["ap"]["0.5"]
+    assert auto >= by_hand - 0.1 and auto >= 0.6
+
+
+def test_scale_auto_needs_an_instance_model(tiny_model, tmp_path, capsys):
+    import tifffile
+
+    from napari_unet_cat.cli import main
+
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((32, 32), np.uint8))
+    model = tiny_model.save(tmp_path / "semantic.keras")
+    argv = ["predict", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--scale", "auto"]) != 0
+    assert "automatic scale needs a model trained on instance masks" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out/*.tif"))

@@ -128,7 +128,7 @@ def test_cluster_workers_keep_a_bounded_cache_keyed_by_fingerprint(tmp_path, tin
     }
     batch._WORKER_MODELS.clear()
     for key in ("one", "two", "three", "two"):
-        status, why, _ = segment_one(
+        status, why, _, _ = segment_one(
             str(model_file), str(tmp_path / "in" / "a.png"), str(tmp_path), {**options, "fingerprint": key}
         )
         assert status == "done", why

@@ -3,6 +3,8 @@ a worker, plot, preview, stop, save, and put predictions into Labels layers."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -562,10 +564,14 @@ def test_the_builtin_nuclei_model_segments_an_rgb_layer_and_fine_tunes(make_napa
     segment.source.value = "built-in: nuclei"
     assert segment.model_path.native.isHidden()  # no file to choose
     segment.image.value = viewer.layers["nuclei"]
+    segment.auto_scale.value = True  # nuclei of the training size: a scale near 1
     segment.run()
     qtbot.waitUntil(lambda: "nuclei U-Net" in viewer.layers, timeout=WAIT_MS)
     objects = viewer.layers["nuclei U-Net"]
     assert objects.data.shape == image.shape and objects.data.max() >= 6
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    used = objects.metadata["napari_unet_cat_scale"]
+    assert 0.7 <= used <= 1.4 and f"estimated scale {used:g}" in segment.status.value
 
     objects.data = truth  # the user's corrections
     train = _dock(viewer, "Train U-Net")
@@ -583,3 +589,29 @@ def test_the_builtin_nuclei_model_segments_an_rgb_layer_and_fine_tunes(make_napa
     assert train.model is not None and train.model.config.gray_input
     assert len(train.model.config.history) > 1  # the built-in model's epochs, then this one
     assert file_sha256(builtin_path("nuclei")) == shipped
+
+
+def test_export_cuts_the_sample_from_the_plane_on_screen(painted, qtbot, tiny_model, tmp_path):
+    """A stack's package sample is the plane the viewer shows, not its first plane."""
+    import zipfile
+
+    from napari_unet_cat._qt.segment_widget import export_job
+
+    viewer, image, _ = painted
+    stack = viewer.add_image(np.stack([image[::-1], image, image[:, ::-1]]), name="stack")
+    viewer.dims.set_current_step(0, 1)
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.model_path.value = tiny_model.save(tmp_path / "cells.keras")
+    segment.image.value = stack
+    panel = segment.open_export()
+    panel.path.value = tmp_path / "stack.zip"
+    panel.export()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=WAIT_MS)
+    assert panel.status.value == f"wrote {tmp_path / 'stack.zip'}"
+    export_job(tiny_model, viewer.layers["cells"], tmp_path / "plane.zip", panel.fields())
+
+    def sample(path):
+        with zipfile.ZipFile(path) as package, package.open("test_input.npy") as member:
+            return np.load(io.BytesIO(member.read()))
+
+    np.testing.assert_array_equal(sample(tmp_path / "stack.zip"), sample(tmp_path / "plane.zip"))

@@ -182,6 +182,7 @@ def segment_folder(
     split: bool = False,
     classes: bool = False,
     axes: str | None = None,
+    auto_scale: bool = False,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -217,6 +218,10 @@ def segment_folder(
             ``<stem>_classes.tif``.
         axes: The images' axes (``CYX``, ``TZCYX``...), overruling what each file says;
             default: read from the file (ImageJ, OME-TIFF, OME-Zarr) or guessed.
+        auto_scale: For an instance model: segment each image at the scale at which its
+            objects look as large as the training objects
+            (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`, one more
+            network pass over at most 1024x1024 pixels); the scale used is in the log.
 
     Returns:
         A :class:`BatchReport`.
@@ -229,6 +234,11 @@ def segment_folder(
         model = load_model(model)
     objects = model._wants_objects(None, instances)
     model.object_maker(instances, min_size=min_size, split=split)  # bad settings fail here, before any file
+    if auto_scale and (not model.is_instance_model or len(model.config.object_areas) < 2):
+        raise InputError(
+            "an automatic scale needs a model trained on instance masks (it compares object sizes with the "
+            "training objects'); give a scale instead"
+        )
     classes = bool(classes and objects)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
@@ -271,6 +281,7 @@ def segment_folder(
                 "classes": classes,
                 "fingerprint": fingerprint,
                 "axes": axes,
+                "auto_scale": bool(auto_scale),
             },
         )
 
@@ -313,12 +324,12 @@ def _run(
             plan.append((path, "segment", ""))
     finished = 0
 
-    def record(path: Path, status: str, why: str, seconds: float) -> None:
+    def record(path: Path, status: str, why: str, seconds: float, notes: dict | None = None) -> None:
         nonlocal finished
         {"done": report.done, "skipped": report.skipped}.get(status, []).append(path)
         if status == "failed":
             report.failed.append((path, why))
-        _log(output_dir, path, status, why, seconds, fingerprint)
+        _log(output_dir, path, status, why, seconds, fingerprint, notes if status == "done" else None)
         finished += 1
         if progress is not None:
             progress(finished, len(images), path, status)
@@ -353,29 +364,30 @@ def _run(
                 t0 = time.perf_counter()
                 read = next_read
                 next_read = _submit_read(reader, to_read, options.get("axes"))
+                notes: dict = {}
                 try:
                     image = read.result()
-                    result = _predict_or_stream(model, image, path, output_dir, options)
+                    result = _predict_or_stream(model, image, path, output_dir, options, notes)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as err:  # one bad file must not end the run
                     if pending is not None:
-                        record(pending[0], *pending[1].result())
+                        record(pending[0], *pending[1].result(), pending[2])
                         pending = None
                     record(path, "failed", _reason(err), time.perf_counter() - t0)
                     continue
                 del image
                 if pending is not None:
-                    record(pending[0], *pending[1].result())
+                    record(pending[0], *pending[1].result(), pending[2])
                     pending = None
                 if result is None:
-                    record(path, "done", "", time.perf_counter() - t0)
+                    record(path, "done", "", time.perf_counter() - t0, notes)
                 else:
-                    pending = (path, writer.submit(write, path, result, t0))
+                    pending = (path, writer.submit(write, path, result, t0), notes)
                 del result
         finally:
             if pending is not None:
-                record(pending[0], *pending[1].result())
+                record(pending[0], *pending[1].result(), pending[2])
             if next_read is not None:
                 next_read.cancel()
     report.seconds = time.perf_counter() - started
@@ -434,11 +446,12 @@ def _run_on_cluster(model, plan, output_dir, options, record, report, should_sto
                     client.cancel(list(futures))
                     break
                 path = futures[future]
+                notes = None
                 try:
-                    status, why, seconds = future.result()
+                    status, why, seconds, notes = future.result()
                 except Exception as err:  # a worker died, or the task could not run
                     status, why, seconds = "failed", _reason(err), 0.0
-                record(path, status, why, seconds)
+                record(path, status, why, seconds, notes)
         finally:
             client.close()
             if cluster is not None:
@@ -455,10 +468,11 @@ _WORKER_MODELS: OrderedDict[str, object] = OrderedDict()
 WORKER_MODELS_KEPT = 2
 
 
-def segment_one(model_file: str, image_path: str, output_dir: str, options: dict) -> tuple[str, str, float]:
+def segment_one(model_file: str, image_path: str, output_dir: str, options: dict) -> tuple[str, str, float, dict]:
     """Segment one image into ``output_dir`` (runs on a cluster worker): ``(status, why,
-    seconds)``. Each model is loaded once per worker process (keyed by its fingerprint,
-    so a changed file is loaded again) and at most ``WORKER_MODELS_KEPT`` are kept."""
+    seconds, notes)``, the notes for the log (such as the scale used). Each model is
+    loaded once per worker process (keyed by its fingerprint, so a changed file is
+    loaded again) and at most ``WORKER_MODELS_KEPT`` are kept."""
     from .model_file import load_model
 
     t0 = time.perf_counter()
@@ -471,25 +485,35 @@ def segment_one(model_file: str, image_path: str, output_dir: str, options: dict
             _WORKER_MODELS.popitem(last=False)
     model = _WORKER_MODELS[key]
     path = Path(image_path)
+    notes: dict = {}
     try:
         image = read_image_with_axes(path, options.get("axes"))
-        result = _predict_or_stream(model, image, path, Path(output_dir), options)
+        result = _predict_or_stream(model, image, path, Path(output_dir), options, notes)
         if result is not None:
             _write_outputs(path, Path(output_dir), result, options)
-        return "done", "", time.perf_counter() - t0
+        return "done", "", time.perf_counter() - t0, notes
     except Exception as err:
-        return "failed", _reason(err), time.perf_counter() - t0
+        return "failed", _reason(err), time.perf_counter() - t0, notes
 
 
-def _predict_or_stream(model, image, path: Path, output_dir: Path, options: dict):
+def _predict_or_stream(model, image, path: Path, output_dir: Path, options: dict, notes: dict | None = None):
     """Predict ``image``, an ``(array, axes)`` pair from :func:`read_image_with_axes`:
-    ``{"labels", "probabilities", "classes"}`` (what was asked for).
+    ``{"labels", "probabilities", "classes"}`` (what was asked for). ``notes`` receives
+    what the log should say (the scale used, with ``auto_scale``).
 
     A large one (without probabilities) goes straight into its mask file band by band,
     never whole in memory, and gives ``None``; its class map, when asked for beside its
     objects, is streamed in a second pass.
     """
     image, axes = image
+    if options.get("auto_scale"):
+        estimate = model.estimate_scale(image, axes=axes)
+        if estimate is not None:
+            model = model.at_scale(round(estimate, 3))
+        if notes is not None:
+            # Too few objects to judge by: the model's own scale.
+            notes["scale"] = model.config.scale
+            notes["scale_estimated"] = estimate is not None
     common = {
         "tile_size": options["tile_size"],
         "test_time_augmentation": options["test_time_augmentation"],
@@ -554,10 +578,13 @@ def _remove_leftovers(output_dir: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _log(output_dir: Path, path: Path, status: str, why: str, seconds: float, model: str = "") -> None:
+def _log(
+    output_dir: Path, path: Path, status: str, why: str, seconds: float, model: str = "", notes: dict | None = None
+) -> None:
     record = {"file": str(path), "status": status, "seconds": round(seconds, 3), "time": time.time()}
     if model:
         record["model"] = model
+    record.update(notes or {})
     if why:
         record["error"] = why
     try:

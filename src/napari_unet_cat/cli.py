@@ -42,6 +42,11 @@ _positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive nu
 _fraction = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
+def _scale_or_auto(text: str) -> float | str:
+    """``auto``, or a positive number."""
+    return "auto" if text.strip().lower() == "auto" else _positive_float(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-unet-cat",
@@ -186,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=_positive_int, help="tile side (default: from available memory)")
     p.add_argument(
         "--scale",
-        type=_positive_float,
+        type=_scale_or_auto,
         help="predict at this fraction of full resolution instead of the model's own, for objects of another "
-        "size than it was trained on (e.g. 0.5 for objects twice as large)",
+        "size than it was trained on (e.g. 0.5 for objects twice as large); 'auto' (instance models): estimate it "
+        "for each image from the objects it finds (the scale used is in the output folder's log)",
     )
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_probabilities.tif")
     p.add_argument(
@@ -415,7 +421,7 @@ def _predict(args) -> int:
     from .model_file import load_model
 
     model = load_model(args.model, precision=args.precision)
-    if args.scale is not None:
+    if args.scale is not None and args.scale != "auto":
         model = model.at_scale(args.scale)
     bar = None
     if not args.quiet:
@@ -446,6 +452,7 @@ def _predict(args) -> int:
             split=args.split,
             classes=args.classes,
             axes=args.axes,
+            auto_scale=args.scale == "auto",
         )
     finally:
         if bar is not None:

@@ -280,8 +280,13 @@ def output_axes_of(layer, data, axes: str) -> list[int]:
 
 def plane_on_screen(viewer: napari.Viewer, layer, layer_axes: list[int]) -> tuple[int, ...]:
     """Index of the plane shown now along the stack axes ``layer_axes[:-2]`` of ``layer``."""
-    step = viewer.dims.current_step
-    offset = viewer.dims.ndim - layer.ndim
+    return plane_at_step(tuple(viewer.dims.current_step), layer, layer_axes)
+
+
+def plane_at_step(step: tuple[int, ...], layer, layer_axes: list[int]) -> tuple[int, ...]:
+    """Index of the plane of ``layer`` at the viewer's dims ``step`` (one entry per
+    viewer axis; a layer with fewer axes takes the last ones), along ``layer_axes[:-2]``."""
+    offset = len(step) - layer.ndim
     shape = layer.data.shape
     return tuple(int(min(max(step[offset + a], 0), shape[a] - 1)) for a in layer_axes[:-2])
 

@@ -43,6 +43,10 @@ class FolderWidget(Container):
         self.probabilities = CheckBox(text="also write probabilities", value=False)
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.overwrite = CheckBox(text="redo images already done", value=False)
+        self.auto_scale = CheckBox(text="estimate each image's scale (instance models)", value=False)
+        self.auto_scale.tooltip = (
+            "segment each image at the scale at which its objects look as large as the training objects"
+        )
         self.run_button = PushButton(text="Segment folder")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
@@ -56,6 +60,7 @@ class FolderWidget(Container):
                 self.tile_size,
                 self.probabilities,
                 self.tta,
+                self.auto_scale,
                 self.overwrite,
                 self.run_button,
                 self.cancel_button,
@@ -119,6 +124,7 @@ class FolderWidget(Container):
             probabilities=self.probabilities.value,
             test_time_augmentation=self.tta.value,
             overwrite=self.overwrite.value,
+            auto_scale=self.auto_scale.value,
             progress=lambda i, n, path, status: self._relay.step.emit(i, n, f"{path.name}: {status}"),
             should_stop=lambda: self._cancel,
         )

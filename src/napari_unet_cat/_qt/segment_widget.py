@@ -36,6 +36,7 @@ from ._common import (
     notify_error,
     on_model_thread,
     output_axes_of,
+    plane_at_step,
     status_label,
     unless_closed,
     warm_up_model_code,
@@ -92,17 +93,24 @@ def predict_layer(
     min_size: int | None = None,
     extra_channels=(),
     axes: str = "",
-    scale: float | None = None,
+    scale: float | str | None = None,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
-    (yielding progress), then return ``(labels, probabilities or None, model)``.
+    (yielding progress), then return ``(labels, probabilities or None, model, scale)``.
     ``output`` is a value of :data:`OUTPUTS`; ``extra_channels`` and ``axes`` as for
     :func:`~napari_unet_cat._qt._common.layer_input`; ``scale`` (None: the model's) as
-    for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`. Objects are numbered
-    across the planes of a stack. Lazy (dask) layers are read tile by tile."""
+    for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`, or ``"auto"``: estimated
+    from the layer (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`). The
+    scale returned is the one used. Objects are numbered across the planes of a stack.
+    Lazy (dask) layers are read tile by tile."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
     data, data_axes = model_input(layer, model, extra_channels, axes)
+    if scale == "auto":
+        if not model.is_instance_model:
+            raise UNetCatError("estimating the scale needs a model trained on instance masks: give a scale instead")
+        estimate = model.estimate_scale(data, axes=data_axes)
+        scale = round(estimate, 3) if estimate is not None else None
     predictor = model.at_scale(scale) if scale else model
     shape = labels_shape_for(data, data_axes)
     n_stack = len(shape) - 2
@@ -140,7 +148,7 @@ def predict_layer(
         from ..arrays import smallest_int_dtype
 
         labels = labels.astype(smallest_int_dtype(max(next_id, 1)), copy=False)
-    return labels, probs, model
+    return labels, probs, model, predictor.config.scale
 
 
 #: Metadata key holding a checksum of what this plugin wrote into a prediction layer.
@@ -217,7 +225,7 @@ def start_prediction(
     min_size: int | None = None,
     extra_channels=(),
     axes: str = "",
-    scale: float | None = None,
+    scale: float | str | None = None,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -248,10 +256,11 @@ def start_prediction(
     )
 
     def done(result):
-        labels, probs, loaded = result
+        labels, probs, loaded, used_scale = result
         if loaded is not model:  # loaded from a file: training can continue from it
             Session.set(loaded)
         added = add_prediction(viewer, layer, labels, loaded, probs, layer_axes)
+        added.metadata["napari_unet_cat_scale"] = used_scale
         if on_done is not None:
             on_done(added)
 
@@ -268,14 +277,18 @@ def start_prediction(
     return worker
 
 
-def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = ""):
-    """Run on a worker: load the model if given a path, cut the sample from the first
-    plane of ``layer`` and write the package; returns its path."""
+def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = "", step: tuple[int, ...] = ()):
+    """Run on a worker: load the model if given a path, cut the sample from the plane of
+    ``layer`` at the viewer's dims ``step`` (the plane on screen; the first without a
+    step) and write the package; returns its path."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
     data, data_axes = model_input(layer, model, extra_channels, axes)
     n_stack = len(labels_shape_for(data, data_axes)) - 2
-    plane = np.asarray(data[(0,) * n_stack] if n_stack else data)
+    index = (0,) * n_stack
+    if n_stack and step:
+        index = plane_at_step(step, layer, output_axes_of(layer, data, data_axes))
+    plane = np.asarray(data[index] if n_stack else data)
     return model.export_bioimageio(path, plane, sample_name=f"layer '{layer.name}'", **fields)
 
 
@@ -283,7 +296,7 @@ class ExportPanel(Container):
     """The fields only a person can give for a bioimage.io package, then Export.
 
     Opened by Segment with U-Net's "Export for bioimage.io..." button; the model and the
-    sample image (its first plane) are that widget's.
+    sample image (the plane on screen) are that widget's.
     """
 
     def __init__(self, owner: SegmentWidget):
@@ -351,6 +364,7 @@ class ExportPanel(Container):
             self.fields(),
             owner._extra_channels(),
             owner.axes.value.strip(),
+            tuple(owner.viewer.dims.current_step),
             _ignore_errors=True,
         )
         worker.returned.connect(self._done)
@@ -402,6 +416,11 @@ class SegmentWidget(Container):
             "predict at this fraction of full resolution, for objects of another size than the model saw: "
             "0.5 for objects twice as large"
         )
+        self.auto_scale = CheckBox(text="estimate the scale from the image", value=False)
+        self.auto_scale.tooltip = (
+            "instance models: find the objects once, then segment at the scale at which they look as large as "
+            "the training objects (overrides the scale above)"
+        )
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = status_label("")
@@ -421,6 +440,7 @@ class SegmentWidget(Container):
                 self.output,
                 self.min_size,
                 self.scale,
+                self.auto_scale,
                 self.run_button,
                 self.progress,
                 self.status,
@@ -504,7 +524,10 @@ class SegmentWidget(Container):
 
         def finished(layer) -> None:
             if not self.closed:
-                self.status.value = f"added '{layer.name}'"
+                used = layer.metadata.get("napari_unet_cat_scale")
+                self.status.value = f"added '{layer.name}'" + (
+                    f" (estimated scale {used:g})" if self.auto_scale.value and used is not None else ""
+                )
 
         def fail(message: str) -> None:
             self._fail(message)
@@ -520,7 +543,7 @@ class SegmentWidget(Container):
             min_size=None if self.min_size.value < 0 else self.min_size.value,
             extra_channels=self._extra_channels(),
             axes=self.axes.value.strip(),
-            scale=self.scale.value or None,
+            scale="auto" if self.auto_scale.value else (self.scale.value or None),
             on_error=fail,
             on_progress=progress,
             on_done=finished,
