@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/bench_strokes.py [--data ../shared/data/nuclei] [--budgets 0.5 1 2]
                                        [--share 0.02] [--seeds 0] [--out FILE] [--quick]
+                                       [--train-args "--batch-size 8"]
 
 The napari user's main path, headless: paint strokes of each class on one image, train
 on that image alone (``napari-unet-cat train --sparse --preset light --time-budget M``,
@@ -168,8 +169,11 @@ def iou(pred: np.ndarray, mask: np.ndarray) -> float:
     return float((pred & truth).sum() / union) if union else 1.0
 
 
-def train_on_strokes(image, strokes, budget_min: float, seed: int, work: Path) -> tuple[np.ndarray, dict]:
-    """The CLI's sparse training on this one image, then the prediction of it."""
+def train_on_strokes(
+    image, strokes, budget_min: float, seed: int, work: Path, extra: list[str] = ()
+) -> tuple[np.ndarray, dict]:
+    """The CLI's sparse training on this one image (with ``extra`` arguments after the
+    defaults), then the prediction of it."""
     import tifffile
 
     from napari_unet_cat.cli import main as cli
@@ -182,7 +186,7 @@ def train_on_strokes(image, strokes, budget_min: float, seed: int, work: Path) -
     out = work / f"model-{budget_min:g}.keras"
     argv = ["train", "--images", str(work / "images"), "--masks", str(work / "masks"), "--out", str(out)]
     argv += ["--sparse", "--preset", "light", "--time-budget", f"{budget_min:g}", "--epochs", "100000"]
-    argv += ["--seed", str(seed)]
+    argv += ["--seed", str(seed), *extra]
     started = time.perf_counter()
     code = cli(argv)
     if code:
@@ -219,7 +223,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", help="image names to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/strokes.json"))
     parser.add_argument("--quick", action="store_true", help="the synthetic sample, 5-second budgets")
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="more arguments for train, to measure an alternative to the defaults (e.g. '--batch-size 8')",
+    )
     args = parser.parse_args(argv)
+    extra = args.train_args.split()
     if args.quick:
         args.budgets = [5 / 60]
     from napari_unet_cat import __version__
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
             row["first_guess_iou"] = iou(guess, mask)
             with tempfile.TemporaryDirectory() as tmp:
                 for budget in args.budgets:
-                    pred, info = train_on_strokes(image, strokes, budget, seed, Path(tmp))
+                    pred, info = train_on_strokes(image, strokes, budget, seed, Path(tmp), extra)
                     row[f"unet_{budget:g}min_iou"] = iou(pred, mask)
                     row[f"unet_{budget:g}min"] = info
             rows.append(row)
@@ -262,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine,
         "steal_seconds": round(steal_seconds() - steal, 1),
         "share": args.share,
+        "train_args": extra,
         "budgets_min": args.budgets,
         "quick": args.quick,
         "rows": rows,

@@ -355,3 +355,18 @@ def test_held_out_strokes_are_not_guessed_by_the_forest():
     held[(strokes > 0) & ~train_painted] = True  # painted, but not a training stroke
     assert held.any() and (plane.targets[held] < 0).all()
     assert trainer.guided_pixels > 0 and (plane.weights[:, :64] > 0).any()
+
+
+def test_sparse_strokes_train_with_a_smaller_batch_by_default():
+    """Strokes runs are short: batch 8 (more steps) unless a batch is given."""
+    from napari_unet_cat.config import DEFAULT_BATCH_SIZE, SPARSE_BATCH_SIZE, ModelConfig, TrainingSettings
+
+    assert (DEFAULT_BATCH_SIZE, SPARSE_BATCH_SIZE) == (20, 8)
+    assert TrainingSettings().batch_size == 20
+    assert TrainingSettings(label_mode="instances").batch_size == 20
+    assert TrainingSettings(label_mode="sparse").batch_size == 8
+    assert TrainingSettings(label_mode="sparse", batch_size=20).batch_size == 20
+    # A model file's settings read back as written; a file without a batch gets the default.
+    written = ModelConfig.from_dict({"training": {"label_mode": "sparse", "batch_size": 20}})
+    assert written.training.batch_size == 20
+    assert ModelConfig.from_dict({"training": {"label_mode": "sparse"}}).training.batch_size == 8

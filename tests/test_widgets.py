@@ -615,3 +615,15 @@ def test_export_cuts_the_sample_from_the_plane_on_screen(painted, qtbot, tiny_mo
             return np.load(io.BytesIO(member.read()))
 
     np.testing.assert_array_equal(sample(tmp_path / "stack.zip"), sample(tmp_path / "plane.zip"))
+
+
+def test_the_train_widget_picks_the_batch_by_label_mode(make_napari_viewer):
+    viewer = make_napari_viewer()
+    train = _dock(viewer, "Train U-Net")
+    assert train.batch_size.value == 0  # auto
+    train.mode.value = "sparse strokes (0 = not annotated)"
+    assert train.settings().batch_size == 8
+    train.mode.value = "dense masks (0 = background)"
+    assert train.settings().batch_size == 20
+    train.batch_size.value = 12
+    assert train.settings().batch_size == 12

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
     t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
     t.add_argument("--patch-size", type=_positive_int, default=128, help="training patch side (default 128)")
-    t.add_argument("--batch-size", type=_positive_int, default=20, help="patches per step (default 20)")
+    t.add_argument(
+        "--batch-size", type=_positive_int, help="patches per step (default 20; 8 with --sparse, for short runs)"
+    )
     t.add_argument(
         "--learning-rate",
         type=_positive_float,

@@ -126,13 +126,22 @@ class Architecture:
             raise InputError(f"invalid architecture settings: {shown}")
 
 
+#: The tutorial's batch, and the strokes path's: a few strokes on one image train for a
+#: minute or two, where optimizer steps count more than patches per step (on a CPU a
+#: batch of 8 trains as many images per second as 20, with 2.5x the steps; measured in
+#: docs/benchmarks.md, "A few strokes on one image").
+DEFAULT_BATCH_SIZE = 20
+SPARSE_BATCH_SIZE = 8
+
+
 @dataclass
 class TrainingSettings:
-    """How to train. Defaults are the tutorial's: Adam at 1e-4, batch 20, 128x128 patches,
-    10% of the images held out for validation."""
+    """How to train. Defaults are the tutorial's: Adam at 1e-4, batch 20 (8 for sparse
+    strokes), 128x128 patches, 10% of the images held out for validation."""
 
     epochs: int = 50
-    batch_size: int = 20
+    #: None: :data:`SPARSE_BATCH_SIZE` for sparse strokes, else :data:`DEFAULT_BATCH_SIZE`.
+    batch_size: int | None = None
     patch_size: int = 128
     learning_rate: float = 1e-4
     val_fraction: float = 0.1
@@ -171,6 +180,10 @@ class TrainingSettings:
     #: Instance masks: the class weights ``w_c`` are each class's pixel share to the
     #: power ``-class_balance`` (1: the paper's inverse frequency; 0: none).
     class_balance: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = SPARSE_BATCH_SIZE if self.label_mode == "sparse" else DEFAULT_BATCH_SIZE
 
     def validate(self) -> None:
         problems = []

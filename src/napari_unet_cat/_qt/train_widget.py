@@ -110,7 +110,8 @@ class TrainWidget(Container):
         self.base_filters = SpinBox(label="width (0 = preset)", value=0, min=0, max=256)
         self.epochs = SpinBox(label="epochs", value=50, min=1, max=100_000)
         self.patch_size = SpinBox(label="patch size", value=128, min=16, max=2048, step=16)
-        self.batch_size = SpinBox(label="batch size", value=20, min=1, max=1024)
+        self.batch_size = SpinBox(label="batch size (0 = auto)", value=0, min=0, max=1024)
+        self.batch_size.tooltip = "patches per step; auto: 20, or 8 for sparse strokes (more steps in a short run)"
         self.learning_rate = LineEdit(label="learning rate", value=f"{PRESET_LEARNING_RATES['light']:g}")
         self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
         self.start_from = ComboBox(label="start from", choices=start_choices(), value=START_FROM[0])
@@ -278,7 +279,7 @@ class TrainWidget(Container):
             raise UNetCatError(f"learning rate {self.learning_rate.value!r} is not a number") from None
         settings = TrainingSettings(
             epochs=self.epochs.value,
-            batch_size=self.batch_size.value,
+            batch_size=self.batch_size.value or None,
             patch_size=self.patch_size.value,
             learning_rate=learning_rate,
             val_fraction=self.val_fraction.value,
