@@ -234,10 +234,10 @@ def segment_folder(
         model = load_model(model)
     objects = model._wants_objects(None, instances)
     model.object_maker(instances, min_size=min_size, split=split)  # bad settings fail here, before any file
-    if auto_scale and (not model.is_instance_model or len(model.config.object_areas) < 2):
+    if auto_scale and not model.knows_object_sizes:  # before any file, not at each one
         raise InputError(
-            "an automatic scale needs a model trained on instance masks (it compares object sizes with the "
-            "training objects'); give a scale instead"
+            "an automatic scale needs a model trained on instance masks (it compares the sizes of the objects "
+            "found with the training objects'); give a scale instead"
         )
     classes = bool(classes and objects)
     input_dir, output_dir = Path(input_dir), Path(output_dir)

@@ -106,6 +106,12 @@ class UNetModel:
         scaled._network_lock = self._network_lock  # one network: one lock where calls take turns
         return scaled
 
+    @property
+    def knows_object_sizes(self) -> bool:
+        """Trained on instance masks, with the sizes of its training objects recorded
+        (what :meth:`estimate_scale` compares with)."""
+        return self.is_instance_model and len(self.config.object_areas) >= 2
+
     def estimate_scale(
         self, image, *, axes: str | None = None, min_objects: int = 5, max_side: int = 1024
     ) -> float | None:
@@ -119,8 +125,11 @@ class UNetModel:
         zoomed by 0.5, 1 and 2, the estimated scale scored AP@0.5 at least as high as
         the model's own scale at every zoom.
         """
-        if not self.is_instance_model or len(self.config.object_areas) < 2:
-            raise InputError("estimating the scale needs a model trained on instance masks")
+        if not self.knows_object_sizes:
+            raise InputError(
+                "estimating the scale needs a model trained on instance masks (it compares the sizes of the "
+                "objects found with the training objects'); give a scale instead"
+            )
         image, axes = to_canonical(image, axes)
         layout = infer_layout(
             np.shape(image),

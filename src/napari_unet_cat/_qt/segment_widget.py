@@ -106,9 +106,7 @@ def predict_layer(
     if not hasattr(model, "predict"):
         model = Session.load(model)
     data, data_axes = model_input(layer, model, extra_channels, axes)
-    if scale == "auto":
-        if not model.is_instance_model:
-            raise UNetCatError("estimating the scale needs a model trained on instance masks: give a scale instead")
+    if scale == "auto":  # a model without object sizes says so here
         estimate = model.estimate_scale(data, axes=data_axes)
         scale = round(estimate, 3) if estimate is not None else None
     predictor = model.at_scale(scale) if scale else model
