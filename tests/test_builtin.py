@@ -241,6 +241,19 @@ def test_the_scale_estimate_finds_nuclei_twice_as_large(nuclei_model):
     assert 0.35 <= nuclei_model.estimate_scale(zoom(image, 2, order=1)) <= 0.7
 
 
+def test_the_scale_estimate_reads_only_the_central_square(nuclei_model):
+    """A wide lazy plane: the estimate reads its central ``max_side`` square, never the
+    whole plane, and finds what the same square given alone gives."""
+    from .test_tiling import RecordingArray
+
+    image, _ = make_instance_image((160, 480), seed=14, n_objects=(42, 60), radius=(8.0, 13.0))
+    lazy = RecordingArray(image)
+    estimate = nuclei_model.estimate_scale(lazy, max_side=160)
+    assert estimate is not None
+    assert lazy.reads and max(lazy.reads) <= 160 * 160
+    assert estimate == pytest.approx(nuclei_model.estimate_scale(image[:, 160:320]))
+
+
 def test_predict_scale_auto_segments_each_image_at_its_own_scale(nuclei_model, tmp_path):
     """Two images, nuclei of the training size and twice as large: each segmented at
     the scale estimated from it, recorded in the folder's log, and the large nuclei

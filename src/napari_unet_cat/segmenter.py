@@ -19,7 +19,6 @@ from .arrays import (
     Layout,
     apply_normalization,
     argmax_last,
-    get_plane,
     infer_layout,
     percentile_range,
     plane_indices,
@@ -139,10 +138,10 @@ class UNetModel:
             gray=self.config.gray_input,
         )
         first = next(iter(plane_indices(layout)))
-        plane = get_plane(image, layout, first)
-        (h, w), side = plane.shape[:2], int(max_side)
+        (h, w), side = layout.spatial, int(max_side)
         y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-        plane = plane[y0 : y0 + side, x0 : x0 + side]
+        # Only the central square is read, so a lazy or huge plane is never loaded whole.
+        plane = read_window(image, layout, first, np.arange(y0, min(h, y0 + side)), np.arange(x0, min(w, x0 + side)))
         objects = self.predict(plane, axes="YXC", output="instances")
         _, areas = np.unique(objects[objects > 0], return_counts=True)
         if areas.size < min_objects:
