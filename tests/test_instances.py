@@ -108,6 +108,24 @@ def test_training_planes_carry_the_weight_map(tmp_path):
     assert set(np.unique(y[..., 0])) <= {0.0, 1.0, 2.0}
 
 
+def test_instance_class_weights_must_be_three(tmp_path):
+    """A continued model's class weights of the wrong length are refused, not replaced
+    silently by the new images' balance (its probability correction would then not fit)."""
+    from napari_unet_cat.config import Normalization
+    from napari_unet_cat.dataset import prepare_planes
+
+    image, lab = make_instance_image((64, 64), seed=3)
+    common = dict(
+        names=["cells"], class_values=[0, 1, 2], mode="instances", value_map={},
+        normalization=Normalization(), scale=1.0, patch_size=64,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"3 weights .*received \[1.0, 2.0\]"):
+        prepare_planes([image], [lab], class_weights=[1.0, 2.0], **common)
+    planes, _ = prepare_planes([image], [lab], class_weights=[1.0, 2.0, 5.0], **common)
+    interior = planes[0].weights[planes[0].targets == INTERIOR]
+    assert interior.min() == pytest.approx(2.0)
+
+
 # -- objects from probabilities ---------------------------------------------------------------
 def _probabilities_of(lab: np.ndarray, border_width: int = 1, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     probs = np.eye(3, dtype=np.float32)[instance_targets(lab, border_width)]

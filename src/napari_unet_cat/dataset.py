@@ -141,6 +141,11 @@ def prepare_planes(
     image's axes in the package's order (see :func:`~napari_unet_cat.arrays.to_canonical`;
     None: guessed). ``gray``: colour images become one channel, the mean of their colours.
     """
+    if mode == "instances" and class_weights is not None and len(class_weights) != 3:
+        raise ValueError(
+            "class_weights for instance targets needs 3 weights (background, interior, border), "
+            f"received {list(class_weights)}"
+        )
     planes: list[TrainingPlane] = []
     image_axes = list(image_axes) if image_axes is not None else [None] * len(images)
     for image_index, (image, lab, name, axes) in enumerate(zip(images, labels, names, image_axes)):
@@ -187,7 +192,7 @@ def prepare_planes(
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
     if mode == "instances":
-        if class_weights is not None and len(class_weights) == 3:
+        if class_weights is not None:
             balance = np.asarray(class_weights, np.float32)
         else:
             balance = class_balance([p.targets for p in planes], power=class_balance_power)
