@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/train_builtin.py DATA WORK [--minutes 55] [--settle-minutes 12] [--steps train settle package]
+    python benchmarks/train_builtin.py DATA WORK --steps validate [--models nuclei OTHER.keras]
 
 ``DATA`` is the nuclei folder (``train/`` and ``test/``, each with ``images/`` and
 ``masks_instance/``). Steps:
@@ -21,6 +22,10 @@ Usage:
            float16 ships when it scores as float32 does; with its model card (scores
            included) it goes to ``src/napari_unet_cat/models/nuclei.keras``, its SHA-256
            to ``models/index.json``
+
+  validate the ``--models`` (default: the shipped one) on the images ``train`` holds out,
+           as published (RGBA); the first model also with ``--tta`` and ``--min-size 0``.
+           A change to the shipped model is judged here, never on ``test/``
 
 Every step appends a record (the command, the code version, this machine's bare-fit
 images/s, times and scores) to ``--out``.
@@ -262,6 +267,47 @@ def package(data: Path, work: Path) -> dict:
     }
 
 
+def validation_images(data: Path, seed: int, fraction: float = 0.1) -> list[Path]:
+    """The ``train/`` images that ``train --seed SEED`` holds out (the product's own split)."""
+    from types import SimpleNamespace
+
+    from napari_unet_cat.dataset import split_validation
+    from napari_unet_cat.io import list_images
+
+    paths = list_images(data / "train" / "images")
+    sources = [SimpleNamespace(image_index=i) for i in range(len(paths))]
+    _, held = split_validation(sources, fraction, patch=128, seed=seed)
+    return [paths[p.image_index] for p in held]
+
+
+def validate(data: Path, models: list[str], seed: int) -> dict:
+    """Objects of each model on the held-out ``train/`` images, plain, with ``--tta`` and
+    with ``--min-size 0``: how to judge a change to the shipped model without ``test/``."""
+    from bench_instances import object_scores
+    from napari_unet_cat.io import list_images, read_image, read_labels
+    from napari_unet_cat.model_file import load_model
+
+    held = validation_images(data, seed)
+    masks = {p.stem: p for p in list_images(data / "train" / "masks_instance")}
+    truths = [read_labels(masks[p.stem]) for p in held]
+    images = [read_image(p) for p in held]
+    variants = {"plain": {}, "tta": {"test_time_augmentation": True}, "min_size_0": {"min_size": 0}}
+    scores = {}
+    for name in models:
+        model = load_model(name)
+        for variant, options in variants.items():
+            if variant != "plain" and name != models[0]:
+                continue  # the variants of the first model only
+            result = object_scores([model.predict(image, **options) for image in images], truths)
+            scores[f"{name} {variant}"] = result
+            print(
+                f"{name} {variant}: AP@0.5 {result['ap50']:.3f}, mean AP {result['mean_ap']:.3f}, foreground IoU "
+                f"{result['foreground_iou']:.3f}, merged {result['merged']}, split {result['split']}",
+                flush=True,
+            )
+    return {"step": "validate", "images": [p.name for p in held], "scores": scores}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path)
@@ -270,8 +316,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--settle-minutes", type=float, default=12.0)
     parser.add_argument(
-        "--steps", nargs="+", default=["train", "settle", "package"], choices=["train", "settle", "package"]
+        "--steps",
+        nargs="+",
+        default=["train", "settle", "package"],
+        choices=["train", "settle", "package", "validate"],
     )
+    parser.add_argument("--models", nargs="+", default=["nuclei"], help="for validate: model files or built-in names")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "builtin.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -283,6 +333,8 @@ def main() -> None:
             append_record(args.out, record)
             seconds = record["train_seconds"]
             print(f"{step}: {record['epochs']} epochs, {record['patches_seen']} patches, {seconds:.0f} s")
+    if "validate" in args.steps:
+        append_record(args.out, {**base, **validate(args.data, args.models, args.seed)})
     if "package" in args.steps:
         record = {**base, **package(args.data, args.work)}
         append_record(args.out, record)
