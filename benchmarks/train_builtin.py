@@ -267,16 +267,19 @@ def package(data: Path, work: Path) -> dict:
     }
 
 
-def validation_images(data: Path, seed: int, fraction: float = 0.1) -> list[Path]:
-    """The ``train/`` images that ``train --seed SEED`` holds out (the product's own split)."""
+def validation_images(data: Path, seed: int) -> list[Path]:
+    """The ``train/`` images that ``train --seed SEED`` holds out (the product's own split
+    and default fraction)."""
     from types import SimpleNamespace
 
+    from napari_unet_cat.config import TrainingSettings
     from napari_unet_cat.dataset import split_validation
     from napari_unet_cat.io import list_images
 
+    settings = TrainingSettings()
     paths = list_images(data / "train" / "images")
     sources = [SimpleNamespace(image_index=i) for i in range(len(paths))]
-    _, held = split_validation(sources, fraction, patch=128, seed=seed)
+    _, held = split_validation(sources, settings.val_fraction, patch=settings.patch_size, seed=seed)
     return [paths[p.image_index] for p in held]
 
 
@@ -293,11 +296,9 @@ def validate(data: Path, models: list[str], seed: int) -> dict:
     images = [read_image(p) for p in held]
     variants = {"plain": {}, "tta": {"test_time_augmentation": True}, "min_size_0": {"min_size": 0}}
     scores = {}
-    for name in models:
+    for i, name in enumerate(models):
         model = load_model(name)
-        for variant, options in variants.items():
-            if variant != "plain" and name != models[0]:
-                continue  # the variants of the first model only
+        for variant, options in variants.items() if i == 0 else [("plain", {})]:  # variants: first model only
             result = object_scores([model.predict(image, **options) for image in images], truths)
             scores[f"{name} {variant}"] = result
             print(

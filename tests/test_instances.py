@@ -108,7 +108,7 @@ def test_training_planes_carry_the_weight_map(tmp_path):
     assert set(np.unique(y[..., 0])) <= {0.0, 1.0, 2.0}
 
 
-def test_instance_class_weights_must_be_three(tmp_path):
+def test_instance_class_weights_must_be_three():
     """A continued model's class weights of the wrong length are refused, not replaced
     silently by the new images' balance (its probability correction would then not fit)."""
     from napari_unet_cat.config import Normalization
