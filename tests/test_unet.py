@@ -51,3 +51,18 @@ def test_l2_adds_kernel_penalties():
 def test_bad_arguments_say_what_was_received(kwargs, message):
     with pytest.raises(ValueError, match=f"{message}.*Received|Received.*{message}"):
         build_unet(**kwargs)
+
+
+def test_seed_fixes_the_initial_weights():
+    def kernels(seed):
+        return [w for w in build_unet(2, 1, base_filters=4, depth=2, seed=seed).get_weights() if w.ndim == 4]
+
+    first, again, other = kernels(3), kernels(3), kernels(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+    # Each layer gets its own draw: the two kernels of one level differ.
+    model = build_unet(2, 1, base_filters=4, depth=2, seed=3)
+    a = np.asarray(model.get_layer("up1_conv2").get_weights()[0])
+    b = np.asarray(model.get_layer("down1_conv2").get_weights()[0])
+    assert a.shape == b.shape
+    assert not np.allclose(a, b)

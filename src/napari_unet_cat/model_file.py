@@ -189,8 +189,9 @@ def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
     return UNetModel(keras_model, config)
 
 
-def build_network(config: ModelConfig, dtype_policy: str = "float32"):
-    """The Keras network of ``config``, its layers computing under ``dtype_policy``."""
+def build_network(config: ModelConfig, dtype_policy: str = "float32", seed: int | None = None):
+    """The Keras network of ``config``, its layers computing under ``dtype_policy``,
+    its initial weights drawn from ``seed`` (``None``: Keras's global random state)."""
     from .resources import dtype_policy as policy_scope
     from .unet import build_unet
 
@@ -203,4 +204,5 @@ def build_network(config: ModelConfig, dtype_policy: str = "float32"):
             depth=arch.depth,
             batch_norm=arch.batch_norm,
             kernel_l2=arch.kernel_l2,
+            seed=seed,
         )

@@ -366,7 +366,7 @@ class Trainer:
         self._scope = distribution_scope(s.data_parallel)
         if model is None:
             with self._scope():
-                self.keras_model = build_network(config, self.precision)
+                self.keras_model = build_network(config, self.precision, seed=s.seed)
         else:
             # A copy, its variables made under this run's distribution and policy.
             weights = model.keras_model.get_weights()  # read outside any other strategy

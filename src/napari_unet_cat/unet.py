@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from ._backend import keras
 
 layers = keras.layers
@@ -17,6 +19,7 @@ def build_unet(
     kernel_l2: float = 0.0,
     bn_momentum: float = 0.9,
     input_size: int | None = None,
+    seed: int | None = None,
     name: str = "unet",
 ) -> keras.Model:
     """Build a U-Net that outputs one logit per class and pixel.
@@ -38,6 +41,8 @@ def build_unet(
             Keras's 0.99) lets them settle within the few hundred steps of a short
             training run, so inference matches training.
         input_size: Fixed square input side, or ``None`` for any size (the default).
+        seed: Seed of the initial weights, so that the same seed builds the same
+            network; ``None`` draws them from Keras's global random state.
         name: Name of the model.
 
     Returns:
@@ -58,6 +63,12 @@ def build_unet(
         raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
 
     regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
+    layer_count = itertools.count()
+
+    def initializer(kind: type[keras.initializers.Initializer]) -> keras.initializers.Initializer:
+        # One seed per layer: a Keras initializer with an integer seed repeats its values,
+        # so layers sharing one would start with correlated kernels.
+        return kind(seed=None if seed is None else seed * 1000 + next(layer_count))
 
     def conv_block(x, filters: int, prefix: str):
         for i in (1, 2):
@@ -66,7 +77,7 @@ def build_unet(
                 3,
                 padding="same",
                 use_bias=not batch_norm,
-                kernel_initializer="he_normal",
+                kernel_initializer=initializer(keras.initializers.HeNormal),
                 kernel_regularizer=regularizer,
                 name=f"{prefix}_conv{i}",
             )(x)
@@ -85,12 +96,19 @@ def build_unet(
     x = conv_block(x, base_filters * 2**depth, "bottom")
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_regularizer=regularizer, name=f"up{level + 1}_upconv")(
-            x
-        )
+        x = layers.Conv2DTranspose(
+            filters,
+            2,
+            strides=2,
+            kernel_initializer=initializer(keras.initializers.GlorotUniform),
+            kernel_regularizer=regularizer,
+            name=f"up{level + 1}_upconv",
+        )(x)
         x = layers.Concatenate(name=f"up{level + 1}_concat")([skips[level], x])
         x = conv_block(x, filters, f"up{level + 1}")
-    logits = layers.Conv2D(n_classes, 1, dtype="float32", name="logits")(x)
+    logits = layers.Conv2D(
+        n_classes, 1, kernel_initializer=initializer(keras.initializers.GlorotUniform), dtype="float32", name="logits"
+    )(x)
     return keras.Model(inputs, logits, name=name)
 
 
