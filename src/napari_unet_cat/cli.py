@@ -171,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a one-channel model that also reads RGB images (as the mean of their colour channels)",
     )
     _add_axes(t)
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights, the validation split and the patches (default 0)",
+    )
     _add_precision(t)
     t.add_argument(
         "--xla",
