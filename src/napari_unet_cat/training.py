@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,22 +118,68 @@ class EpochReport:
 
 
 class _PatchBatches(keras.utils.PyDataset):
-    """Random augmented batches, reproducible from ``(seed, epoch, step)``."""
+    """Random augmented batches, reproducible from ``(seed, epoch, step)``.
 
-    def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int):
-        super().__init__(workers=INPUT_THREADS, use_multiprocessing=False, max_queue_size=4)
+    Batches are drawn ahead on ``threads`` threads of our own, keyed by epoch and step,
+    and handed to Keras in step order. Keras's own worker queue is left off on purpose:
+    it keeps batches drawn ahead for "the next run" when a ``fit`` ends, so with one
+    ``fit`` per epoch the next epoch began with whichever of them had finished, in
+    timing-dependent order, and the same seed trained a different model.
+    """
+
+    #: Batches drawn ahead of the one being trained on.
+    AHEAD = 4
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int, threads: int | None = None):
+        super().__init__(workers=1, use_multiprocessing=False)
         self.sampler = sampler
         self.batch_size = batch_size
         self.steps = steps
         self.seed = seed
         self.epoch = 0
+        threads = INPUT_THREADS if threads is None else threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="patches") if threads > 1 else None
+        self._drawn: dict[tuple[int, int], Future] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, step: int):
-        rng = np.random.default_rng([self.seed, self.epoch, step])
+    def draw(self, epoch: int, step: int):
+        """The batch of ``step`` in ``epoch``: a pure function of the seed, epoch and step."""
+        rng = np.random.default_rng([self.seed, epoch, step])
         return self.sampler.batch(rng, self.batch_size)
+
+    def __getitem__(self, step: int):
+        epoch = self.epoch
+        now = epoch * self.steps + step
+        wanted = [divmod(i, self.steps) for i in range(now, now + self.AHEAD + 1)]
+        with self._lock:
+            if self._pool is None:
+                future = None
+            else:
+                for key in wanted:
+                    if key not in self._drawn:
+                        self._drawn[key] = self._pool.submit(self.draw, *key)
+                future = self._drawn.pop((epoch, step))
+                for key in [k for k in self._drawn if k not in wanted]:
+                    self._drawn.pop(key).cancel()
+        try:
+            if future is not None:
+                return future.result()
+        except CancelledError:  # closed meanwhile
+            pass
+        return self.draw(epoch, step)
+
+    def close(self) -> None:
+        """Stop the drawing threads; batches still wanted are drawn in the caller's thread."""
+        if self._pool is not None:
+            with self._lock:
+                pool, self._pool = self._pool, None
+                for future in self._drawn.values():
+                    future.cancel()
+                self._drawn.clear()
+            pool.shutdown(wait=True)
 
 
 class _Watch(keras.callbacks.Callback):
@@ -542,55 +589,61 @@ class Trainer:
         last = first + s.epochs
         self._started = time.perf_counter()
         self._steps_run = 0
-        for epoch in range(first, last):
-            if self._stop_reason():
-                self._stopped = self._stopped or self._stop_reason()
-                break
-            t0 = time.perf_counter()
-            dataset.epoch = epoch
-            with self._scope():
-                fit = self.keras_model.fit(
-                    dataset,
-                    epochs=epoch + 1,
-                    initial_epoch=epoch,
-                    steps_per_epoch=self.steps_per_epoch,
-                    callbacks=[watch],
-                    verbose=0,
-                )
-            logs = {k: v[-1] for k, v in fit.history.items() if v}
-            if not logs:  # stopped before the first step of this epoch
-                break
-            train_seconds = time.perf_counter() - t0
-            report = EpochReport(
-                epoch=epoch + 1,
-                epochs=last,
-                loss=float(logs["loss"]),
-                iou={v: float(logs[f"iou_{v}"]) for v in values},
-                steps=self.steps_per_epoch,
-                learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
-            )
-            if has_val and not self._stopped:
+        try:
+            for epoch in range(first, last):
+                if self._stop_reason():
+                    self._stopped = self._stopped or self._stop_reason()
+                    break
+                t0 = time.perf_counter()
+                dataset.epoch = epoch
                 with self._scope():
-                    scores = self.keras_model.evaluate(
-                        self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
+                    fit = self.keras_model.fit(
+                        dataset,
+                        epochs=epoch + 1,
+                        initial_epoch=epoch,
+                        steps_per_epoch=self.steps_per_epoch,
+                        callbacks=[watch],
+                        # The steps are random draws already; Keras's shuffle would reorder
+                        # them with Python's global random state.
+                        shuffle=False,
+                        verbose=0,
                     )
-                report.val_loss = float(scores["loss"])
-                report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
-                if self.data.val_objects is not None:
-                    report.val_ap = self._validation_ap()
-            report.epoch_seconds = time.perf_counter() - t0
-            report.seconds = time.perf_counter() - self._started
-            # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
-            report.images_per_second = watch.steps_done * s.batch_size / max(train_seconds, 1e-9)
-            report.patches = watch.steps_done * s.batch_size
-            report.stopped = self._stopped
-            if not self._stopped or self._best_weights is None:
-                report.improved = self._consider(report)
-            self.history.append(report.as_row())
-            self.epochs_done = epoch + 1
-            yield report
-            if self._stopped:
-                break
+                logs = {k: v[-1] for k, v in fit.history.items() if v}
+                if not logs:  # stopped before the first step of this epoch
+                    break
+                train_seconds = time.perf_counter() - t0
+                report = EpochReport(
+                    epoch=epoch + 1,
+                    epochs=last,
+                    loss=float(logs["loss"]),
+                    iou={v: float(logs[f"iou_{v}"]) for v in values},
+                    steps=self.steps_per_epoch,
+                    learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
+                )
+                if has_val and not self._stopped:
+                    with self._scope():
+                        scores = self.keras_model.evaluate(
+                            self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
+                        )
+                    report.val_loss = float(scores["loss"])
+                    report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
+                    if self.data.val_objects is not None:
+                        report.val_ap = self._validation_ap()
+                report.epoch_seconds = time.perf_counter() - t0
+                report.seconds = time.perf_counter() - self._started
+                # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
+                report.images_per_second = watch.steps_done * s.batch_size / max(train_seconds, 1e-9)
+                report.patches = watch.steps_done * s.batch_size
+                report.stopped = self._stopped
+                if not self._stopped or self._best_weights is None:
+                    report.improved = self._consider(report)
+                self.history.append(report.as_row())
+                self.epochs_done = epoch + 1
+                yield report
+                if self._stopped:
+                    break
+        finally:
+            dataset.close()
         if self._best_weights is not None:
             self.keras_model.set_weights(self._best_weights)
         self.config.history = self.history
