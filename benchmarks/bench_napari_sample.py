@@ -156,9 +156,20 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds between docking and Train")
     parser.add_argument("--diagnose", action="store_true", help="record what the GUI thread did in long stalls")
     parser.add_argument("--no-headless", action="store_true", help="skip the headless comparison")
+    parser.add_argument(
+        "--no-heap-freeze",
+        action="store_true",
+        help="model work without the widgets' garbage-collector freeze (the code before it, for comparison)",
+    )
     parser.add_argument("--screenshot", type=Path, default=None, help="save a PNG of the window at the end")
     parser.add_argument("--out", type=Path, default=None, help="append the figures to this JSON-lines file")
     args = parser.parse_args()
+    if args.no_heap_freeze:
+        import contextlib
+
+        from napari_unet_cat._qt import _common
+
+        _common.heap_frozen = contextlib.nullcontext
 
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
@@ -265,6 +276,7 @@ def main() -> None:
     median_step = float(np.median(steps)) if steps.size else float("nan")
     record = {
         "benchmark": "napari_sample",
+        "heap_freeze": not args.no_heap_freeze,
         "image": args.image,
         "shape": list(image_layer.data.shape),
         "painted_percent": round(float(painted), 2),

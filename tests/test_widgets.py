@@ -3,6 +3,7 @@ a worker, plot, preview, stop, save, and put predictions into Labels layers."""
 
 from __future__ import annotations
 
+import gc
 import io
 
 import numpy as np
@@ -182,11 +183,31 @@ def test_stop_ends_training_early_and_keeps_a_model(painted, qtbot):
     _fast(train, epochs=500)
     train.start()
     qtbot.waitUntil(lambda: len(train.plot.rows) >= 1, timeout=WAIT_MS)
+    # While the model works, full garbage collections leave the older objects alone (a
+    # walk over all of napari's and TensorFlow's stalled the viewer); after, they don't.
+    assert gc.get_freeze_count() > 0
     train.stop()
     qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert gc.get_freeze_count() == 0
     assert 1 <= len(train.plot.rows) < 500
     assert train.trainer.stopped == "stopped"
     assert train.model.predict(image).shape == image.shape
+
+
+def test_the_heap_stays_frozen_until_the_last_model_run_ends():
+    from napari_unet_cat._qt._common import heap_frozen
+
+    assert gc.get_freeze_count() == 0
+    with heap_frozen():
+        first = gc.get_freeze_count()
+        made_meanwhile = [[] for _ in range(100)]
+        with heap_frozen():  # a second run freezes what the first made since
+            assert gc.get_freeze_count() >= first + len(made_meanwhile)
+        assert first > 0 and gc.get_freeze_count() >= first + len(made_meanwhile)  # the first still runs
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), heap_frozen():
+        raise RuntimeError("a failed run unfreezes too")
+    assert gc.get_freeze_count() == 0
 
 
 def test_closing_napari_during_training_stops_the_worker(painted, qtbot):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
 import os
 import queue
@@ -131,6 +132,35 @@ class Session:
 _MODEL_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="napari-unet-cat")
 
 
+_freeze_lock = threading.Lock()
+_frozen_runs = 0
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Generator[None, None, None]:
+    """Keep Python's full garbage collections off the objects that exist now.
+
+    A full collection walks every object of the process with the GIL held; with napari,
+    TensorFlow and a model loaded that is hundreds of thousands of objects and a quarter
+    of a second in which the viewer cannot repaint. Tracing the first training step makes
+    enough objects to set one off. Inside this block what existed at its start is frozen
+    (:func:`gc.freeze`), so collections walk only the objects made since; when the last
+    such block ends the frozen objects go back to the collector (:func:`gc.unfreeze`), so
+    garbage among them is still collected later.
+    """
+    global _frozen_runs
+    with _freeze_lock:
+        _frozen_runs += 1
+        gc.freeze()
+    try:
+        yield
+    finally:
+        with _freeze_lock:
+            _frozen_runs -= 1
+            if _frozen_runs == 0:
+                gc.unfreeze()
+
+
 _warm_up_started = threading.Event()
 
 
@@ -178,9 +208,10 @@ def on_model_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
     def drive() -> None:
         try:
-            result = function(*args, **kwargs)
-            if inspect.isgenerator(result):
-                result = _drain(result, messages, closed)
+            with heap_frozen():  # no full garbage collection stalls the viewer meanwhile
+                result = function(*args, **kwargs)
+                if inspect.isgenerator(result):
+                    result = _drain(result, messages, closed)
             messages.put(("return", result))
         except BaseException as err:  # handed to the worker, which reports it
             messages.put(("error", err))
