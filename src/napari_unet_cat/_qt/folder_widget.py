@@ -99,9 +99,9 @@ class FolderWidget(Container):
 
         self._cancel = False
         self.report = None
-        self.worker = create_worker(
-            on_model_thread, self._work, model, inp, out, _progress={"desc": "Segmenting folder"}, _ignore_errors=True
-        )
+        # No napari activity bar: the progress bar above shows it, and the activity bar's
+        # animation costs CPU where OpenGL draws in software.
+        self.worker = create_worker(on_model_thread, self._work, model, inp, out, _ignore_errors=True)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)

@@ -334,8 +334,10 @@ class TrainWidget(Container):
             self.base_filters.value or None,
             resume,
             self._stop_event,
-            # One step per epoch, and one for the first guess shown before the first.
-            _progress={"total": settings.epochs + int(self.preview.value), "desc": "Training U-Net"},
+            # No napari activity bar: the progress bar above shows the epochs, and the
+            # activity bar's animation repaints the window all the while, which software
+            # OpenGL (remote desktops, machines without a GPU) pays for with the CPU the
+            # training needs (a third of a 2-core machine's).
             _ignore_errors=True,  # reported by _on_error
         )
         self.worker.yielded.connect(self._on_epoch)
