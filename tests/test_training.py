@@ -202,6 +202,27 @@ def test_batches_come_in_step_order_whatever_was_drawn_ahead():
         assert np.array_equal(x, alone[key][0]) and np.array_equal(y, alone[key][1]), key
     assert not np.array_equal(alone[0, 0][0], alone[1, 0][0])  # epochs draw anew
 
+    # Keras's TensorFlow adapter reads steps 0 and 1 of each fit for their shapes, then
+    # starts from 0: those come from what was drawn, not drawn a second time.
+    batches = _PatchBatches(sampler, 2, steps=3, seed=7, threads=2)
+    drawn: dict[tuple[int, int], int] = {}
+    plain_draw = batches.draw
+
+    def counted(epoch, step):
+        drawn[epoch, step] = drawn.get((epoch, step), 0) + 1
+        return plain_draw(epoch, step)
+
+    batches.draw = counted
+    try:
+        for epoch in range(2):
+            batches.epoch = epoch
+            for step in (0, 1, 0, 1, 2):
+                x, _ = batches[step]
+                assert np.array_equal(x, alone[epoch, step][0])
+    finally:
+        batches.close()
+    assert all(drawn[epoch, step] == 1 for epoch in range(2) for step in range(3)), drawn
+
 
 def test_a_few_held_out_strokes_do_not_choose_the_weights():
     """One image, a few strokes: the held-out blocks lack a class, so training uses every

@@ -129,6 +129,9 @@ class _PatchBatches(keras.utils.PyDataset):
 
     #: Batches drawn ahead of the one being trained on.
     AHEAD = 4
+    #: Batches kept after they were handed out: Keras's TensorFlow adapter reads the first
+    #: two of every ``fit`` to learn their shapes, then asks for them again.
+    KEPT = 2
 
     def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int, threads: int | None = None):
         super().__init__(workers=1, use_multiprocessing=False)
@@ -161,8 +164,10 @@ class _PatchBatches(keras.utils.PyDataset):
                 for key in wanted:
                     if key not in self._drawn:
                         self._drawn[key] = self._pool.submit(self.draw, *key)
-                future = self._drawn.pop((epoch, step))
-                for key in [k for k in self._drawn if k not in wanted]:
+                future = self._drawn[(epoch, step)]
+                # Drop only what lies behind: a step asked again must not discard the
+                # batches already drawn ahead.
+                for key in [k for k in self._drawn if k[0] * self.steps + k[1] < now - self.KEPT]:
                     self._drawn.pop(key).cancel()
         try:
             if future is not None:
