@@ -99,8 +99,7 @@ class FolderWidget(Container):
 
         self._cancel = False
         self.report = None
-        # No napari activity bar: the progress bar above shows it, and the activity bar's
-        # animation costs CPU where OpenGL draws in software.
+        # No napari activity bar: ours shows the files (see start_prediction for why).
         self.worker = create_worker(on_model_thread, self._work, model, inp, out, _ignore_errors=True)
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(self._on_error)

@@ -251,7 +251,8 @@ def start_prediction(
         scale,
         # napari's activity bar only where no progress bar of ours shows it: its animation
         # repaints the window all the while, which software OpenGL (remote desktops,
-        # machines without a GPU) pays for with the CPU the network needs.
+        # machines without a GPU) pays for with the CPU the network needs (a third of a
+        # 2-core machine's while training).
         _progress={"total": total, "desc": f"U-Net {layer.name}"} if on_progress is None else False,
         _ignore_errors=True,  # reported by on_error
     )

@@ -334,10 +334,7 @@ class TrainWidget(Container):
             self.base_filters.value or None,
             resume,
             self._stop_event,
-            # No napari activity bar: the progress bar above shows the epochs, and the
-            # activity bar's animation repaints the window all the while, which software
-            # OpenGL (remote desktops, machines without a GPU) pays for with the CPU the
-            # training needs (a third of a 2-core machine's).
+            # No napari activity bar: ours shows the epochs (see start_prediction for why).
             _ignore_errors=True,  # reported by _on_error
         )
         self.worker.yielded.connect(self._on_epoch)
