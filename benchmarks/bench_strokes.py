@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_strokes.py [--data ../shared/data/nuclei] [--budgets 0.5 1 2]
                                        [--share 0.02] [--seeds 0] [--out FILE] [--quick]
-                                       [--train-args "--batch-size 8"]
+                                       [--train-args "--batch-size 8"] [--alternatives]
 
 The napari user's main path, headless: paint strokes of each class on one image, train
 on that image alone (``napari-unet-cat train --sparse --preset light --time-budget M``,
@@ -27,6 +27,12 @@ compute: per channel, at scales 0.7, 1.6, 3.5, 5 and 10 pixels, the Gaussian-smo
 intensity, gradient magnitude, Laplacian of Gaussian, the Hessian's two eigenvalues and
 the structure tensor's two eigenvalues, trained on the same stroke pixels. The product's
 own first guess (the preview before the first epoch) is scored too.
+
+Where the errors lie: each row records the share of the image within 3 pixels of the
+true edges (the band the strokes keep clear of) and the share of the forest's and the
+U-Net's wrong pixels that lie in it. ``--alternatives`` also scores two ways of
+predicting that were measured and not taken: the U-Net with test-time augmentation, and
+its probability averaged with the forest's.
 
 The machine's bare-fit images/s is recorded beside the figures (benchmarks/machine.py).
 """
@@ -55,6 +61,8 @@ CHELSEA_OUTLINE = [
 ]  # fmt: skip
 NUCLEI_SHAPES = {"nuclei S": (256, 256), "nuclei M": (520, 696), "nuclei L": (603, 1272)}
 RF_SCALES = (0.7, 1.6, 3.5, 5.0, 10.0)
+#: Pixels the strokes keep inside their class, as a person paints, away from the edges.
+EDGE_BAND = 3
 
 
 def benchmark_images(data: Path | None, quick: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -90,12 +98,18 @@ def benchmark_images(data: Path | None, quick: bool = False) -> dict[str, tuple[
     return images
 
 
-def paint_strokes(mask: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """Strokes on ``share`` of the pixels: 1 on the background, 2 on objects, 0 elsewhere."""
+def paint_strokes(mask: np.ndarray, share: float, seed: int, edge_margin: int | None = None) -> np.ndarray:
+    """Strokes on ``share`` of the pixels: 1 on the background, 2 on objects, 0 elsewhere;
+    kept ``edge_margin`` pixels (default :data:`EDGE_BAND`) inside their class."""
     from scipy.ndimage import binary_dilation, binary_erosion
 
+    margin = EDGE_BAND if edge_margin is None else edge_margin
+
+    def inner(part: np.ndarray) -> np.ndarray:
+        return binary_erosion(part, iterations=margin) if margin else part
+
     rng = np.random.default_rng(seed)
-    inside = {1: binary_erosion(mask == 0, iterations=3), 2: binary_erosion(mask > 0, iterations=3)}
+    inside = {1: inner(mask == 0), 2: inner(mask > 0)}
     classes = [c for c in (1, 2) if inside[c].any()]
     out = np.zeros(mask.shape, np.uint8)
     h, w = mask.shape
@@ -151,7 +165,8 @@ def forest_features(image: np.ndarray) -> np.ndarray:
 
 
 def random_forest(image: np.ndarray, strokes: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
-    """The baseline's foreground and the seconds it took (features, fit and predict)."""
+    """The baseline's probability of the object class and the seconds it took (features,
+    fit and predict); its foreground is where that probability is above 0.5."""
     from sklearn.ensemble import RandomForestClassifier
 
     started = time.perf_counter()
@@ -159,8 +174,8 @@ def random_forest(image: np.ndarray, strokes: np.ndarray, seed: int) -> tuple[np
     where = np.flatnonzero(strokes.ravel())
     forest = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed)
     forest.fit(features[where], strokes.ravel()[where])
-    predicted = forest.predict(features).reshape(strokes.shape)
-    return predicted == 2, time.perf_counter() - started
+    probability = forest.predict_proba(features)[:, list(forest.classes_).index(2)].reshape(strokes.shape)
+    return probability, time.perf_counter() - started
 
 
 def iou(pred: np.ndarray, mask: np.ndarray) -> float:
@@ -169,11 +184,27 @@ def iou(pred: np.ndarray, mask: np.ndarray) -> float:
     return float((pred & truth).sum() / union) if union else 1.0
 
 
+def edge_band(mask: np.ndarray, width: int = EDGE_BAND) -> np.ndarray:
+    """Pixels within ``width`` of the true edges (on either side): where no stroke lies."""
+    from scipy.ndimage import distance_transform_edt
+
+    truth = mask > 0
+    return np.where(truth, distance_transform_edt(truth), distance_transform_edt(~truth)) <= width
+
+
+def error_in_band(pred: np.ndarray, mask: np.ndarray) -> float:
+    """The share of the wrong pixels that lie in the edge band."""
+    wrong = pred != (mask > 0)
+    return float((wrong & edge_band(mask)).sum() / wrong.sum()) if wrong.any() else 0.0
+
+
 def train_on_strokes(
-    image, strokes, budget_min: float, seed: int, work: Path, extra: list[str] = ()
+    image, strokes, budget_min: float, seed: int, work: Path, extra: list[str] = (), alternatives: dict | None = None
 ) -> tuple[np.ndarray, dict]:
     """The CLI's sparse training on this one image (with ``extra`` arguments after the
-    defaults), then the prediction of it."""
+    defaults), then the prediction of it; with ``alternatives`` (``mask`` and the
+    baseline's probability ``forest``) also the scores of two ways of predicting not
+    taken."""
     import tifffile
 
     from napari_unet_cat.cli import main as cli
@@ -193,14 +224,20 @@ def train_on_strokes(
         raise RuntimeError(f"train exited with {code}")
     seconds = time.perf_counter() - started
     model = load_model(out)
-    classes = model.predict(image)
+    _, probabilities = model.predict(image, return_probabilities=True)
     history = model.config.history
     info = {
         "train_seconds": round(seconds, 1),
         "epochs": len(history),
         "patches": int(sum(r.get("patches", 0) for r in history)),
     }
-    return classes == 2, info
+    if alternatives:
+        # Measured and not taken (docs/benchmarks.md): 8-fold test-time augmentation, and
+        # the network's probability averaged with the baseline forest's.
+        _, augmented = model.predict(image, return_probabilities=True, test_time_augmentation=True)
+        info["tta_iou"] = iou(augmented[..., 1] > 0.5, alternatives["mask"])
+        info["with_forest_iou"] = iou((probabilities[..., 1] + alternatives["forest"]) / 2 > 0.5, alternatives["mask"])
+    return probabilities[..., 1] > 0.5, info
 
 
 def first_guess(image, strokes, seed: int) -> tuple[np.ndarray, float]:
@@ -228,6 +265,17 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="more arguments for train, to measure an alternative to the defaults (e.g. '--batch-size 8')",
     )
+    parser.add_argument(
+        "--edge-margin",
+        type=int,
+        default=EDGE_BAND,
+        help=f"pixels the strokes keep inside their class (default {EDGE_BAND}; 1: strokes reach the edges)",
+    )
+    parser.add_argument(
+        "--alternatives",
+        action="store_true",
+        help="also score the U-Net with test-time augmentation, and averaged with the forest",
+    )
     args = parser.parse_args(argv)
     extra = args.train_args.split()
     if args.quick:
@@ -243,21 +291,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and name not in args.only:
             continue
         for seed in args.seeds:
-            strokes = paint_strokes(mask, args.share, seed)
+            strokes = paint_strokes(mask, args.share, seed, args.edge_margin)
             row = {
                 "image": name,
                 "shape": list(image.shape),
                 "seed": seed,
                 "painted_share": round(float((strokes > 0).mean()), 4),
             }
-            rf, row["forest_seconds"] = random_forest(image, strokes, seed)
-            row["forest_iou"] = iou(rf, mask)
+            forest, row["forest_seconds"] = random_forest(image, strokes, seed)
+            row["forest_iou"] = iou(forest > 0.5, mask)
+            row["edge_band_share"] = round(float(edge_band(mask).mean()), 4)
+            row["forest_error_in_band"] = error_in_band(forest > 0.5, mask)
             guess, row["first_guess_seconds"] = first_guess(image, strokes, seed)
             row["first_guess_iou"] = iou(guess, mask)
             with tempfile.TemporaryDirectory() as tmp:
                 for budget in args.budgets:
-                    pred, info = train_on_strokes(image, strokes, budget, seed, Path(tmp), extra)
+                    alternatives = {"mask": mask, "forest": forest} if args.alternatives else None
+                    pred, info = train_on_strokes(image, strokes, budget, seed, Path(tmp), extra, alternatives)
                     row[f"unet_{budget:g}min_iou"] = iou(pred, mask)
+                    info["error_in_band"] = error_in_band(pred, mask)
                     row[f"unet_{budget:g}min"] = info
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -272,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine,
         "steal_seconds": round(steal_seconds() - steal, 1),
         "share": args.share,
+        "edge_margin": args.edge_margin,
         "train_args": extra,
         "budgets_min": args.budgets,
         "quick": args.quick,
