@@ -161,12 +161,17 @@ def test_components_can_split_touching_round_blobs():
     assert ObjectMaker("components", [0, 1], split=True).label_plane(probs).max() == 2
 
 
+METHODS = ("watershed", "components")
+
+
 def test_streamed_bands_give_the_objects_of_the_whole_plane():
     # Many touching objects, noisy probabilities, and bands that cut through objects.
     _, lab = make_instance_image((150, 90), seed=5, n_objects=(25, 30))
     probs = _probabilities_of(lab.astype(np.int32), noise=0.9, seed=1)
-    for method in ("watershed", "components"):
-        maker = ObjectMaker(method, [0, 1, 2], min_size=3, split=method == "components")
+    makers = [ObjectMaker(method, [0, 1, 2], min_size=3, split=method == "components") for method in METHODS]
+    makers.append(ObjectMaker("watershed", [0, 1, 2], min_size=3, extent_threshold=0.7))
+    for maker in makers:
+        method = (maker.method, maker.extent_threshold)
         whole = maker.label_plane(probs)
         for band in (1, 7, 33, 150):
             stitcher = BandStitcher(maker, probs.shape[0])
@@ -389,6 +394,40 @@ def test_small_seeds_do_not_split_an_object():
     assert split.max() == 3
     kept = ObjectMaker("watershed", [0, 1, 2], min_seed_size=2).label_plane(probs)
     assert kept.max() == 2  # the speck's region joins the object around it
+
+
+def test_objects_grown_to_a_looser_extent_keep_their_number_and_gain_only_edges():
+    lab = _two_squares(gap=0)
+    probs = _probabilities_of(lab)
+    rim = (np.abs(np.arange(20)[:, None] - 9.5) < 7) & (np.arange(40)[None, :] < 30) & (lab == 0)
+    probs[rim] = [0.55, 0.05, 0.40]  # a soft rim around the squares: background, but barely
+    probs[16:19, 34:38] = [0.55, 0.05, 0.40]  # a faint blob with no interior of its own
+    plain = ObjectMaker("watershed", [0, 1, 2]).label_plane(probs)
+    grown = ObjectMaker("watershed", [0, 1, 2], extent_threshold=0.6).label_plane(probs)
+    assert plain.max() == grown.max() == 2
+    assert ((plain > 0) <= (grown > 0)).all() and (grown > 0).sum() > (plain > 0).sum()
+    assert (grown[rim] > 0).all()  # the rim joins the objects...
+    assert not grown[16:19, 34:38].any()  # ...the faint blob does not become one
+    for value in (1, 2):  # each object keeps its own pixels
+        assert (grown[plain == value] == grown[plain == value][0]).all()
+    assert ObjectMaker("watershed", [0, 1, 2], extent_threshold=0.5).extent_threshold is None
+    with pytest.raises(InputError, match=r"extent threshold .*received 1.5"):
+        ObjectMaker("watershed", [0, 1, 2], extent_threshold=1.5)
+
+
+def test_a_model_file_carries_its_objects_extent(instance_model, tmp_path):
+    from napari_unet_cat.model_file import load_model
+
+    assert instance_model.config.object_extent is None
+    assert instance_model.object_maker().extent_threshold is None
+    instance_model.config.object_extent = 0.65
+    try:
+        loaded = load_model(instance_model.save(tmp_path / "grown.keras"))
+    finally:
+        instance_model.config.object_extent = None
+    assert loaded.config.object_extent == 0.65
+    assert loaded.object_maker().extent_threshold == 0.65
+    assert loaded.object_maker("components").extent_threshold is None
 
 
 def test_an_instance_model_records_its_post_processing(instance_model):

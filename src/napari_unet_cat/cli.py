@@ -512,7 +512,8 @@ def _info(args) -> int:
             f"  output: objects (seeded watershed); border {t.border_width} px, weight map w0 {t.w0:g}, "
             f"sigma {t.sigma:g}, class balance {t.class_balance:g}{areas}"
         )
-        print(f"  objects kept from {c.min_object_size} pixels, seeds from {c.min_seed_size} pixels")
+        extent = f"; grown to p(background) < {c.object_extent:g}" if c.object_extent else ""
+        print(f"  objects kept from {c.min_object_size} pixels, seeds from {c.min_seed_size} pixels{extent}")
     if c.history:
         last = c.history[-1]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch")

@@ -247,6 +247,10 @@ class ModelConfig:
     #: watershed seeds smaller than ``min_seed_size``.
     min_object_size: int = 0
     min_seed_size: int = 0
+    #: Instance models: objects found at ``p(background) < 0.5`` are grown over the
+    #: pixels where it is below this (None: not grown). The built-in nuclei model's was
+    #: chosen on the images its training held out (benchmarks/train_builtin.py).
+    object_extent: float | None = None
     #: Instance models: the class weights of training, undone on the probabilities at
     #: prediction (:class:`~napari_unet_cat.unet.PriorCorrection`); empty for none.
     class_prior_weights: list[float] = field(default_factory=list)
@@ -297,6 +301,7 @@ class ModelConfig:
             class_prior_weights=[float(w) for w in data.get("class_prior_weights", [])],
             min_object_size=int(data.get("min_object_size", 0)),
             min_seed_size=int(data.get("min_seed_size", 0)),
+            object_extent=None if data.get("object_extent") is None else float(data["object_extent"]),
             gray_input=bool(data.get("gray_input", False)),
             card=dict(data.get("card", {})),
         )

@@ -260,6 +260,22 @@ def watershed_objects(
     return objects
 
 
+def grow_objects(objects: np.ndarray, probabilities: np.ndarray, threshold: float, mask=None) -> np.ndarray:
+    """Objects grown by a watershed on ``1 - p(interior)`` over the pixels where
+    ``p(background) < threshold`` (and in ``mask``, when given): a looser threshold for
+    the objects' extent only, so that no object is added, removed or merged."""
+    from skimage.segmentation import watershed
+
+    objects = np.asarray(objects)
+    if not objects.any():
+        return objects
+    p = np.asarray(probabilities, np.float32)
+    reach = (p[..., BACKGROUND] < threshold) | (objects > 0)
+    if mask is not None:
+        reach &= mask
+    return watershed(1.0 - p[..., INTERIOR], objects, mask=reach, connectivity=2).astype(np.int32)
+
+
 def component_objects(
     class_map: np.ndarray,
     background: int,
@@ -312,6 +328,9 @@ class ObjectMaker:
         threshold: With ``watershed``, the foreground is where ``p(background)`` is
             below this (None: where background is not the likeliest class).
         min_seed_size: With ``watershed``, seeds smaller than this many pixels are dropped.
+        extent_threshold: With ``watershed``, the objects found are then grown over the
+            pixels where ``p(background)`` is below this (above ``threshold``; None: not
+            grown). It moves the objects' edges only: see :func:`grow_objects`.
     """
 
     def __init__(
@@ -323,6 +342,7 @@ class ObjectMaker:
         split: bool = False,
         threshold: float | None = 0.5,
         min_seed_size: int = 0,
+        extent_threshold: float | None = None,
     ):
         if method not in ("watershed", "components"):
             raise InputError(f"objects are made by 'watershed' or 'components' (received {method!r})")
@@ -333,12 +353,16 @@ class ObjectMaker:
             )
         if min_size < 0:
             raise InputError(f"minimum object size must not be negative (received {min_size})")
+        if extent_threshold is not None and not 0 < extent_threshold <= 1:
+            raise InputError(f"the objects' extent threshold must be in (0, 1] (received {extent_threshold})")
         self.method = method
         self.class_values = list(class_values)
         self.min_size = int(min_size)
         self.split = bool(split)
         self.threshold = threshold
         self.min_seed_size = int(min_seed_size)
+        grows = method == "watershed" and extent_threshold is not None and extent_threshold > (threshold or 0.5)
+        self.extent_threshold = float(extent_threshold) if grows else None
         #: Background class index for components: the class of value 0, else the lowest.
         values = np.asarray(class_values)
         self.background = int(np.flatnonzero(values == 0)[0]) if (values == 0).any() else int(np.argmin(values))
@@ -351,12 +375,18 @@ class ObjectMaker:
             found = component_objects(
                 np.argmax(probabilities, axis=-1), self.background, split=self.split, mask=mask, top_margin=top_margin
             )
-        return _remove_small(found, self.min_size)
+        found = _remove_small(found, self.min_size)
+        if self.extent_threshold is not None:
+            found = grow_objects(found, probabilities, self.extent_threshold, mask)
+        return found
 
     def foreground(self, probabilities: np.ndarray) -> np.ndarray:
         """Pixels that may belong to an object (the extent of what :meth:`objects` labels)."""
         if self.method == "watershed":
-            return watershed_foreground(probabilities, self.threshold)
+            core = watershed_foreground(probabilities, self.threshold)
+            if self.extent_threshold is None:
+                return core
+            return core | (np.asarray(probabilities)[..., BACKGROUND] < self.extent_threshold)
         return np.argmax(probabilities, axis=-1) != self.background
 
     def label_plane(self, probabilities: np.ndarray) -> np.ndarray:

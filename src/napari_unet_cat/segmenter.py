@@ -225,8 +225,12 @@ class UNetModel:
 
         method = instances or ("watershed" if self.is_instance_model else "components")
         size = self.config.min_object_size if min_size is None else min_size
-        seeds = self.config.min_seed_size if method == "watershed" else 0
-        return ObjectMaker(method, self.class_values, min_size=size, split=split, min_seed_size=seeds)
+        watershed = method == "watershed"
+        seeds = self.config.min_seed_size if watershed else 0
+        extent = self.config.object_extent if watershed else None
+        return ObjectMaker(
+            method, self.class_values, min_size=size, split=split, min_seed_size=seeds, extent_threshold=extent
+        )
 
     def _wants_objects(self, output: str | None, instances: str | None) -> bool:
         if output not in (None, "classes", "instances", "probabilities"):
