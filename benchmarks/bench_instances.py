@@ -56,17 +56,29 @@ def read_folder(folder: Path) -> tuple[list[Path], list[np.ndarray]]:
     return paths, [read_labels(p) for p in paths]
 
 
+#: Distances (pixels) from the true edges within which foreground errors are counted.
+EDGE_DISTANCES = (1, 2)
+
+
 def object_scores(preds, truths) -> dict:
-    """AP at 0.5/0.75/0.9, mean AP, counts, and the foreground IoU of the objects."""
+    """AP at 0.5/0.75/0.9, mean AP, counts, the foreground IoU of the objects, and where
+    the foreground errors lie (their share within 1 and 2 pixels of the true edges)."""
+    from scipy.ndimage import distance_transform_edt
+
     from napari_unet_cat.evaluation import evaluate_instances
 
     result = evaluate_instances(preds, truths)
     tp = fp = fn = 0
+    near = dict.fromkeys(EDGE_DISTANCES, 0)
     for pred, truth in zip(preds, truths):
         p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
         tp += int((p & t).sum())
         fp += int((p & ~t).sum())
         fn += int((~p & t).sum())
+        # Each pixel's distance to the other side of the true edge (1 next to it).
+        to_edge = np.where(t, distance_transform_edt(t), distance_transform_edt(~t))
+        for d in EDGE_DISTANCES:
+            near[d] += int(((p != t) & (to_edge <= d)).sum())
     return {
         "ap50": result["ap"]["0.5"],
         "ap75": result["ap"]["0.75"],
@@ -77,6 +89,10 @@ def object_scores(preds, truths) -> dict:
         "merged": result["merged"],
         "split": result["split"],
         "foreground_iou": tp / max(tp + fp + fn, 1),
+        "foreground_false_positives": fp,
+        "foreground_false_negatives": fn,
+        # Where the foreground errors lie: the share within 1 and 2 pixels of the true edges.
+        **{f"errors_within_{d}px_of_edges": near[d] / max(fp + fn, 1) for d in EDGE_DISTANCES},
     }
 
 
