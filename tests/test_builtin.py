@@ -240,6 +240,12 @@ def test_fine_tuning_the_builtin_writes_a_new_file_and_never_the_shipped_one(tmp
         original.config.training.learning_rate / 10
     )
     assert len(tuned.config.history) == len(original.config.history) + 1
+    # Its card does not claim the built-in model's scores: it says where it started.
+    assert (
+        list(tuned.config.card) == ["started_from"]
+        and original.config.card["what"] in tuned.config.card["started_from"]
+    )
+    assert tuned.config.object_extent == original.config.object_extent
     assert any(
         not np.array_equal(a, b) for a, b in zip(tuned.keras_model.get_weights(), original.keras_model.get_weights())
     )

@@ -335,6 +335,8 @@ class Trainer:
 
         if model is not None:
             config = copy.deepcopy(model.config)
+            if config.card:  # a model card describes the model it started from, not this one
+                config.card = {"started_from": _started_from(config.card)}
             mode = config.training.label_mode
             if s.label_mode != mode:
                 raise InputError(
@@ -759,6 +761,14 @@ def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
     """Whether ``plane`` is the top-left of ``padded`` (a training plane, maybe padded)."""
     h, w = plane.shape[:2]
     return padded.shape[0] >= h and padded.shape[1] >= w and np.array_equal(padded[:h, :w], plane)
+
+
+def _started_from(card: dict) -> str:
+    """What a model trained further from a model with ``card`` says of its start."""
+    if list(card) == ["started_from"]:
+        return card["started_from"]
+    what = card.get("what", "a model with a model card")
+    return f"{what}; then trained further, so that the starting model's scores do not describe this one"
 
 
 #: The forest's guesses of at most this many training planes are kept for the preview.
