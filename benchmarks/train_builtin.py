@@ -289,17 +289,6 @@ def validation_images(data: Path, seed: int) -> list[Path]:
     return [paths[p.image_index] for p in held]
 
 
-def with_extent(model, extent: float | None):
-    """The same network, its objects grown to ``p(background) < extent`` (None: not grown)."""
-    import copy
-
-    from napari_unet_cat.segmenter import UNetModel
-
-    config = copy.deepcopy(model.config)
-    config.object_extent = extent
-    return UNetModel(model.keras_model, config)
-
-
 #: The objects' extent thresholds the ``extent`` step chooses from.
 EXTENT_CANDIDATES = (0.5, 0.55, 0.6, 0.65, 0.7)
 
@@ -329,7 +318,7 @@ def choose_extent(data: Path, seed: int) -> dict:
     shipped = load_model(SHIPPED)
     tried = {}
     for extent in EXTENT_CANDIDATES:
-        model = with_extent(shipped, None if extent == 0.5 else extent)
+        model = shipped.with_object_extent(None if extent == 0.5 else extent)
         tried[str(extent)] = object_scores([model.predict(image) for image in images], truths)
         r = tried[str(extent)]
         print(
@@ -338,7 +327,7 @@ def choose_extent(data: Path, seed: int) -> dict:
             flush=True,
         )
     best = max(EXTENT_CANDIDATES, key=lambda e: tried[str(e)]["mean_ap"])
-    chosen = with_extent(shipped, None if best == 0.5 else best)
+    chosen = shipped.with_object_extent(None if best == 0.5 else best)
     scores = score(chosen, data)
     card = dict(chosen.config.card)
     card["scores"] = (
@@ -375,7 +364,7 @@ def validate(data: Path, models: list[str], seed: int) -> dict:
         "plain": lambda model, image: model.predict(image),
         "tta": lambda model, image: model.predict(image, test_time_augmentation=True),
         "min_size_0": lambda model, image: model.predict(image, min_size=0),
-        "extent_none": lambda model, image: with_extent(model, None).predict(image),
+        "extent_none": lambda model, image: model.with_object_extent(None).predict(image),
     }
     scores = {}
     for i, name in enumerate(models):

@@ -95,16 +95,6 @@ def test_the_shipped_model_matches_the_hash_of_its_index_and_of_the_docs():
     assert digest in re.findall(r"\b[0-9a-f]{64}\b", docs), "the docs must give the shipped file's SHA-256"
 
 
-def with_extent(model, extent):
-    import copy
-
-    from napari_unet_cat.segmenter import UNetModel
-
-    config = copy.deepcopy(model.config)
-    config.object_extent = extent
-    return UNetModel(model.keras_model, config)
-
-
 def test_the_nuclei_model_finds_the_nuclei_of_a_synthetic_field(nuclei_model):
     from napari_unet_cat.evaluation import evaluate_instances
 
@@ -117,7 +107,7 @@ def test_the_nuclei_model_finds_the_nuclei_of_a_synthetic_field(nuclei_model):
     # Its objects grow to its recorded extent: the same objects, with more pixels.
     extent = nuclei_model.config.object_extent
     assert extent is not None and 0.5 < extent < 1 and "objects" in nuclei_model.config.card
-    not_grown = with_extent(nuclei_model, None).predict(images[0])
+    not_grown = nuclei_model.with_object_extent(None).predict(images[0])
     assert not_grown.max() == preds[0].max() and ((not_grown > 0) <= (preds[0] > 0)).all()
     assert (preds[0] > 0).sum() > (not_grown > 0).sum()
     # One model for 8-bit gray, 16-bit gray and equal-channel RGB: the same objects.

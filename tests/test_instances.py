@@ -428,6 +428,10 @@ def test_a_model_file_carries_its_objects_extent(instance_model, tmp_path):
     assert loaded.config.object_extent == 0.65
     assert loaded.object_maker().extent_threshold == 0.65
     assert loaded.object_maker("components").extent_threshold is None
+    assert loaded.with_object_extent(None).object_maker().extent_threshold is None
+    assert loaded.with_object_extent(0.7).keras_model is loaded.keras_model
+    with pytest.raises(InputError, match=r"extent must be in .*received 0"):
+        loaded.with_object_extent(0)
 
 
 def test_an_instance_model_records_its_post_processing(instance_model):

@@ -101,9 +101,24 @@ class UNetModel:
         config.min_object_size = int(round(config.min_object_size * area))
         config.min_seed_size = int(round(config.min_seed_size * area))
         config.object_areas = [a * area for a in config.object_areas]
-        scaled = UNetModel(self.keras_model, config)
-        scaled._network_lock = self._network_lock  # one network: one lock where calls take turns
-        return scaled
+        return self._sharing_network(config)
+
+    def with_object_extent(self, extent: float | None) -> UNetModel:
+        """This model with its objects grown to where ``p(background) < extent`` (None:
+        not grown; see ``config.object_extent``); the network is shared, not copied."""
+        import copy
+
+        if extent is not None and not 0 < extent <= 1:
+            raise InputError(f"the objects' extent must be in (0, 1] (received {extent})")
+        config = copy.deepcopy(self.config)
+        config.object_extent = None if extent is None else float(extent)
+        return self._sharing_network(config)
+
+    def _sharing_network(self, config: ModelConfig) -> UNetModel:
+        """A model with ``config`` around this model's network."""
+        model = UNetModel(self.keras_model, config)
+        model._network_lock = self._network_lock  # one network: one lock where calls take turns
+        return model
 
     @property
     def knows_object_sizes(self) -> bool:
