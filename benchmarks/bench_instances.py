@@ -60,11 +60,17 @@ def read_folder(folder: Path) -> tuple[list[Path], list[np.ndarray]]:
 EDGE_DISTANCES = (1, 2)
 
 
+def distance_to_edges(truth: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the other side of the true edges of a boolean mask (1
+    next to an edge, on either side)."""
+    from scipy.ndimage import distance_transform_edt
+
+    return np.where(truth, distance_transform_edt(truth), distance_transform_edt(~truth))
+
+
 def object_scores(preds, truths) -> dict:
     """AP at 0.5/0.75/0.9, mean AP, counts, the foreground IoU of the objects, and where
     the foreground errors lie (their share within 1 and 2 pixels of the true edges)."""
-    from scipy.ndimage import distance_transform_edt
-
     from napari_unet_cat.evaluation import evaluate_instances
 
     result = evaluate_instances(preds, truths)
@@ -75,8 +81,7 @@ def object_scores(preds, truths) -> dict:
         tp += int((p & t).sum())
         fp += int((p & ~t).sum())
         fn += int((~p & t).sum())
-        # Each pixel's distance to the other side of the true edge (1 next to it).
-        to_edge = np.where(t, distance_transform_edt(t), distance_transform_edt(~t))
+        to_edge = distance_to_edges(t)
         for d in EDGE_DISTANCES:
             near[d] += int(((p != t) & (to_edge <= d)).sum())
     return {

@@ -158,6 +158,14 @@ def largest_probability_change(a, b, data: Path, n: int = 8) -> float:
     return worst
 
 
+def card_scores(scores: dict) -> str:
+    """The model card's sentence of its ``test/`` scores."""
+    return (
+        f"on the 61 test images ({scores['n_true']} nuclei): AP@0.5 {scores['ap50']:.3f}, AP@0.75 "
+        f"{scores['ap75']:.3f}, mean AP {scores['mean_ap']:.3f}, foreground IoU {scores['foreground_iou']:.3f}"
+    )
+
+
 def model_card(model, scores: dict, trained: dict) -> dict:
     """What the model is, for people: recorded in the model file and in the docs."""
     areas = model.config.object_areas
@@ -183,10 +191,7 @@ def model_card(model, scores: dict, trained: dict) -> dict:
             "percentiles), one channel or RGB with equal channels (read as their mean)"
         ),
         "object_sizes": sizes,
-        "scores": (
-            f"on the 61 test images ({scores['n_true']} nuclei): AP@0.5 {scores['ap50']:.3f}, AP@0.75 "
-            f"{scores['ap75']:.3f}, mean AP {scores['mean_ap']:.3f}, foreground IoU {scores['foreground_iou']:.3f}"
-        ),
+        "scores": card_scores(scores),
         "limits": (
             "brightfield, histology (H&E) and phase-contrast images are outside what it saw; nuclei much larger "
             f"or smaller than above need --scale (e.g. 0.5 for nuclei twice as large); touching nuclei are "
@@ -293,13 +298,14 @@ def validation_images(data: Path, seed: int) -> list[Path]:
 EXTENT_CANDIDATES = (0.5, 0.55, 0.6, 0.65, 0.7)
 
 
-def held_out(data: Path, seed: int) -> tuple[list, list]:
-    """The images ``train --seed SEED`` holds out, read, with their instance masks."""
+def held_out(data: Path, seed: int) -> tuple[list[Path], list, list]:
+    """The images ``train --seed SEED`` holds out: their paths, the images read, and
+    their instance masks."""
     from napari_unet_cat.io import list_images, read_image, read_labels
 
     held = validation_images(data, seed)
     masks = {p.stem: p for p in list_images(data / "train" / "masks_instance")}
-    return [read_image(p) for p in held], [read_labels(masks[p.stem]) for p in held]
+    return held, [read_image(p) for p in held], [read_labels(masks[p.stem]) for p in held]
 
 
 def choose_extent(data: Path, seed: int) -> dict:
@@ -314,7 +320,7 @@ def choose_extent(data: Path, seed: int) -> dict:
     from napari_unet_cat.builtin import INDEX_FILE, file_sha256
     from napari_unet_cat.model_file import load_model
 
-    images, truths = held_out(data, seed)
+    _, images, truths = held_out(data, seed)
     shipped = load_model(SHIPPED)
     tried = {}
     for extent in EXTENT_CANDIDATES:
@@ -330,10 +336,7 @@ def choose_extent(data: Path, seed: int) -> dict:
     chosen = shipped.with_object_extent(None if best == 0.5 else best)
     scores = score(chosen, data)
     card = dict(chosen.config.card)
-    card["scores"] = (
-        f"on the 61 test images ({scores['n_true']} nuclei): AP@0.5 {scores['ap50']:.3f}, AP@0.75 "
-        f"{scores['ap75']:.3f}, mean AP {scores['mean_ap']:.3f}, foreground IoU {scores['foreground_iou']:.3f}"
-    )
+    card["scores"] = card_scores(scores)
     card["objects"] = (
         f"seeded watershed at p(background) < 0.5, objects then grown to p(background) < {best:g} "
         "(chosen by mean AP on the 19 training images held out for validation)"
@@ -359,7 +362,7 @@ def validate(data: Path, models: list[str], seed: int) -> dict:
     from bench_instances import object_scores
     from napari_unet_cat.model_file import load_model
 
-    images, truths = held_out(data, seed)
+    held, images, truths = held_out(data, seed)
     variants = {
         "plain": lambda model, image: model.predict(image),
         "tta": lambda model, image: model.predict(image, test_time_augmentation=True),
@@ -378,7 +381,7 @@ def validate(data: Path, models: list[str], seed: int) -> dict:
                 f"{result['foreground_iou']:.3f}, merged {result['merged']}, split {result['split']}",
                 flush=True,
             )
-    return {"step": "validate", "images": [p.name for p in validation_images(data, seed)], "scores": scores}
+    return {"step": "validate", "images": [p.name for p in held], "scores": scores}
 
 
 def main() -> None:
