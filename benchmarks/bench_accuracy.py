@@ -145,7 +145,7 @@ def train_and_score(
     from napari_unet_cat.batch import segment_folder
     from napari_unet_cat.cli import main as cli
     from napari_unet_cat.io import read_labels
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     model_path = work / f"{label}.keras"
     argv = [

@@ -39,8 +39,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_instances import object_scores, read_folder
 from machine import append_record, bare_fit_images_per_second, machine_info
+from napari_unet_cat.evaluation import object_scores
+from napari_unet_cat.io import read_label_folder as read_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +131,7 @@ def scale_estimates(model, data: Path, n_images: int, zooms=(0.5, 1.0, 2.0)) -> 
 
 def train_and_score(train: Path, test: Path, work: Path, *, budget: float, start: str | None, tag: str) -> dict:
     from napari_unet_cat.cli import main as cli
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     out = work / f"{tag}.keras"
     argv = [
@@ -191,7 +192,7 @@ def main() -> None:
     parser.add_argument("--scale-images", type=int, default=10, help="test images zoomed for the scale part")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune.json")
     args = parser.parse_args()
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     record: dict = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M"), "model": args.model}
     record["bare_fit_images_per_s"] = round(bare_fit_images_per_second(), 2)

@@ -45,60 +45,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import bare_fit_images_per_second
+from napari_unet_cat.evaluation import object_scores
+from napari_unet_cat.io import read_label_folder as read_folder
 
 PARTS = ("ceiling", "border", "otsu", "instances", "semantic", "choose")
-
-
-def read_folder(folder: Path) -> tuple[list[Path], list[np.ndarray]]:
-    from napari_unet_cat.io import list_images, read_labels
-
-    paths = list_images(folder)
-    return paths, [read_labels(p) for p in paths]
-
-
-#: Distances (pixels) from the true edges within which foreground errors are counted.
-EDGE_DISTANCES = (1, 2)
-
-
-def distance_to_edges(truth: np.ndarray) -> np.ndarray:
-    """Each pixel's distance to the other side of the true edges of a boolean mask (1
-    next to an edge, on either side)."""
-    from scipy.ndimage import distance_transform_edt
-
-    return np.where(truth, distance_transform_edt(truth), distance_transform_edt(~truth))
-
-
-def object_scores(preds, truths) -> dict:
-    """AP at 0.5/0.75/0.9, mean AP, counts, the foreground IoU of the objects, and where
-    the foreground errors lie (their share within 1 and 2 pixels of the true edges)."""
-    from napari_unet_cat.evaluation import evaluate_instances
-
-    result = evaluate_instances(preds, truths)
-    tp = fp = fn = 0
-    near = dict.fromkeys(EDGE_DISTANCES, 0)
-    for pred, truth in zip(preds, truths):
-        p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
-        tp += int((p & t).sum())
-        fp += int((p & ~t).sum())
-        fn += int((~p & t).sum())
-        to_edge = distance_to_edges(t)
-        for d in EDGE_DISTANCES:
-            near[d] += int(((p != t) & (to_edge <= d)).sum())
-    return {
-        "ap50": result["ap"]["0.5"],
-        "ap75": result["ap"]["0.75"],
-        "ap90": result["ap"]["0.9"],
-        "mean_ap": result["mean_ap"],
-        "n_true": result["n_true"],
-        "n_pred": result["n_pred"],
-        "merged": result["merged"],
-        "split": result["split"],
-        "foreground_iou": tp / max(tp + fp + fn, 1),
-        "foreground_false_positives": fp,
-        "foreground_false_negatives": fn,
-        # Where the foreground errors lie: the share within 1 and 2 pixels of the true edges.
-        **{f"errors_within_{d}px_of_edges": near[d] / max(fp + fn, 1) for d in EDGE_DISTANCES},
-    }
 
 
 def ceiling(data: Path) -> dict:
@@ -157,7 +107,7 @@ def train_and_score(
     from napari_unet_cat.batch import segment_folder
     from napari_unet_cat.cli import main as cli
     from napari_unet_cat.io import read_labels
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     tag = tag or mode
     model_path = work / f"{tag}.keras"
@@ -255,7 +205,7 @@ def choose(data: Path, work: Path, budget_min: float, args) -> list[dict]:
     """Short runs on a split of train/: the class balance, then the smallest object."""
     from napari_unet_cat.instances import ObjectMaker
     from napari_unet_cat.io import read_image
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     split = train_split(data, work)
     results = []

@@ -165,11 +165,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append the figures to this JSON-lines file")
     args = parser.parse_args()
     if args.no_heap_freeze:
-        import contextlib
+        from napari_unet_cat._qt import threads
 
-        from napari_unet_cat._qt import _common
-
-        _common.heap_frozen = contextlib.nullcontext
+        threads.FREEZE_HEAP = False
 
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
@@ -253,7 +251,7 @@ def main() -> None:
 
     draws: list[float] = []
     viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda _e: draws.append(time.perf_counter()))
-    train._relay.step.connect(on_step)
+    train.relay.step.connect(on_step)
     watch.start()
     started = time.perf_counter()
     train.start()

@@ -55,7 +55,7 @@ def split(data: Path, root: Path, seed: int = 0) -> tuple[Path, list[Path]]:
 def run_candidate(spec: str, train: Path, val: list[Path], data: Path, minutes: float, work: Path) -> dict:
     from napari_unet_cat.cli import main as cli
     from napari_unet_cat.io import read_image
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     width, depth, patch = (int(v) for v in spec.split("x"))
     out = work / f"{spec}.keras"

@@ -319,7 +319,7 @@ def bare_child(model_path: str, folder: str) -> dict:
     """Seconds of ``predict_on_batch`` per image on a folder's pixels (graph traced first)."""
     import tifffile
 
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     model = load_model(model_path)
     x = [(tifffile.imread(p).astype(np.float32) / 255)[None, ..., None] for p in sorted(Path(folder).iterdir())]

@@ -186,7 +186,7 @@ def iou(pred: np.ndarray, mask: np.ndarray) -> float:
 
 def edge_band(mask: np.ndarray, width: int = EDGE_BAND) -> np.ndarray:
     """Pixels within ``width`` of the true edges (on either side): where no stroke lies."""
-    from bench_instances import distance_to_edges
+    from napari_unet_cat.evaluation import distance_to_edges
 
     return distance_to_edges(mask > 0) <= width
 
@@ -207,7 +207,7 @@ def train_on_strokes(
     import tifffile
 
     from napari_unet_cat.cli import main as cli
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     (work / "images").mkdir(parents=True, exist_ok=True)
     (work / "masks").mkdir(exist_ok=True)

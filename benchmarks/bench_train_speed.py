@@ -96,7 +96,7 @@ class BareFit:
         import keras
 
         from napari_unet_cat.losses import ClassIoU, MaskedCrossEntropy
-        from napari_unet_cat.model_file import build_network
+        from napari_unet_cat.unet import build_network
 
         keras.utils.set_random_seed(0)
         self.batch, self.xla = batch, xla
@@ -125,18 +125,12 @@ class OurLoop:
         from napari_unet_cat import training
         from napari_unet_cat.config import PRESET_LEARNING_RATES, TrainingSettings
 
-        change = dict(change)
-        threads = change.pop("input_threads", training.INPUT_THREADS)
         settings = TrainingSettings(
             epochs=10_000, steps_per_epoch=steps, learning_rate=PRESET_LEARNING_RATES[preset], **change
         )
         self.trainer = training.Trainer(images, labels, settings=settings, preset=preset)
         self.epochs = self.trainer.epochs()
-        default, training.INPUT_THREADS = training.INPUT_THREADS, threads
-        try:
-            next(self.epochs)  # the first epoch traces the graphs (and makes the input pipeline)
-        finally:
-            training.INPUT_THREADS = default
+        next(self.epochs)  # the first epoch traces the graphs (and makes the input pipeline)
 
     def round(self) -> tuple[float, float, float, float]:
         """Images/s, user and kernel CPU seconds, and wall seconds."""

@@ -119,7 +119,7 @@ def train(data: Path, work: Path, minutes: float, seed: int, *, settle: bool = F
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"training failed (exit {done.returncode}); see {log_path}")
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     history = load_model(model_path).config.history
     if settle:
@@ -136,8 +136,9 @@ def train(data: Path, work: Path, minutes: float, seed: int, *, settle: bool = F
 
 def score(model, data: Path, images: Path | None = None) -> dict:
     """Objects of ``model`` on ``test/`` (the published images, or ``images``), pooled."""
-    from bench_instances import object_scores, read_folder
+    from napari_unet_cat.evaluation import object_scores
     from napari_unet_cat.io import list_images, read_image
+    from napari_unet_cat.io import read_label_folder as read_folder
 
     paths, truths = read_folder(data / "test" / "masks_instance")
     by_stem = {p.stem: p for p in list_images(images or data / "test" / "images")}
@@ -208,7 +209,7 @@ def package(data: Path, work: Path) -> dict:
     import shutil
 
     from napari_unet_cat.builtin import INDEX_FILE, file_sha256
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     phase1, settled = work / "nuclei-phase1.keras", work / "nuclei-settled.keras"
     chosen_file = phase1
@@ -316,9 +317,9 @@ def choose_extent(data: Path, seed: int) -> dict:
     import shutil
     import tempfile
 
-    from bench_instances import object_scores
     from napari_unet_cat.builtin import INDEX_FILE, file_sha256
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.evaluation import object_scores
+    from napari_unet_cat.loading import load_model
 
     _, images, truths = held_out(data, seed)
     shipped = load_model(SHIPPED)
@@ -359,8 +360,8 @@ def validate(data: Path, models: list[str], seed: int) -> dict:
     """Objects of each model on the held-out ``train/`` images, plain, with ``--tta``,
     with ``--min-size 0`` and not grown (``object_extent`` None): how to judge a change
     to the shipped model without ``test/``."""
-    from bench_instances import object_scores
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.evaluation import object_scores
+    from napari_unet_cat.loading import load_model
 
     held, images, truths = held_out(data, seed)
     variants = {

@@ -116,7 +116,7 @@ def test_a_model_of_two_channels_names_what_it_needs(tmp_path):
     with pytest.raises(InputError, match=r"3 channels .*axes YXC"):
         model.predict(np.zeros((3, 64, 64), np.uint8), axes="CYX")
     model.save(tmp_path / "two.keras")
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     assert load_model(tmp_path / "two.keras").config.channel_names == ["DAPI", "membrane"]
 

@@ -9,7 +9,7 @@ from napari_unet_cat import resources
 from napari_unet_cat._backend import keras
 from napari_unet_cat.config import TrainingSettings
 from napari_unet_cat.errors import InputError
-from napari_unet_cat.model_file import load_model
+from napari_unet_cat.loading import load_model
 from napari_unet_cat.synthetic import make_dataset
 from napari_unet_cat.training import Trainer
 

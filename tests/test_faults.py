@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from napari_unet_cat.batch import LOG_NAME, segment_folder
-from napari_unet_cat.model_file import load_model
+from napari_unet_cat.loading import load_model
 from napari_unet_cat.synthetic import make_image
 
 

@@ -221,7 +221,7 @@ def instance_model():
 
 
 def test_instance_model_predicts_separate_objects(instance_model, tmp_path):
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     assert instance_model.is_instance_model and instance_model.class_values == [0, 1, 2]
     history = instance_model.config.history
@@ -416,7 +416,7 @@ def test_objects_grown_to_a_looser_extent_keep_their_number_and_gain_only_edges(
 
 
 def test_a_model_file_carries_its_objects_extent(instance_model, tmp_path):
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     assert instance_model.config.object_extent is None
     assert instance_model.object_maker().extent_threshold is None

@@ -68,7 +68,7 @@ def _check_the_wheels_builtin_model(wheel, folder):
     import zipfile
 
     from napari_unet_cat.builtin import file_sha256
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     assert wheel.stat().st_size < 20e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
     with zipfile.ZipFile(wheel) as archive:

@@ -12,8 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_unet_cat.batch import LOG_NAME, FolderLock, segment_folder, segment_one
+from napari_unet_cat.batch import LOG_NAME, SegmentOptions, segment_folder
+from napari_unet_cat.cluster import segment_one
 from napari_unet_cat.errors import InputError
+from napari_unet_cat.folder_state import FolderLock
 from napari_unet_cat.io import file_stem, pair_by_stem
 from napari_unet_cat.synthetic import make_image
 
@@ -78,7 +80,7 @@ def test_a_rerun_with_another_model_needs_overwrite(tmp_path, tiny_model):
 
 
 def test_a_saved_model_has_the_fingerprint_of_the_model(tmp_path, tiny_model):
-    from napari_unet_cat.model_file import load_model
+    from napari_unet_cat.loading import load_model
 
     tiny_model.save(tmp_path / "m.keras")
     assert load_model(tmp_path / "m.keras").fingerprint() == tiny_model.fingerprint()
@@ -112,25 +114,15 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, tiny_model):
 
 
 def test_cluster_workers_keep_a_bounded_cache_keyed_by_fingerprint(tmp_path, tiny_model):
-    from napari_unet_cat import batch
+    from napari_unet_cat import cluster
 
     _images(tmp_path / "in", ["a.png"])
     model_file = tiny_model.save(tmp_path / "m.keras")
-    options = {
-        "tile_size": None,
-        "probabilities": False,
-        "test_time_augmentation": False,
-        "objects": False,
-        "instances": None,
-        "min_size": 0,
-        "split": False,
-        "classes": False,
-    }
-    batch._WORKER_MODELS.clear()
+    cluster._WORKER_MODELS.clear()
     for key in ("one", "two", "three", "two"):
         status, why, _, _ = segment_one(
-            str(model_file), str(tmp_path / "in" / "a.png"), str(tmp_path), {**options, "fingerprint": key}
+            str(model_file), str(tmp_path / "in" / "a.png"), str(tmp_path), SegmentOptions(min_size=0, fingerprint=key)
         )
         assert status == "done", why
-    assert list(batch._WORKER_MODELS) == ["three", "two"]
+    assert list(cluster._WORKER_MODELS) == ["three", "two"]
     assert np.asarray(tifffile.imread(tmp_path / "a.tif")).shape == (64, 64)

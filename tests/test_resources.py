@@ -24,7 +24,7 @@ def test_available_memory_is_read_on_linux():
 
 def _cost(model, spatial, tile):
     k = model.config.architecture.size_multiple
-    plans = plan_plane(spatial, tile_size=tile, margin=model._margin(tile), multiple=k, border=0)
+    plans = plan_plane(spatial, tile_size=tile, margin=model.tiled_network().margin(tile), multiple=k, border=0)
     return len(plans) * plans.rows.window * plans.cols.window
 
 
@@ -44,7 +44,7 @@ def test_automatic_tile_computes_no_more_pixels_than_the_largest_tile(tiny_model
 def test_a_plane_that_fits_is_one_window_and_a_small_budget_gives_small_tiles(tiny_model):
     k = tiny_model.config.architecture.size_multiple
     tile = tiny_model.auto_tile_size(1 << 30, (300, 500))
-    plans = plan_plane((300, 500), tile_size=tile, margin=tiny_model._margin(tile), multiple=k, border=0)
+    plans = plan_plane((300, 500), tile_size=tile, margin=tiny_model.tiled_network().margin(tile), multiple=k, border=0)
     assert len(plans) == 1
     small = tiny_model.auto_tile_size(8 << 20)
     assert 4 * k <= small < tiny_model.auto_tile_size(1 << 30)
@@ -72,8 +72,8 @@ def test_gpu_memory_grows_as_needed_and_the_visible_gpu_is_read(monkeypatch):
 def test_a_cluster_worker_is_put_on_its_own_gpu(monkeypatch):
     import os
 
-    from napari_unet_cat.batch import _use_gpu
+    from napari_unet_cat.cluster import use_gpu
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    _use_gpu(1)
+    use_gpu(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"

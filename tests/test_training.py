@@ -176,7 +176,7 @@ def test_the_same_seed_trains_the_same_model_and_another_seed_another():
 def test_batches_come_in_step_order_whatever_was_drawn_ahead():
     """Each (epoch, step) has one batch, however the steps are asked for and whichever
     were drawn ahead on the input threads."""
-    from napari_unet_cat.training import _PatchBatches
+    from napari_unet_cat.batches import PatchBatches
 
     images, masks = make_dataset(2, (64, 64), seed=5)
     sampler = Trainer(
@@ -184,7 +184,7 @@ def test_batches_come_in_step_order_whatever_was_drawn_ahead():
     ).data.sampler
 
     def draws(threads, order):
-        batches = _PatchBatches(sampler, 2, steps=3, seed=7, threads=threads)
+        batches = PatchBatches(sampler, 2, steps=3, seed=7, threads=threads)
         try:
             out = {}
             for epoch, step in order:
@@ -204,7 +204,7 @@ def test_batches_come_in_step_order_whatever_was_drawn_ahead():
 
     # Keras's TensorFlow adapter reads steps 0 and 1 of each fit for their shapes, then
     # starts from 0: those come from what was drawn, not drawn a second time.
-    batches = _PatchBatches(sampler, 2, steps=3, seed=7, threads=2)
+    batches = PatchBatches(sampler, 2, steps=3, seed=7, threads=2)
     drawn: dict[tuple[int, int], int] = {}
     plain_draw = batches.draw
 

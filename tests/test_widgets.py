@@ -71,7 +71,7 @@ def test_the_sample_opens_ready_to_train_on_its_strokes(make_napari_viewer):
 
 
 def test_pairs_by_name_match_the_longest_image_name_and_skip_predictions(make_napari_viewer):
-    from napari_unet_cat._qt._common import pair_layers_by_name
+    from napari_unet_cat._qt.layers import pair_layers_by_name
 
     viewer = make_napari_viewer()
     blank = np.zeros((16, 16), np.uint8)
@@ -116,7 +116,7 @@ def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
 
 
 def test_instance_sample_trains_objects_and_segments_them(make_napari_viewer, qtbot):
-    from napari_unet_cat._qt._common import SESSION_MODEL
+    from napari_unet_cat._qt.session import SESSION_MODEL
     from napari_unet_cat.evaluation import evaluate_instances
 
     viewer = make_napari_viewer()
@@ -195,7 +195,7 @@ def test_stop_ends_training_early_and_keeps_a_model(painted, qtbot):
 
 
 def test_the_heap_stays_frozen_until_the_last_model_run_ends():
-    from napari_unet_cat._qt._common import heap_frozen
+    from napari_unet_cat._qt.threads import heap_frozen
 
     assert gc.get_freeze_count() == 0
     with heap_frozen():
@@ -363,7 +363,7 @@ def test_closing_napari_at_once_stops_the_worker(make_napari_viewer, qtbot):
 
 
 def test_continuing_from_a_model_file_leaves_its_cached_weights_alone(painted, qtbot, tmp_path):
-    from napari_unet_cat._qt._common import Session
+    from napari_unet_cat._qt.session import Session
 
     viewer, _, _ = painted
     train = _dock(viewer, "Train U-Net")
@@ -386,7 +386,7 @@ def test_continuing_from_a_model_file_leaves_its_cached_weights_alone(painted, q
 
 
 def test_segmenting_again_keeps_the_users_corrections(painted, qtbot, tiny_model):
-    from napari_unet_cat._qt._common import SESSION_MODEL, Session
+    from napari_unet_cat._qt.session import SESSION_MODEL, Session
 
     viewer, _, _ = painted
     viewer.layers["cells"].translate = (5, 7)
@@ -443,7 +443,7 @@ def test_training_on_a_lazy_layer_reads_only_its_annotated_planes(make_napari_vi
 
 
 def test_two_channel_layers_train_and_segment_as_one_input(make_napari_viewer, qtbot):
-    from napari_unet_cat._qt._common import SESSION_MODEL
+    from napari_unet_cat._qt.session import SESSION_MODEL
 
     viewer = make_napari_viewer()
     image, mask = make_image((128, 128), seed=31)

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build_unet": "unet",
-    "load_model": "model_file",
+    "load_model": "loading",
     "UNetModel": "segmenter",
     "train": "training",
     "Trainer": "training",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig, TrainingSettings
     from .errors import InputError, ModelFileError
     from .evaluation import evaluate_folders, evaluate_instance_folders, evaluate_instances
-    from .model_file import load_model
+    from .loading import load_model
     from .segmenter import UNetModel
     from .training import Trainer, train
     from .unet import build_unet

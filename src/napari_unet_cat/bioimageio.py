@@ -124,7 +124,7 @@ def export_network(model: UNetModel):
     correction folded into the logits' bias; the axes permuted inside, as our network
     computes channels-last)."""
     from ._backend import keras
-    from .model_file import build_network
+    from .unet import build_network
 
     network = build_network(model.config, "float32")
     network.set_weights(model.keras_model.get_weights())
@@ -288,7 +288,7 @@ def export_bioimageio(
         raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
 
     k = arch.size_multiple
-    halo = model._margin(4096)
+    halo = model.halo
     minimum = (2 * halo) // k * k + k
     plane = _sample_plane(model, sample, sample_name)
     crop = _test_crop(plane, minimum, k, sample_name)
@@ -457,15 +457,4 @@ def _identifier(text: str) -> str:
     return cleaned if not cleaned[0].isdigit() else f"c{cleaned}"
 
 
-def load_package_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
-    """The model inside a package this plugin exported (see :func:`packaged_model_bytes`)."""
-    from .model_file import load_model
-
-    data = packaged_model_bytes(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        inner = Path(tmp) / PACKAGED_MODEL
-        inner.write_bytes(data)
-        return load_model(inner, precision=precision)
-
-
-__all__ = ["export_bioimageio", "export_network", "is_bioimageio_package", "load_package_model"]
+__all__ = ["export_bioimageio", "export_network", "is_bioimageio_package", "packaged_model_bytes"]

@@ -96,18 +96,6 @@ def builtin_path(name: str, *, verify: bool = True) -> Path:
     return model.path
 
 
-def builtin_config(name: str):
-    """The settings of built-in model ``name`` (its mode, preset, card), read without
-    loading its network: cheap enough for a widget on the GUI thread."""
-    import zipfile
-
-    from .config import ModelConfig
-    from .model_file import CONFIG_MEMBER
-
-    with zipfile.ZipFile(builtin_path(name, verify=False)) as archive:
-        return ModelConfig.from_dict(json.loads(archive.read(CONFIG_MEMBER)))
-
-
 def is_builtin_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is one of the shipped model files (never to be overwritten)."""
     try:

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> int:
     from .history import write_history
     from .io import load_training_pairs
-    from .model_file import load_model
+    from .loading import load_model
     from .training import Trainer
 
     if args.out.is_dir():
@@ -425,7 +425,7 @@ def _label_mode(args) -> str:
 
 def _predict(args) -> int:
     from .batch import segment_folder
-    from .model_file import load_model
+    from .loading import load_model
 
     model = load_model(args.model, precision=args.precision)
     if args.scale is not None and args.scale != "auto":
@@ -488,7 +488,7 @@ def _evaluate(args) -> int:
 
 def _info(args) -> int:
     from .builtin import builtin_model_name, builtin_path
-    from .model_file import load_model
+    from .loading import load_model
 
     model = load_model(args.model)
     c = model.config
@@ -525,7 +525,7 @@ def _info(args) -> int:
 
 def _export(args) -> int:
     from .io import read_image
-    from .model_file import load_model
+    from .loading import load_model
 
     model = load_model(args.model)
     sample = read_image(args.sample)

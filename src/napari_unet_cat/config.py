@@ -180,6 +180,9 @@ class TrainingSettings:
     #: Instance masks: the class weights ``w_c`` are each class's pixel share to the
     #: power ``-class_balance`` (1: the paper's inverse frequency; 0: none).
     class_balance: float = 0.5
+    #: Threads that draw and augment patches beside the network's own (1: drawn on the
+    #: training thread). Measured in benchmarks/bench_train_speed.py.
+    input_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -212,6 +215,8 @@ class TrainingSettings:
             problems.append(f"class_balance must be in [0, 1] (received {self.class_balance})")
         if self.w0 < 0 or not self.sigma > 0:
             problems.append(f"the weight map needs w0 >= 0 and sigma > 0 (received w0={self.w0}, sigma={self.sigma})")
+        if self.input_threads < 1:
+            problems.append(f"input_threads must be at least 1 (received {self.input_threads})")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             problems.append(f"steps_per_epoch must be at least 1 (received {self.steps_per_epoch})")
         if self.time_budget_s is not None and not self.time_budget_s > 0:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .config import IGNORE
+
 #: Gaussian scales (pixels) of the features.
 SCALES = (0.7, 1.6, 3.5, 5.0)
 #: Annotated pixels the forest learns from at most (drawn evenly from each class).
@@ -119,3 +121,80 @@ class FirstGuess:
             known = self.forest.predict_proba(feats.reshape(-1, feats.shape[-1])).astype(np.float32)
             out[top:bottom, :, self.forest.classes_.astype(int)] = known.reshape(bottom - top, w, -1)
         return out
+
+
+#: The forest guide is on by default for at most this many planes with strokes on less
+#: than this share of their pixels: the napari strokes path, where it costs seconds.
+GUIDE_MAX_PLANES = 16
+GUIDE_MAX_SHARE = 0.25
+#: The forest's guesses of at most this many training planes are kept for the preview.
+KEEP_GUESSES = 4
+
+
+def wants_forest_guide(planes, settings, value_map: dict) -> bool:
+    """Whether sparse strokes on ``planes`` should be guided by the forest (see
+    ``TrainingSettings.forest_guide``)."""
+    if settings.label_mode != "sparse" or settings.forest_guide is False or settings.guide_weight == 0:
+        return False
+    if settings.forest_guide:
+        return True
+    if any(target == IGNORE for target in value_map.values()):
+        return False  # pixels the user chose to ignore must stay ignored
+    annotated = sum(int((p.targets >= 0).sum()) for p in planes)
+    return len(planes) <= GUIDE_MAX_PLANES and annotated < GUIDE_MAX_SHARE * sum(p.targets.size for p in planes)
+
+
+class ForestGuide:
+    """Training planes whose unpainted pixels carry a forest's confident guesses.
+
+    The forest learns from the training strokes only; pixels held out for validation
+    stay out. Strokes weigh 1 in the loss, guessed pixels ``guide_weight``.
+
+    Attributes:
+        forest: The :class:`FirstGuess` learnt from the strokes (the preview's first guess too).
+        planes: The guided training planes.
+        guessed: ``(image, probabilities)`` of the first planes guessed, for the preview.
+        guided_pixels: Pixels the forest labelled.
+    """
+
+    def __init__(self, train_planes, val_planes, n_classes: int, *, seed: int, confidence: float, weight: float):
+        from .dataset import TrainingPlane
+
+        self.forest = FirstGuess(train_planes, n_classes, seed=seed, max_planes=len(train_planes))
+        self.guessed: list[tuple[np.ndarray, np.ndarray]] = []
+        self.guided_pixels = 0
+        held_out = _held_out_pixels(val_planes)
+        self.planes = []
+        for p in train_planes:
+            probabilities = self.forest.probabilities(p.image)
+            if len(self.guessed) < KEEP_GUESSES:
+                self.guessed.append((p.image, probabilities))
+            sure = (probabilities.max(axis=-1) >= confidence) & (p.targets < 0)
+            if id(p.image) in held_out:
+                sure &= ~held_out[id(p.image)]
+            if p.unpadded is not None:
+                sure[p.unpadded[0] :, :] = False  # not on the mirror padding of a small plane
+                sure[:, p.unpadded[1] :] = False
+            targets = np.where(sure, np.argmax(probabilities, axis=-1), p.targets).astype(p.targets.dtype)
+            weights = np.where(p.targets >= 0, 1.0, np.where(sure, weight, 0.0)).astype(np.float32)
+            plane = TrainingPlane(p.image, targets, p.source, p.image_index, weights=weights, unpadded=p.unpadded)
+            plane.index_annotations(n_classes)
+            self.guided_pixels += int(sure.sum())
+            self.planes.append(plane)
+
+    def note(self, weight: float) -> str:
+        """What the guide did, for the log and the panel."""
+        total = sum(int((p.weights > 0).sum()) for p in self.planes)
+        return (
+            f"a random forest on the strokes' filter features guesses {self.guided_pixels:,} unpainted pixels "
+            f"({100 * self.guided_pixels / max(total, 1):.0f}% of those trained on), at {weight:g} of a stroke's weight"
+        )
+
+
+def _held_out_pixels(val_planes) -> dict[int, np.ndarray]:
+    """Annotated pixels held out for validation, by the identity of their image."""
+    held_out: dict[int, np.ndarray] = {}
+    for p in val_planes:
+        known = p.targets >= 0
+        held_out[id(p.image)] = held_out[id(p.image)] | known if id(p.image) in held_out else known
+    return held_out

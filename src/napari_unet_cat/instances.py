@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .arrays import IGNORE_INDEX
+from .arrays import IGNORE_INDEX, smallest_int_dtype
 from .errors import InputError
 
 BACKGROUND, INTERIOR, BORDER = 0, 1, 2
@@ -393,6 +393,25 @@ class ObjectMaker:
         """Objects of a whole plane, numbered 1..N in raster order of their first pixel."""
         labels, _ = _relabel_sequential(self.objects(probabilities))
         return labels
+
+
+class PlaneNumbering:
+    """Numbers the objects of consecutive planes of a stack on from the last plane's, so
+    that every object of the stack has its own label."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, plane_objects: np.ndarray) -> np.ndarray:
+        """``plane_objects`` (numbered 1..n) shifted past the objects counted so far (uint32)."""
+        plane_objects = np.asarray(plane_objects)
+        numbered = np.where(plane_objects > 0, plane_objects.astype(np.uint32) + np.uint32(self.count), 0)
+        self.count += int(plane_objects.max(initial=0))
+        return numbered.astype(np.uint32, copy=False)
+
+    def fit(self, labels: np.ndarray) -> np.ndarray:
+        """``labels`` in the smallest unsigned type that holds every number given."""
+        return labels.astype(smallest_int_dtype(max(self.count, 1)), copy=False)
 
 
 class BandStitcher:

@@ -340,3 +340,9 @@ def load_training_pairs(
         image_axes.append(image_axis_names)
     class_names = {v: k for k, v in values.items() if v} if values else {}
     return images, labels, names, class_names, warnings, image_axes
+
+
+def read_label_folder(folder: str | os.PathLike) -> tuple[list[Path], list[np.ndarray]]:
+    """The label images of ``folder`` (see :func:`list_images`) and their paths, in order."""
+    paths = list_images(folder)
+    return paths, [read_labels(p) for p in paths]

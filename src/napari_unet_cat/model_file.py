@@ -38,7 +38,7 @@ WEIGHTS_MEMBER = "model.weights.h5"
 FORMAT_VERSION = 1
 
 
-def save_model(model, path: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
+def save_model(model: UNetModel, path: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
     """Write ``model`` (a :class:`~napari_unet_cat.segmenter.UNetModel`) as a model file:
     a ``.keras`` zip with our settings inside, atomically.
 
@@ -112,64 +112,74 @@ def _store_weights_as_float16(archive_path: Path) -> None:
             archive.writestr(name, halved if name == WEIGHTS_MEMBER else data)
 
 
-def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
-    """Load a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``),
-    or a bioimage.io package exported by this plugin (:func:`~napari_unet_cat.bioimageio.export_bioimageio`).
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The settings of the model file at ``path``, read without building its network:
+    cheap enough for a widget on the GUI thread.
 
-    Args:
-        path: The model file, the package's ``.zip``, or the name of a built-in model
-            (``"nuclei"``; see :mod:`~napari_unet_cat.builtin`).
-        precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
-            float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+    Raises:
+        ModelFileError: The file is not one of ours, or its settings are unreadable.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_settings(archive, path)
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path} is not a napari-unet-cat model file, or it is truncated") from None
+    except OSError as err:
+        raise ModelFileError(f"cannot read model file {path}: {err}") from None
+
+
+def _read_settings(archive: zipfile.ZipFile, path: Path) -> ModelConfig:
+    """The checked :class:`ModelConfig` inside an open model file."""
+    names = set(archive.namelist())
+    if CONFIG_MEMBER not in names:
+        raise ModelFileError(
+            f"{path} is not a napari-unet-cat model: it has no {CONFIG_MEMBER} inside (a Keras file from another tool?)"
+        )
+    if WEIGHTS_MEMBER not in names:
+        raise ModelFileError(f"model file {path} is corrupt: it holds no weights")
+    try:
+        raw = json.loads(archive.read(CONFIG_MEMBER))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"model file {path} is corrupt: its settings are unreadable ({err})") from None
+    version = int(raw.get("format_version", 0)) if isinstance(raw, dict) else 0
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {path} was made by napari-unet-cat {raw.get('package_version', '?')} "
+            f"(file format {version}); this is version {__version__}, which reads formats up to "
+            f"{FORMAT_VERSION}: upgrade napari-unet-cat to use it"
+        )
+    try:
+        config = ModelConfig.from_dict(raw)
+        config.architecture.validate()
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
+    if len(config.classes) != config.architecture.n_classes:
+        raise ModelFileError(f"model file {path} is corrupt: its classes do not match its network")
+    return config
+
+
+def read_model_file(path: str | os.PathLike, dtype_policy: str = "float32"):
+    """The network and settings of the model file at ``path``: ``(keras_model, config)``,
+    the network's layers computing under ``dtype_policy``.
 
     Raises:
         ModelFileError: The file is missing, truncated, corrupt, made by another tool,
             or made by a newer version of this package. The message names the file.
     """
-    from .builtin import builtin_model_name, builtin_path
-    from .resources import resolve_precision
+    from .unet import build_network
 
-    policy = resolve_precision(precision)
-    builtin = builtin_model_name(path)
-    path = builtin_path(builtin) if builtin else Path(path)
+    path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
     if path.is_dir():
         raise ModelFileError(f"model file {path} is a folder, not a file")
-    from .bioimageio import is_bioimageio_package, load_package_model
-
-    if is_bioimageio_package(path):
-        # A bioimage.io package exported by this plugin carries our model file inside.
-        return load_package_model(path, precision=precision)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if CONFIG_MEMBER not in names:
-                raise ModelFileError(
-                    f"{path} is not a napari-unet-cat model: it has no {CONFIG_MEMBER} inside "
-                    "(a Keras file from another tool?)"
-                )
-            if WEIGHTS_MEMBER not in names:
-                raise ModelFileError(f"model file {path} is corrupt: it holds no weights")
-            try:
-                raw = json.loads(archive.read(CONFIG_MEMBER))
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ModelFileError(f"model file {path} is corrupt: its settings are unreadable ({err})") from None
-            version = int(raw.get("format_version", 0)) if isinstance(raw, dict) else 0
-            if version > FORMAT_VERSION:
-                raise ModelFileError(
-                    f"model file {path} was made by napari-unet-cat {raw.get('package_version', '?')} "
-                    f"(file format {version}); this is version {__version__}, which reads formats up to "
-                    f"{FORMAT_VERSION}: upgrade napari-unet-cat to use it"
-                )
-            try:
-                config = ModelConfig.from_dict(raw)
-                config.architecture.validate()
-            except (TypeError, ValueError, KeyError) as err:
-                raise ModelFileError(f"model file {path} is corrupt: its settings are invalid ({err})") from None
+            config = _read_settings(archive, path)
             with tempfile.TemporaryDirectory() as tmp:
                 weights = Path(archive.extract(WEIGHTS_MEMBER, tmp))
-                keras_model = build_network(config, policy)
+                keras_model = build_network(config, dtype_policy)
                 try:
                     keras_model.load_weights(weights)
                 except Exception as err:  # h5py and Keras raise many kinds here
@@ -182,27 +192,4 @@ def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
         if isinstance(err, ModelFileError):
             raise
         raise ModelFileError(f"cannot read model file {path}: {err}") from None
-    if len(config.classes) != config.architecture.n_classes:
-        raise ModelFileError(f"model file {path} is corrupt: its classes do not match its network")
-    from .segmenter import UNetModel
-
-    return UNetModel(keras_model, config)
-
-
-def build_network(config: ModelConfig, dtype_policy: str = "float32", seed: int | None = None):
-    """The Keras network of ``config``, its layers computing under ``dtype_policy``,
-    its initial weights drawn from ``seed`` (``None``: Keras's global random state)."""
-    from .resources import dtype_policy as policy_scope
-    from .unet import build_unet
-
-    arch = config.architecture
-    with policy_scope(dtype_policy):
-        return build_unet(
-            arch.n_classes,
-            arch.n_channels,
-            base_filters=arch.base_filters,
-            depth=arch.depth,
-            batch_norm=arch.batch_norm,
-            kernel_l2=arch.kernel_l2,
-            seed=seed,
-        )
+    return keras_model, config

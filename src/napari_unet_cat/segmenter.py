@@ -1,6 +1,7 @@
-"""A trained U-Net and its prediction engine: tiles, bands, objects, streamed outputs.
+"""A trained U-Net: its description, its variants, and prediction with it.
 
-The model file's format (save and load) is :mod:`napari_unet_cat.model_file`.
+The tiled engine is :mod:`~napari_unet_cat.inference`, the streamed mask files
+:mod:`~napari_unet_cat.writers`, the model file's format :mod:`~napari_unet_cat.model_file`.
 """
 
 from __future__ import annotations
@@ -8,40 +9,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .arrays import (
-    Layout,
-    apply_normalization,
-    argmax_last,
-    infer_layout,
-    percentile_range,
-    plane_indices,
-    plane_subsample,
-    read_window,
-    resize_plane,
-    scaled_shape,
-    smallest_int_dtype,
-    to_canonical,
-)
+from .arrays import Layout, argmax_last, infer_layout, plane_indices, read_window, smallest_int_dtype, to_canonical
 from .config import ModelConfig
 from .errors import InputError
-from .tiling import PlaneTiling, plan_plane, round_up
+from .inference import BYTES_PER_PIXEL_PER_FILTER, Band, ProgressCallback, TiledNetwork, plan_tiles
+from .instances import PlaneNumbering
 
-#: Largest tile side chosen automatically (memory permitting). Larger tiles would save
-#: little: with the default margin, 2048-pixel tiles already compute only about 1.2x the
-#: pixels of the plane, while their memory grows with the square of the side.
-MAX_AUTO_TILE = 2048
-#: Bytes of activations per pixel and base filter held at once during inference
-#: (measured: see benchmarks/bench_speed.py, tile-size curve).
-BYTES_PER_PIXEL_PER_FILTER = 48
-
-ProgressCallback = Callable[[int, int], None]
+#: What :meth:`UNetModel.predict` may return.
+OUTPUTS = ("classes", "instances", "probabilities")
+#: How objects may be made (see :meth:`UNetModel.predict`).
+OBJECT_METHODS = ("watershed", "components")
 
 
 class UNetModel:
@@ -144,14 +127,7 @@ class UNetModel:
                 "estimating the scale needs a model trained on instance masks (it compares the sizes of the "
                 "objects found with the training objects'); give a scale instead"
             )
-        image, axes = to_canonical(image, axes)
-        layout = infer_layout(
-            np.shape(image),
-            n_channels=self.config.architecture.n_channels,
-            axes=axes,
-            channel_names=self.config.channel_names,
-            gray=self.config.gray_input,
-        )
+        image, layout = self.read_layout(image, axes)
         first = next(iter(plane_indices(layout)))
         (h, w), side = layout.spatial, int(max_side)
         y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
@@ -166,46 +142,40 @@ class UNetModel:
         return float(np.clip(scale, 0.05, 4.0))
 
     # -- prediction --------------------------------------------------------------------
+    def tiled_network(self) -> TiledNetwork:
+        """This model as the tiled engine sees it (:class:`~napari_unet_cat.inference.TiledNetwork`)."""
+        arch = self.config.architecture
+        return TiledNetwork(
+            infer=self.tile_probabilities,
+            n_classes=len(self.class_values),
+            size_multiple=arch.size_multiple,
+            receptive_radius=arch.receptive_radius,
+            bytes_per_pixel=BYTES_PER_PIXEL_PER_FILTER * arch.base_filters,
+            normalization=self.config.normalization,
+            scale=self.config.scale,
+        )
+
+    @property
+    def halo(self) -> int:
+        """Context pixels each side that a tile needs for its core to equal a whole-image
+        pass (the receptive radius on the network's grid)."""
+        return self.tiled_network().margin(1 << 30)
+
     def auto_tile_size(
         self,
         memory_budget: int | None = None,
         spatial: tuple[int, int] | None = None,
         border: int = 0,
     ) -> int:
-        """Tile side for prediction when none is given.
+        """Tile side for prediction when none is given: the largest that fits
+        ``memory_budget`` bytes of activations (default: from the free memory, see
+        :func:`napari_unet_cat.resources.memory_budget`), or, given the plane's
+        ``(height, width)``, the side up to that which computes the fewest pixels
+        (see :meth:`napari_unet_cat.inference.TiledNetwork.auto_tile_size`)."""
+        from .resources import memory_budget as free_memory_budget
 
-        Args:
-            memory_budget: Bytes of activations one tile may use (default: from the
-                free memory, see :func:`napari_unet_cat.resources.memory_budget`).
-            spatial: The plane's ``(height, width)``, when known.
-            border: Mirror border, as for :meth:`predict`.
-
-        Returns:
-            The largest side whose activations fit the budget (at most
-            ``MAX_AUTO_TILE``); given ``spatial``, the side up to that which makes the
-            network compute the fewest pixels (tiles times tile area) for the plane: the
-            network's speed per pixel hardly depends on the tile side (tile-size curve
-            in benchmarks/bench_speed.py), so overlap is what costs.
-        """
-        from . import resources
-
-        arch = self.config.architecture
-        k = arch.size_multiple
-        budget = resources.memory_budget() if memory_budget is None else int(memory_budget)
-        side = int(np.sqrt(budget / (BYTES_PER_PIXEL_PER_FILTER * arch.base_filters)))
-        largest = int(np.clip(side // k * k, 4 * k, max(MAX_AUTO_TILE // k * k, 4 * k)))
-        if spatial is None:
-            return largest
-        best_cost, best_tile = None, largest
-        for tile in range(largest, max(4 * k, largest // 2) - 1, -k):
-            margin = self._margin(tile)
-            if tile - 2 * margin < k:
-                continue
-            plans = plan_plane(spatial, tile_size=tile, margin=margin, multiple=k, border=border)
-            cost = len(plans) * plans.rows.window * plans.cols.window
-            if best_cost is None or cost < best_cost:
-                best_cost, best_tile = cost, tile
-        return best_tile
+        budget = free_memory_budget() if memory_budget is None else int(memory_budget)
+        return self.tiled_network().auto_tile_size(budget, spatial, border)
 
     def fingerprint(self) -> str:
         """A short hash of what the model computes: its weights, network, classes,
@@ -247,10 +217,11 @@ class UNetModel:
             method, self.class_values, min_size=size, split=split, min_seed_size=seeds, extent_threshold=extent
         )
 
-    def _wants_objects(self, output: str | None, instances: str | None) -> bool:
-        if output not in (None, "classes", "instances", "probabilities"):
+    def wants_objects(self, output: str | None = None, instances: str | None = None) -> bool:
+        """Whether ``output`` and ``instances`` (as for :meth:`predict`) ask for objects."""
+        if output not in (None, *OUTPUTS):
             raise InputError(f"output must be 'classes', 'instances' or 'probabilities' (received {output!r})")
-        if instances not in (None, "watershed", "components"):
+        if instances not in (None, *OBJECT_METHODS):
             raise InputError(f"instances must be 'watershed' or 'components' (received {instances!r})")
         if output is None:
             return self.is_instance_model or instances is not None
@@ -325,7 +296,7 @@ class UNetModel:
             probabilities have a last axis of classes; with
             ``output="probabilities"``, the probabilities alone.
         """
-        objects = self._wants_objects(output, instances)
+        objects = self.wants_objects(output, instances)
         maker = self.object_maker(instances, min_size=min_size, split=split) if objects else None
         layout, bands = self.iter_bands(
             image,
@@ -348,7 +319,7 @@ class UNetModel:
             labels = np.zeros(shape, dtype=np.uint32 if objects else smallest_int_dtype(int(values.max())))
         probs = np.zeros((*shape, len(values)), dtype=np.float32) if keep_probs else None
         plane_probs = None  # the current plane's probabilities, for its objects
-        next_id = 1
+        numbering = PlaneNumbering()
         for index, rows, band in bands:
             if probs is not None:
                 probs[(*index, slice(*rows))] = band
@@ -361,14 +332,11 @@ class UNetModel:
                     probs[index] if probs is not None else np.zeros((*layout.spatial, len(values)), np.float32)
                 )
             plane_probs[slice(*rows)] = band
-            if rows[1] == layout.spatial[0]:
-                # The plane is complete: its objects, numbered on from the last plane's.
-                plane_objects = maker.label_plane(plane_probs)
-                labels[index] = np.where(plane_objects > 0, plane_objects + np.uint32(next_id - 1), 0)
-                next_id += int(plane_objects.max())
+            if rows[1] == layout.spatial[0]:  # the plane is complete: its objects
+                labels[index] = numbering.add(maker.label_plane(plane_probs))
                 plane_probs = None
         if objects:
-            labels = labels.astype(smallest_int_dtype(max(next_id - 1, 1)), copy=False)
+            labels = numbering.fit(labels)
         if output == "probabilities":
             return probs
         return (labels, probs) if return_probabilities else labels
@@ -398,12 +366,10 @@ class UNetModel:
             raise InputError(f"output must be 'classes' or 'instances' (received {output!r})")
         maker = self.object_maker(instances, min_size=min_size, split=split)
         labels = np.zeros(probs.shape[:-1], np.uint32)
-        next_id = 1
+        numbering = PlaneNumbering()
         for index in np.ndindex(*probs.shape[:-3]):
-            plane = maker.label_plane(probs[index])
-            labels[index] = np.where(plane > 0, plane + np.uint32(next_id - 1), 0)
-            next_id += int(plane.max())
-        return labels.astype(smallest_int_dtype(max(next_id - 1, 1)), copy=False)
+            labels[index] = numbering.add(maker.label_plane(probs[index]))
+        return numbering.fit(labels)
 
     def predict_to_tiff(
         self,
@@ -441,31 +407,10 @@ class UNetModel:
         Returns:
             The path written.
         """
-        import tifffile
+        from .writers import write_tiff_blocks
 
-        from .io import atomic_write
-
-        layout, blocks, dtype = self._label_blocks(image, tile_size, chunk, progress, name, options)
-        shape = layout.plane_shape + layout.spatial
-
-        def tiles():
-            for _, _, block in blocks:
-                for c in range(0, layout.spatial[1], chunk):
-                    yield np.ascontiguousarray(block[:, c : c + chunk])
-
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        return atomic_write(
-            path,
-            lambda tmp: tifffile.imwrite(
-                tmp,
-                data=tiles(),
-                shape=shape,
-                dtype=dtype,
-                tile=(chunk, chunk),
-                compression="zlib",
-                bigtiff=nbytes > 2**31 - 2**26,
-            ),
-        )
+        layout, blocks, dtype = self.label_blocks(image, tile_size, chunk, progress=progress, name=name, **options)
+        return write_tiff_blocks(path, layout.plane_shape + layout.spatial, dtype, blocks, chunk)
 
     def predict_to_zarr(
         self,
@@ -488,88 +433,39 @@ class UNetModel:
         Returns:
             The path written.
         """
-        import shutil
+        from .writers import write_zarr_blocks
 
-        import zarr
+        layout, blocks, dtype = self.label_blocks(image, tile_size, chunk, progress=progress, name=name, **options)
+        return write_zarr_blocks(path, layout.plane_shape + layout.spatial, dtype, blocks, chunk)
 
-        path = Path(path)
-        layout, blocks, dtype = self._label_blocks(image, tile_size, chunk, progress, name, options)
-        shape = layout.plane_shape + layout.spatial
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=".tmp.zarr", dir=path.parent))
-        try:
-            array = zarr.open_array(
-                str(tmp), mode="w", shape=shape, dtype=dtype, chunks=(1,) * len(layout.plane_shape) + (chunk, chunk)
-            )
-            for index, top, block in blocks:
-                array[(*index, slice(top, top + block.shape[0]))] = block
-            if path.exists():
-                old = path.with_name(f".{path.name}.replaced")
-                shutil.rmtree(old, ignore_errors=True)  # left by a run killed just here
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
-
-    def _label_blocks(self, image, tile_size, chunk: int, progress, name: str, options: dict):
+    def label_blocks(
+        self,
+        image,
+        tile_size: int | None,
+        chunk: int,
+        *,
+        output: str | None = None,
+        instances: str | None = None,
+        min_size: int | None = None,
+        split: bool = False,
+        **options,
+    ):
         """``(layout, blocks, dtype)`` where ``blocks`` yields ``(plane_index, row_start,
-        labels)`` for blocks of ``chunk`` whole rows (fewer at a plane's end), in order."""
-        if chunk < 16 or chunk % 16:
-            raise InputError(f"chunk must be a positive multiple of 16 (received {chunk})")
-        options = dict(options)
-        output = options.pop("output", None)
-        instances = options.pop("instances", None)
-        min_size = options.pop("min_size", None)
-        split = options.pop("split", False)
+        labels)`` for blocks of ``chunk`` whole rows (fewer at a plane's end), in order
+        (see :mod:`~napari_unet_cat.writers`); other options as for :meth:`iter_bands`."""
+        from .writers import check_chunk, row_blocks
+
+        chunk = check_chunk(chunk)
         if output == "probabilities":
             raise InputError(
                 "probabilities are not streamed into a mask file: use predict(..., output='probabilities')"
             )
-        objects = self._wants_objects(output, instances)
+        objects = self.wants_objects(output, instances)
         maker = self.object_maker(instances, min_size=min_size, split=split) if objects else None
-        layout, bands = self.iter_bands(image, tile_size, progress=progress, name=name, **options)
+        layout, bands = self.iter_bands(image, tile_size, **options)
         values = np.asarray(self.class_values)
         dtype = np.dtype(np.uint32) if objects else smallest_int_dtype(int(values.max()))
-
-        def label_rows():
-            """``(plane_index, plane_done, labels)`` for consecutive rows of each plane."""
-            from .instances import BandStitcher
-
-            stitcher, next_id = None, 1
-            for index, (_, stop), band in bands:
-                done = stop == layout.spatial[0]
-                if not objects:
-                    yield index, done, values[argmax_last(band)].astype(dtype)
-                    continue
-                if stitcher is None:
-                    stitcher = BandStitcher(maker, layout.spatial[0])
-                    stitcher.next_id = next_id
-                for _, rows in stitcher.add(band):
-                    yield index, done, rows
-                if done:
-                    next_id, stitcher = stitcher.next_id, None
-
-        def blocks():
-            held: list[np.ndarray] = []
-            rows_held = top = 0
-            plane = None
-            for index, plane_done, rows in label_rows():
-                if index != plane:
-                    plane, held, rows_held, top = index, [], 0, 0
-                held.append(rows)
-                rows_held += rows.shape[0]
-                while rows_held >= chunk or (rows_held and plane_done):
-                    block = np.concatenate(held)
-                    yield index, top, block[:chunk]
-                    held = [block[chunk:]]
-                    rows_held = held[0].shape[0]
-                    top += chunk
-
-        return layout, blocks(), dtype
+        return layout, row_blocks(_label_rows(bands, layout, values, dtype, maker), chunk), dtype
 
     def iter_bands(
         self,
@@ -585,183 +481,52 @@ class UNetModel:
         test_time_augmentation: bool = False,
         progress: ProgressCallback | None = None,
         name: str = "image",
-    ):
+    ) -> tuple[Layout, Iterator[Band]]:
         """Plan the prediction of ``image`` and return ``(layout, bands)``, where
         ``bands`` yields ``(plane_index, (row_start, row_stop), probabilities)`` for
         consecutive bands of rows, plane after plane (arguments as for :meth:`predict`).
         Errors in the arguments are raised here, before any band is computed."""
-        arch = self.config.architecture
-        k = arch.size_multiple
+        from . import inference
+        from .resources import memory_budget as free_memory_budget
+
+        image, layout = self.read_layout(image, axes, rgb=rgb, name=name)
+        network = self.tiled_network()
+        if test_time_augmentation:
+            network = _with_tta(network)
+        plan = plan_tiles(
+            network,
+            layout.spatial,
+            memory_budget=free_memory_budget() if memory_budget is None else int(memory_budget),
+            tile_size=tile_size,
+            margin=margin,
+            border=0 if border is None else int(border),
+            batch_size=batch_size,
+        )
+        return layout, inference.iter_bands(network, image, layout, plan, progress=progress)
+
+    def read_layout(self, image, axes: str | None = None, *, rgb: bool | None = None, name: str = "image"):
+        """``(image, layout)``: ``image`` with its axes in canonical order, and where its
+        planes, rows, columns and channels lie for this model (see
+        :func:`~napari_unet_cat.arrays.infer_layout`)."""
         image, axes = to_canonical(image, axes, name=name)
         layout = infer_layout(
             np.shape(image),
-            n_channels=arch.n_channels,
+            n_channels=self.config.architecture.n_channels,
             rgb=rgb,
             axes=axes,
             name=name,
             channel_names=self.config.channel_names,
             gray=self.config.gray_input,
         )
-        border = 0 if border is None else int(border)
-        if border < 0:
-            raise InputError(f"border must not be negative (received {border})")
-        if tile_size is not None and tile_size < k:
-            raise InputError(f"tile size must be at least {k} for this model (received {tile_size})")
-        if memory_budget is None:
-            from .resources import memory_budget as free_memory_budget
+        return image, layout
 
-            memory_budget = free_memory_budget()
-        scale = self.config.scale
-        work_spatial = scaled_shape(layout.spatial, scale) if scale != 1.0 else layout.spatial
-        if tile_size:
-            tile = round_up(int(tile_size), k)
-        else:
-            tile = self.auto_tile_size(memory_budget, work_spatial, border)
-        margin = self._margin(tile) if margin is None else round_up(int(margin), k)
-        if margin < 0:
-            raise InputError(f"margin must not be negative (received {margin})")
-        if tile - 2 * margin < k:
-            raise InputError(
-                f"tile size {tile} is too small for a context margin of {margin} pixels on each side; "
-                f"use a tile of at least {2 * margin + k} or a smaller margin"
-            )
-        if batch_size is None:
-            # As many tiles per call as the budget allows, but never more pixels than the
-            # largest automatic tile holds: memory then stays about the same whatever the
-            # image's size (batching more gains little speed).
-            per_tile = BYTES_PER_PIXEL_PER_FILTER * arch.base_filters * tile * tile
-            largest = self.auto_tile_size(memory_budget)
-            batch_size = int(max(1, min(64, memory_budget // per_tile, largest * largest // (tile * tile))))
-        plans = plan_plane(work_spatial, tile_size=tile, margin=margin, multiple=k, border=border)
-        tta = bool(test_time_augmentation)
-
-        def bands():
-            total = layout.n_planes * len(plans)
-            done = 0
-            for index in plane_indices(layout):
-                if scale != 1.0:
-                    # A rescaled plane is held whole: its bands join, then return to full size.
-                    plane = self._scaled_plane(image, layout, index)
-                    parts = self._predict_plane(
-                        plane, _in_memory_layout(plane), (), plans, batch_size, normalized=True, tta=tta
-                    )
-                    whole = np.concatenate([band for _, band in parts])
-                    yield index, (0, layout.spatial[0]), resize_plane(whole, layout.spatial)
-                else:
-                    for rows, band in self._predict_plane(image, layout, index, plans, batch_size, tta=tta):
-                        yield index, rows, band
-                done += len(plans)
-                if progress is not None:
-                    progress(done, total)
-
-        return layout, bands()
-
-    def _margin(self, tile: int) -> int:
-        arch = self.config.architecture
-        k = arch.size_multiple
-        return min(round_up(arch.receptive_radius, k), max(k, (tile // 4) // k * k))
-
-    def _scaled_plane(self, image, layout: Layout, index) -> np.ndarray:
-        """One plane, normalized and resized by the model's scale (held in memory)."""
-        rows = np.arange(layout.spatial[0])
-        cols = np.arange(layout.spatial[1])
-        plane = read_window(image, layout, index, rows, cols)
-        plane = apply_normalization(plane, *percentile_range(plane, self.config.normalization))
-        return resize_plane(plane, scaled_shape(layout.spatial, self.config.scale))
-
-    def _predict_plane(
-        self,
-        source,
-        layout: Layout,
-        index,
-        plans: PlaneTiling,
-        batch_size: int,
-        *,
-        normalized: bool = False,
-        tta: bool = False,
-    ):
-        """Yield ``((row_start, row_stop), probabilities)`` bands of one plane, top to bottom.
-
-        Tiles are read one window at a time, so a lazy source is never loaded whole; a
-        band of finished rows is released as soon as no later tile touches it.
-        """
-        if normalized:
-            lo, hi = np.float32(0), np.float32(1)
-        else:
-            lo, hi = percentile_range(plane_subsample(source, layout, index), self.config.normalization)
-        (pad_top, _), (pad_left, _) = plans.pad
-        height, width = layout.spatial
-        if len(plans) == 1:
-            # One window holds the whole padded plane: no blending to do.
-            rows = np.arange(plans.rows.length) - pad_top
-            cols = np.arange(plans.cols.length) - pad_left
-            window = apply_normalization(read_window(source, layout, index, rows, cols), lo, hi)
-            out = self._infer(window[None], tta=tta)[0]
-            yield (0, height), out[pad_top : pad_top + height, pad_left : pad_left + width]
-            return
-        n_classes = len(self.class_values)
-        padded_w = plans.cols.length
-        win_h, win_w = plans.window
-        acc = np.zeros((0, padded_w, n_classes), np.float32)
-        wsum = np.zeros((0, padded_w), np.float32)
-        acc_start = 0
-        col_weights = [plans.cols.weights(j) for j in range(len(plans.cols.starts))]
-        for i, r in enumerate(plans.rows.starts):
-            row_w = plans.rows.weights(i)
-            rows = np.arange(r, r + win_h) - pad_top
-            need = r + win_h - acc_start
-            if need > acc.shape[0]:
-                grow = need - acc.shape[0]
-                acc = np.concatenate([acc, np.zeros((grow, padded_w, n_classes), np.float32)])
-                wsum = np.concatenate([wsum, np.zeros((grow, padded_w), np.float32)])
-            # One batch of windows at a time, each blended in as soon as it is computed: the
-            # memory held does not grow with the number of tiles across the plane.
-            for b in range(0, len(plans.cols.starts), batch_size):
-                starts = plans.cols.starts[b : b + batch_size]
-                windows = [
-                    apply_normalization(
-                        read_window(source, layout, index, rows, np.arange(c, c + win_w) - pad_left), lo, hi
-                    )
-                    for c in starts
-                ]
-                outputs = self._infer(np.stack(windows), tta=tta)
-                del windows
-                for j, (c, out) in enumerate(zip(starts, outputs), start=b):
-                    w = row_w[:, None] * col_weights[j][None, :]
-                    acc[r - acc_start : r - acc_start + win_h, c : c + win_w] += out * w[..., None]
-                    wsum[r - acc_start : r - acc_start + win_h, c : c + win_w] += w
-                del outputs
-            final = plans.rows.length if i == len(plans.rows.starts) - 1 else plans.rows.starts[i + 1]
-            # Rows before ``final`` get no more contributions: emit those inside the image.
-            lo_row, hi_row = max(acc_start, pad_top), min(final, pad_top + height)
-            if hi_row > lo_row:
-                band = acc[lo_row - acc_start : hi_row - acc_start, pad_left : pad_left + width]
-                band_w = wsum[lo_row - acc_start : hi_row - acc_start, pad_left : pad_left + width]
-                yield (lo_row - pad_top, hi_row - pad_top), band / band_w[..., None]
-            drop = final - acc_start
-            acc, wsum, acc_start = acc[drop:], wsum[drop:], final
-
-    def _infer(self, batch: np.ndarray, *, tta: bool = False) -> np.ndarray:
-        """Softmax probabilities of a batch of ``(N, Y, X, C)`` tiles (averaged over the
-        dihedral transforms when test-time augmentation is on)."""
-        if not tta:
-            return self._softmax(batch)
-        total = np.zeros((*batch.shape[:3], len(self.class_values)), np.float32)
-        for flip in (False, True):
-            flipped = batch[:, :, ::-1] if flip else batch
-            for turns in range(4):
-                # Tile sides are multiples of 2**depth, so every transform keeps the
-                # pooling grid on the same pixels and maps back exactly.
-                out = self._softmax(np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2))))
-                out = np.rot90(out, -turns, axes=(1, 2))
-                total += out[:, :, ::-1] if flip else out
-        return total / 8
-
-    def _softmax(self, batch: np.ndarray) -> np.ndarray:
+    def tile_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(N, Y, X, classes)`` of normalized tiles ``(N, Y, X, C)``,
+        float32, with the class weights of training undone for an instance model."""
         with self._network_lock:
-            return self._softmax_unlocked(batch)
+            return self._probabilities_unlocked(batch)
 
-    def _softmax_unlocked(self, batch: np.ndarray) -> np.ndarray:
+    def _probabilities_unlocked(self, batch: np.ndarray) -> np.ndarray:
         if self._probability_model is None:
             from ._backend import keras
             from .unet import PriorCorrection
@@ -794,6 +559,31 @@ class UNetModel:
         return export_bioimageio(self, path, sample, **fields)
 
 
-def _in_memory_layout(plane: np.ndarray) -> Layout:
-    """Layout of a prepared ``(Y, X, C)`` plane."""
-    return Layout(plane_shape=(), spatial=plane.shape[:2], channels=plane.shape[2], channel_axis=True)
+def _with_tta(network: TiledNetwork) -> TiledNetwork:
+    """``network`` averaged over the 8 flips and rotations of each tile."""
+    import dataclasses
+    import functools
+
+    from .inference import dihedral_average
+
+    return dataclasses.replace(network, infer=functools.partial(dihedral_average, network.infer))
+
+
+def _label_rows(bands: Iterator[Band], layout: Layout, values: np.ndarray, dtype, maker):
+    """``(plane_index, plane_done, labels)`` for consecutive rows of each plane: class
+    values, or (given an object ``maker``) objects numbered across the whole image."""
+    from .instances import BandStitcher
+
+    stitcher, next_id = None, 1
+    for index, (_, stop), band in bands:
+        done = stop == layout.spatial[0]
+        if maker is None:
+            yield index, done, values[argmax_last(band)].astype(dtype)
+            continue
+        if stitcher is None:
+            stitcher = BandStitcher(maker, layout.spatial[0])
+            stitcher.next_id = next_id
+        for _, rows in stitcher.add(band):
+            yield index, done, rows
+        if done:
+            next_id, stitcher = stitcher.next_id, None

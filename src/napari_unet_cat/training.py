@@ -2,57 +2,42 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from ._backend import keras
 from .arrays import resize_plane, scaled_shape, smallest_int_dtype, to_canonical
-from .config import (
-    IGNORE,
-    ClassInfo,
-    ModelConfig,
-    Normalization,
-    TrainingSettings,
-    architecture_from_preset,
-)
-from .dataset import (
-    PatchSampler,
-    check_not_instances,
-    collect_classes,
-    prepare_planes,
-    split_validation,
-    validation_patches,
-)
+from .batches import PatchBatches
+from .config import ModelConfig, Normalization, TrainingSettings
+from .dataset import PatchSampler, prepare_planes, validation_patches
 from .errors import InputError, TrainingStopped
-from .instances import INSTANCE_CLASSES, class_balance
+from .first_guess import ForestGuide, wants_forest_guide
 from .losses import ClassIoU, MaskedCrossEntropy
-from .model_file import build_network
 from .resources import distribution_scope, resolve_precision
 from .segmenter import UNetModel
+from .training_setup import (
+    NewModel,
+    canonical_inputs,
+    choose_validation,
+    continued_start,
+    finish_config,
+    new_config,
+    new_start,
+)
+from .unet import build_network
 
 StepCallback = Callable[[int, int, float], None]
 #: Fewest steps in an automatic epoch: a few strokes on one image make a "pass" of one
 #: or two patches, and an epoch that short is all overhead (and a jumpy curve).
 MIN_STEPS_PER_EPOCH = 8
-#: Instance models remove objects smaller than this share of the 5th percentile of the
-#: training objects' areas, and watershed seeds smaller than ``MIN_SEED_SHARE`` of it
-#: (chosen on a split of the training images: benchmarks/bench_instances.py, "choose",
-#: and docs/benchmarks.md).
-MIN_OBJECT_SHARE = 1.0
-MIN_SEED_SHARE = 0.5
 #: Share of the starting learning rate left at the end of an annealed time budget.
 ANNEAL_FLOOR = 0.05
-#: Threads that draw and augment patches beside the network's own.
-INPUT_THREADS = 2
 
 
 @dataclass
@@ -115,76 +100,6 @@ class EpochReport:
         if self.stopped:
             parts.append(f"stopped: {self.stopped}")
         return ", ".join(parts)
-
-
-class _PatchBatches(keras.utils.PyDataset):
-    """Random augmented batches, reproducible from ``(seed, epoch, step)``.
-
-    Batches are drawn ahead on ``threads`` threads of our own, keyed by epoch and step,
-    and handed to Keras in step order. Keras's own worker queue is left off on purpose:
-    it keeps batches drawn ahead for "the next run" when a ``fit`` ends, so with one
-    ``fit`` per epoch the next epoch began with whichever of them had finished, in
-    timing-dependent order, and the same seed trained a different model.
-    """
-
-    #: Batches drawn ahead of the one being trained on.
-    AHEAD = 4
-    #: Batches kept after they were handed out: Keras's TensorFlow adapter reads the first
-    #: two of every ``fit`` to learn their shapes, then asks for them again.
-    KEPT = 2
-
-    def __init__(self, sampler: PatchSampler, batch_size: int, steps: int, seed: int, threads: int | None = None):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.steps = steps
-        self.seed = seed
-        self.epoch = 0
-        threads = INPUT_THREADS if threads is None else threads
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="patches") if threads > 1 else None
-        self._drawn: dict[tuple[int, int], Future] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def draw(self, epoch: int, step: int):
-        """The batch of ``step`` in ``epoch``: a pure function of the seed, epoch and step."""
-        rng = np.random.default_rng([self.seed, epoch, step])
-        return self.sampler.batch(rng, self.batch_size)
-
-    def __getitem__(self, step: int):
-        epoch = self.epoch
-        now = epoch * self.steps + step
-        wanted = [divmod(i, self.steps) for i in range(now, now + self.AHEAD + 1)]
-        with self._lock:
-            if self._pool is None:
-                future = None
-            else:
-                for key in wanted:
-                    if key not in self._drawn:
-                        self._drawn[key] = self._pool.submit(self.draw, *key)
-                future = self._drawn[(epoch, step)]
-                # Drop only what lies behind: a step asked again must not discard the
-                # batches already drawn ahead.
-                for key in [k for k in self._drawn if k[0] * self.steps + k[1] < now - self.KEPT]:
-                    self._drawn.pop(key).cancel()
-        try:
-            if future is not None:
-                return future.result()
-        except CancelledError:  # closed meanwhile
-            pass
-        return self.draw(epoch, step)
-
-    def close(self) -> None:
-        """Stop the drawing threads; batches still wanted are drawn in the caller's thread."""
-        if self._pool is not None:
-            with self._lock:
-                pool, self._pool = self._pool, None
-                for future in self._drawn.values():
-                    future.cancel()
-                self._drawn.clear()
-            pool.shutdown(wait=True)
 
 
 class _Watch(keras.callbacks.Callback):
@@ -310,155 +225,74 @@ class Trainer:
         channel_names: Sequence[str] | None = None,
         gray: bool = False,
     ):
-        self.settings = settings or TrainingSettings()
-        self.settings.validate()
-        if len(images) != len(labels):
-            raise InputError(f"got {len(images)} images but {len(labels)} label images")
-        if not len(images):
-            raise InputError("no training images given")
-        names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
-        self.names = names
-        per_image = [axes] * len(images) if axes is None or isinstance(axes, str) else list(axes)
-        if len(per_image) != len(images):
-            raise InputError(f"got axes for {len(per_image)} images but {len(images)} images")
-        images = list(images)
-        image_axes = []
-        for i, (image, name) in enumerate(zip(images, names)):
-            images[i], canonical = to_canonical(image, per_image[i], name=f"image {name}")
-            image_axes.append(canonical)
+        self.settings = s = settings or TrainingSettings()
+        s.validate()
+        images, self.names, image_axes = canonical_inputs(images, labels, names, axes)
         self.on_step = on_step
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self._stop = stop_event if stop_event is not None else threading.Event()
         self._stopped = ""
         self._started = 0.0
-        s = self.settings
-
+        recipe = NewModel(
+            preset, base_filters, depth, kernel_l2, normalization, scale, target_size, class_names, channel_names, gray
+        )
         if model is not None:
-            config = copy.deepcopy(model.config)
-            if config.card:  # a model card describes the model it started from, not this one
-                config.card = {"started_from": _started_from(config.card)}
-            mode = config.training.label_mode
-            if s.label_mode != mode:
-                raise InputError(
-                    f"the model was trained with {mode} labels; continue with label mode {mode!r} "
-                    f"(received {s.label_mode!r})"
-                )
-            value_map = config.value_map if value_map is None else value_map
-            class_values = config.class_values
-            n_channels = config.architecture.n_channels
-            gray = config.gray_input
-            self.history = list(config.history)
+            start = continued_start(model, s, value_map)
         else:
-            value_map = value_map or {}
-            if target_size is not None:
-                if target_size < 8:
-                    raise InputError(f"target size must be at least 8 pixels (received {target_size})")
-                sides = [max(np.shape(lab)[-2:]) for lab in labels]  # shapes only: lazy labels stay lazy
-                scale = float(target_size / np.median(sides))
-            if not 0 < scale <= 4:
-                raise InputError(f"scale must be in (0, 4] (received {scale})")
-            if s.label_mode != "instances" and not allow_many_classes:
-                check_not_instances(labels, names, s.label_mode, value_map)
-            class_values = collect_classes(labels, mode=s.label_mode, value_map=value_map, names=names)
-            n_channels = None
-            self.history = []
-            config = None
-
-        norm = model.config.normalization if model is not None else (normalization or Normalization())
-        norm.validate()
-        scale = model.config.scale if model is not None else scale
+            start = new_start(labels, self.names, s, recipe, value_map, allow_many_classes=allow_many_classes)
         planes, n_channels = prepare_planes(
             images,
             labels,
-            names=names,
-            class_values=class_values,
+            names=self.names,
+            class_values=start.class_values,
             mode=s.label_mode,
-            value_map=value_map,
-            normalization=norm,
-            scale=scale,
+            value_map=start.value_map,
+            normalization=start.normalization,
+            scale=start.scale,
             patch_size=s.patch_size,
-            n_channels=n_channels,
+            n_channels=start.n_channels,
             border_width=s.border_width,
             w0=s.w0,
             sigma=s.sigma,
             should_stop=self._stop.is_set,
             image_axes=image_axes,
             class_balance_power=s.class_balance,
-            # Fine-tuning weighs the classes as the model's first training did, so that the
-            # probability correction it carries (the inverse of those weights) still fits.
-            class_weights=(model.config.class_prior_weights or None) if model is not None else None,
-            gray=gray,
+            class_weights=start.class_weights,
+            gray=start.gray,
         )
-        if model is None:
-            arch = architecture_from_preset(
-                preset,
-                n_channels=n_channels,
-                n_classes=len(class_values),
-                base_filters=base_filters,
-                depth=depth,
-                kernel_l2=kernel_l2,
-            )
-            names_by_value = class_names or {}
-            if s.label_mode == "instances":
-                names_by_value = dict(INSTANCE_CLASSES)
-            config = ModelConfig(
-                architecture=arch,
-                classes=[ClassInfo(v, names_by_value.get(v, "")) for v in class_values],
-                normalization=norm,
-                scale=scale,
-                value_map=value_map,
-                gray_input=bool(gray),
-            )
-            if channel_names is not None:
-                if len(channel_names) != n_channels:
-                    raise InputError(
-                        f"got {len(channel_names)} channel names ({', '.join(channel_names)}) for images of "
-                        f"{n_channels} channels"
-                    )
-                config.channel_names = [str(n) for n in channel_names]
+        config = start.config or new_config(start, recipe, n_channels, s.label_mode)
         self.precision = resolve_precision(s.precision)
         self._scope = distribution_scope(s.data_parallel)
+        self.keras_model = self._network(config, model)
+        finish_config(config, s, planes, continued=model is not None)
+        self.config = config
+        self.history = start.history
+        self._prepare_data(planes, start.value_map)
+        self.epochs_done = len(self.history)
+        self._best_score: float | None = None
+        self._best_weights = None
+        self._view: UNetModel | None = None
+        self._steps_run = 0
+
+    def _network(self, config: ModelConfig, model: UNetModel | None):
+        """A new network for ``config``, or a copy of ``model``'s, its variables made under
+        this run's distribution and precision."""
         if model is None:
             with self._scope():
-                self.keras_model = build_network(config, self.precision, seed=s.seed)
-        else:
-            # A copy, its variables made under this run's distribution and policy.
-            weights = model.keras_model.get_weights()  # read outside any other strategy
-            with self._scope():
-                self.keras_model = build_network(config, self.precision)
-                self.keras_model.set_weights(weights)
-        k = config.architecture.size_multiple
-        if s.patch_size % k:
-            raise InputError(
-                f"patch size {s.patch_size} is not a multiple of {k} (2**depth for depth "
-                f"{config.architecture.depth}); try {max(k, s.patch_size // k * k)}"
-            )
-        config.training = s
-        config.tile_size = s.patch_size
-        config.package_version = __version__
-        if s.label_mode == "instances":
-            config.object_areas = _object_areas(planes, scale)
-            if model is None:  # a continued model keeps the correction it was trained with
-                # The weights prepare_planes gave the loss (the same shares, recounted).
-                weights = class_balance([p.targets for p in planes], power=s.class_balance)
-                config.class_prior_weights = [round(float(w), 6) for w in weights]
-                if config.object_areas:
-                    config.min_object_size = int(round(MIN_OBJECT_SHARE * config.object_areas[0]))
-                    config.min_seed_size = int(round(MIN_SEED_SHARE * config.object_areas[0]))
-        self.config = config
-        train_planes, val_planes = split_validation(planes, s.val_fraction, patch=s.patch_size, seed=s.seed)
+                return build_network(config, self.precision, seed=self.settings.seed)
+        weights = model.keras_model.get_weights()  # read outside any other strategy
+        with self._scope():
+            network = build_network(config, self.precision)
+            network.set_weights(weights)
+        return network
+
+    def _prepare_data(self, planes, value_map: dict) -> None:
+        """Hold out validation, guide sparse strokes by the forest, and set up the patches."""
+        s = self.settings
+        class_values = self.config.class_values
+        train_planes, val_planes, note = choose_validation(planes, s, class_values)
         #: Why the held-out annotation was not used to choose weights ("" when it was).
-        self.validation_note = ""
-        if val_planes:
-            too_small = _too_small_to_judge(val_planes, class_values)
-            if too_small:
-                # A handful of held-out strokes cannot tell a good epoch from a bad one:
-                # train on every stroke and keep the last (annealed) weights instead.
-                self.validation_note = (
-                    f"the held-out annotation is too small to judge ({too_small}): training on every stroke and "
-                    "keeping the last weights"
-                )
-                train_planes, val_planes = planes, []
+        self.validation_note = note
         #: Keep the last epoch's weights, not the lowest loss (no validation to judge by).
         self._keep_last = not val_planes
         self._first_guess = None
@@ -469,14 +303,18 @@ class Trainer:
         self.guided_pixels = 0
         #: What the forest guide did, for the log and the panel ("" when off).
         self.guide_note = ""
-        if self._wants_forest_guide(train_planes, value_map):
-            train_planes = self._guide_by_forest(train_planes, val_planes, len(class_values))
-            total = sum(int((p.weights > 0).sum()) for p in train_planes)
-            self.guide_note = (
-                f"a random forest on the strokes' filter features guesses {self.guided_pixels:,} unpainted pixels "
-                f"({100 * self.guided_pixels / max(total, 1):.0f}% of those trained on), at "
-                f"{s.guide_weight:g} of a stroke's weight"
+        if wants_forest_guide(train_planes, s, value_map):
+            guide = ForestGuide(
+                train_planes,
+                val_planes,
+                len(class_values),
+                seed=s.seed,
+                confidence=s.guide_confidence,
+                weight=s.guide_weight,
             )
+            train_planes = guide.planes
+            self._first_guess, self._forest_seen = guide.forest, guide.guessed
+            self.guided_pixels, self.guide_note = guide.guided_pixels, guide.note(s.guide_weight)
         sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None
         if val_planes:
@@ -486,58 +324,6 @@ class Trainer:
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes, val_objects)
         patches = sampler.patches_per_epoch()
         self.steps_per_epoch = s.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(patches / s.batch_size))
-        self.epochs_done = len(self.history)
-        self._best_score: float | None = None
-        self._best_weights = None
-        self._view: UNetModel | None = None
-        self._steps_run = 0
-
-    # -- the forest guide -------------------------------------------------------------------
-    def _wants_forest_guide(self, planes, value_map) -> bool:
-        s = self.settings
-        if s.label_mode != "sparse" or s.forest_guide is False or s.guide_weight == 0:
-            return False
-        if s.forest_guide:
-            return True
-        if any(target == IGNORE for target in value_map.values()):
-            return False  # pixels the user chose to ignore must stay ignored
-        annotated = sum(int((p.targets >= 0).sum()) for p in planes)
-        return len(planes) <= GUIDE_MAX_PLANES and annotated < GUIDE_MAX_SHARE * sum(p.targets.size for p in planes)
-
-    def _guide_by_forest(self, train_planes, val_planes, n_classes: int):
-        """Training planes whose unpainted pixels carry the forest's confident guesses.
-
-        The forest learns from the training strokes only; pixels held out for validation
-        stay out. Strokes weigh 1 in the loss, guessed pixels ``guide_weight``.
-        """
-        from .dataset import TrainingPlane
-        from .first_guess import FirstGuess
-
-        s = self.settings
-        forest = FirstGuess(train_planes, n_classes, seed=s.seed, max_planes=len(train_planes))
-        self._first_guess = forest
-        held_out: dict[int, np.ndarray] = {}
-        for p in val_planes:
-            known = p.targets >= 0
-            held_out[id(p.image)] = held_out[id(p.image)] | known if id(p.image) in held_out else known
-        guided = []
-        for p in train_planes:
-            probabilities = forest.probabilities(p.image)
-            if len(self._forest_seen) < KEEP_FOREST_GUESSES:
-                self._forest_seen.append((p.image, probabilities))
-            sure = (probabilities.max(axis=-1) >= s.guide_confidence) & (p.targets < 0)
-            if id(p.image) in held_out:
-                sure &= ~held_out[id(p.image)]
-            if p.unpadded is not None:
-                sure[p.unpadded[0] :, :] = False  # not on the mirror padding of a small plane
-                sure[:, p.unpadded[1] :] = False
-            targets = np.where(sure, np.argmax(probabilities, axis=-1), p.targets).astype(p.targets.dtype)
-            weights = np.where(p.targets >= 0, 1.0, np.where(sure, s.guide_weight, 0.0)).astype(np.float32)
-            plane = TrainingPlane(p.image, targets, p.source, p.image_index, weights=weights, unpadded=p.unpadded)
-            plane.index_annotations(n_classes)
-            self.guided_pixels += int(sure.sum())
-            guided.append(plane)
-        return guided
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -588,7 +374,7 @@ class Trainer:
         """Train, yielding a report after each epoch; ends when done or stopped."""
         s = self.settings
         self._compile()
-        dataset = _PatchBatches(self.data.sampler, s.batch_size, self.steps_per_epoch, s.seed)
+        dataset = PatchBatches(self.data.sampler, s.batch_size, self.steps_per_epoch, s.seed, threads=s.input_threads)
         watch = _Watch(self)
         values = self.config.class_values
         has_val = self.data.val_x is not None
@@ -729,7 +515,7 @@ class Trainer:
         preds = []
         for start in range(0, len(self.data.val_x), self.settings.batch_size):
             batch = self.data.val_x[start : start + self.settings.batch_size]
-            for probs, known in zip(view._softmax(batch), annotated[start:]):
+            for probs, known in zip(view.tile_probabilities(batch), annotated[start:]):
                 preds.append(np.where(known, maker.label_plane(probs), 0))
         return float(evaluate_instances(preds, list(self.data.val_objects))["ap"]["0.5"])
 
@@ -761,50 +547,6 @@ def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
     """Whether ``plane`` is the top-left of ``padded`` (a training plane, maybe padded)."""
     h, w = plane.shape[:2]
     return padded.shape[0] >= h and padded.shape[1] >= w and np.array_equal(padded[:h, :w], plane)
-
-
-def _started_from(card: dict) -> str:
-    """What a model trained further from a model with ``card`` says of its start."""
-    if list(card) == ["started_from"]:
-        return card["started_from"]
-    what = card.get("what", "a model with a model card")
-    return f"{what}; then trained further, so that the starting model's scores do not describe this one"
-
-
-#: The forest's guesses of at most this many training planes are kept for the preview.
-KEEP_FOREST_GUESSES = 4
-
-#: The forest guide is on by default for at most this many planes with strokes on less
-#: than this share of their pixels: the napari strokes path, where it costs seconds.
-GUIDE_MAX_PLANES = 16
-GUIDE_MAX_SHARE = 0.25
-
-#: A held-out set with fewer annotated pixels of some class than this cannot choose
-#: between epochs (a few strokes on one image hold out a handful of blocks).
-MIN_VALIDATION_PIXELS = 300
-
-
-def _too_small_to_judge(val_planes, class_values) -> str:
-    """What makes held-out annotation too small to choose weights by ("" if nothing)."""
-    counts = np.zeros(len(class_values), np.int64)
-    for p in val_planes:
-        t = p.targets[p.targets >= 0]
-        counts += np.bincount(t.ravel(), minlength=len(class_values))[: len(class_values)]
-    short = [f"class {v}: {n} pixels" for v, n in zip(class_values, counts) if n < MIN_VALIDATION_PIXELS]
-    return ", ".join(short)
-
-
-def _object_areas(planes, scale: float) -> list[float]:
-    """Percentiles 5, 50 and 95 of the training objects' areas, in full-resolution pixels."""
-    areas = []
-    for p in planes:
-        if p.instances is not None:
-            counts = np.bincount(np.maximum(p.instances, 0).ravel())[1:]
-            areas.append(counts[counts > 0])
-    if not areas or not sum(a.size for a in areas):
-        return []
-    found = np.concatenate(areas) / (scale * scale)
-    return [round(float(v), 1) for v in np.percentile(found, [5, 50, 95])]
 
 
 def train(

@@ -139,3 +139,21 @@ class PriorCorrection(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "class_weights": self.class_weights}
+
+
+def build_network(config, dtype_policy: str = "float32", seed: int | None = None):
+    """The Keras network of ``config``, its layers computing under ``dtype_policy``,
+    its initial weights drawn from ``seed`` (``None``: Keras's global random state)."""
+    from .resources import dtype_policy as policy_scope
+
+    arch = config.architecture
+    with policy_scope(dtype_policy):
+        return build_unet(
+            arch.n_classes,
+            arch.n_channels,
+            base_filters=arch.base_filters,
+            depth=arch.depth,
+            batch_norm=arch.batch_norm,
+            kernel_l2=arch.kernel_l2,
+            seed=seed,
+        )

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, ProgressBar, PushButton, SpinBox
 
 from ..errors import UNetCatError
-from ._common import (
-    MODEL_FILE,
-    Relay,
-    Session,
-    chosen_model,
-    model_sources,
-    notify_error,
-    on_model_thread,
-    status_label,
-    unless_closed,
-)
+from .panel import Panel, notify_error, unless_closed
+from .session import MODEL_FILE, Session, chosen_model, model_sources
+from .threads import Relay, on_model_thread
 
 if TYPE_CHECKING:
     import napari.viewer
 
 
-class FolderWidget(Container):
+class FolderWidget(Panel):
     """Input and output folders, a model, Run and Cancel; a summary at the end."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__()
         self.viewer = viewer
-        self.closed = False
-        self.worker = None
         self.report = None
         self._cancel = False
         self._relay = Relay()
@@ -50,7 +40,6 @@ class FolderWidget(Container):
         self.run_button = PushButton(text="Segment folder")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = status_label("")
         self.extend(
             [
                 self.source,
@@ -71,17 +60,10 @@ class FolderWidget(Container):
         self.source.changed.connect(lambda choice: setattr(self.model_path, "visible", choice == MODEL_FILE))
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.native.destroyed.connect(self._on_destroyed)
 
-    def _on_destroyed(self, *_args) -> None:
+    def on_close(self) -> None:
         """Closing the widget (or napari) cancels the files not yet started."""
-        self.closed = True
         self._cancel = True
-
-    @unless_closed
-    def _fail(self, message: str) -> None:
-        self.status.value = message
-        notify_error(message)
 
     def run(self) -> None:
         if self.worker is not None:
@@ -90,10 +72,10 @@ class FolderWidget(Container):
         try:
             model = chosen_model(self.source.value, self.model_path.value, "or another choice of model")
         except UNetCatError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return
         if not inp or str(inp) in ("", ".") or not out or str(out) in ("", "."):
-            self._fail("choose an input folder and an output folder")
+            self.fail("choose an input folder and an output folder")
             return
         from napari.qt.threading import create_worker
 
@@ -143,7 +125,7 @@ class FolderWidget(Container):
 
     @unless_closed
     def _on_error(self, err: Exception) -> None:
-        self._fail(str(err) if isinstance(err, UNetCatError) else f"batch failed: {type(err).__name__}: {err}")
+        self.fail(str(err) if isinstance(err, UNetCatError) else f"batch failed: {type(err).__name__}: {err}")
 
     @unless_closed
     def _on_finished(self) -> None:

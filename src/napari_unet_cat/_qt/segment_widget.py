@@ -11,7 +11,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     LineEdit,
@@ -24,23 +23,11 @@ from magicgui.widgets import (
 
 from ..arrays import infer_layout
 from ..errors import UNetCatError
-from ._common import (
-    MODEL_FILE,
-    PREDICTION_SUFFIX,
-    Session,
-    chosen_model,
-    labels_shape_for,
-    layer_input,
-    layers_of,
-    model_sources,
-    notify_error,
-    on_model_thread,
-    output_axes_of,
-    plane_at_step,
-    status_label,
-    unless_closed,
-    warm_up_model_code,
-)
+from ..instances import PlaneNumbering
+from .layers import PREDICTION_SUFFIX, labels_shape_for, layer_input, layers_of, output_axes_of, plane_at_step
+from .panel import Panel, notify_error, unless_closed
+from .session import MODEL_FILE, Session, chosen_model, model_sources
+from .threads import on_model_thread, warm_up_model_code
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -98,7 +85,7 @@ def predict_layer(
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model, scale)``.
     ``output`` is a value of :data:`OUTPUTS`; ``extra_channels`` and ``axes`` as for
-    :func:`~napari_unet_cat._qt._common.layer_input`; ``scale`` (None: the model's) as
+    :func:`~napari_unet_cat._qt.layers.layer_input`; ``scale`` (None: the model's) as
     for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`, or ``"auto"``: estimated
     from the layer (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`). The
     scale returned is the one used. Objects are numbered across the planes of a stack.
@@ -116,7 +103,7 @@ def predict_layer(
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
     objects = kind == "instances" or (kind is None and model.is_instance_model)
     labels = probs = None
-    next_id = 0
+    numbering = PlaneNumbering()
     for i, index in enumerate(indices):
         plane = np.asarray(data[index]) if index else data
         result = predictor.predict(
@@ -134,18 +121,12 @@ def predict_layer(
         if labels is None:
             labels = np.zeros(shape, np.uint32 if objects else plane_labels.dtype)
             probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
-        if objects:
-            labels[index] = np.where(plane_labels > 0, plane_labels.astype(np.uint32) + np.uint32(next_id), 0)
-            next_id += int(plane_labels.max())
-        else:
-            labels[index] = plane_labels
+        labels[index] = numbering.add(plane_labels) if objects else plane_labels
         if probs is not None:
             probs[index] = plane_probs
         yield i + 1, len(indices)
     if objects:
-        from ..arrays import smallest_int_dtype
-
-        labels = labels.astype(smallest_int_dtype(max(next_id, 1)), copy=False)
+        labels = numbering.fit(labels)
     return labels, probs, model, predictor.config.scale
 
 
@@ -294,7 +275,7 @@ def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = 
     return model.export_bioimageio(path, plane, sample_name=f"layer '{layer.name}'", **fields)
 
 
-class ExportPanel(Container):
+class ExportPanel(Panel):
     """The fields only a person can give for a bioimage.io package, then Export.
 
     Opened by Segment with U-Net's "Export for bioimage.io..." button; the model and the
@@ -304,10 +285,8 @@ class ExportPanel(Container):
     def __init__(self, owner: SegmentWidget):
         import getpass
 
-        super().__init__(labels=True)
+        super().__init__(status="the test image is cut from the Image layer chosen in Segment with U-Net")
         self.owner = owner
-        self.closed = False
-        self.worker = None
         self.path = FileEdit(label="package (.zip)", mode="w", filter="*.zip", value="")
         self.model_name = LineEdit(label="name", value="U-Net (napari-unet-cat)")
         self.description = TextEdit(label="description", value="")
@@ -315,20 +294,10 @@ class ExportPanel(Container):
         self.authors = LineEdit(label="authors (comma-separated)", value=getpass.getuser())
         self.license = LineEdit(label="license (SPDX)", value="CC-BY-4.0")
         self.export_button = PushButton(text="Export")
-        self.status = status_label("the test image is cut from the Image layer chosen in Segment with U-Net")
         self.extend(
             [self.path, self.model_name, self.description, self.authors, self.license, self.export_button, self.status]
         )
         self.export_button.changed.connect(self.export)
-        self.native.destroyed.connect(self._on_destroyed)
-
-    def _on_destroyed(self, *_args) -> None:
-        self.closed = True
-
-    @unless_closed
-    def _fail(self, message: str) -> None:
-        self.status.value = message
-        notify_error(message)
 
     def fields(self) -> dict:
         return {
@@ -346,12 +315,12 @@ class ExportPanel(Container):
         owner = self.owner
         path = str(self.path.value or "").strip()
         if not path or path == "." or Path(path).is_dir():
-            self._fail("choose the package file to write (.zip)")
+            self.fail("choose the package file to write (.zip)")
             return
         if not path.lower().endswith(".zip"):
             path += ".zip"
         model = owner.chosen_model(
-            "choose, in Segment with U-Net, the Image layer the package's test image is cut from", self._fail
+            "choose, in Segment with U-Net, the Image layer the package's test image is cut from", self.fail
         )
         if model is None:
             return
@@ -371,7 +340,7 @@ class ExportPanel(Container):
         )
         worker.returned.connect(self._done)
         worker.errored.connect(
-            lambda err: self._fail(
+            lambda err: self.fail(
                 str(err) if isinstance(err, UNetCatError) else f"export failed: {type(err).__name__}: {err}"
             )
         )
@@ -389,20 +358,18 @@ class ExportPanel(Container):
         self.export_button.enabled = True
 
 
-class SegmentWidget(Container):
+class SegmentWidget(Panel):
     """Choose a model (a file, or the one just trained) and an Image layer; Run."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__()
         self.viewer = viewer
-        self.closed = False
-        self.worker = None
         self.source = ComboBox(label="model", choices=model_sources(), value=MODEL_FILE)
         self.source.tooltip = "a model file, the model trained in this session, or a model shipped with the plugin"
         self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
         self.model_path.tooltip = "a model file (.keras), or a bioimage.io package (.zip) exported by this plugin"
-        self.image = ComboBox(label="image", choices=self._image_choices)
-        self.channels = Select(label="more channels", choices=self._image_choices, value=[])
+        self.image = ComboBox(label="image", choices=self.image_choices)
+        self.channels = Select(label="more channels", choices=self.image_choices, value=[])
         self.channels.tooltip = (
             "Image layers that are further channels of the image, in the order the model was trained on"
         )
@@ -425,7 +392,6 @@ class SegmentWidget(Container):
         )
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = status_label("")
         self.export_button = PushButton(text="Export for bioimage.io...")
         self.export_button.tooltip = "write the model as a bioimage.io package that other tools run"
         self.export_panel: ExportPanel | None = None
@@ -452,7 +418,6 @@ class SegmentWidget(Container):
         self.source.changed.connect(lambda choice: setattr(self.model_path, "visible", choice == MODEL_FILE))
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self.open_export)
-        self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         warm_up_model_code()
@@ -472,17 +437,6 @@ class SegmentWidget(Container):
     def _extra_channels(self) -> list:
         chosen = {id(layer) for layer in self.channels.value}
         return [layer for layer in layers_of(self.viewer, "image") if id(layer) in chosen]
-
-    def _image_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
-
-    def _on_destroyed(self, *_args) -> None:
-        self.closed = True
-
-    @unless_closed
-    def _fail(self, message: str) -> None:
-        self.status.value = message
-        notify_error(message)
 
     def _model(self):
         """The session's model, or the chosen file's path or built-in model's name
@@ -504,7 +458,7 @@ class SegmentWidget(Container):
     def run(self) -> None:
         if self.worker is not None:
             return
-        model = self.chosen_model("choose an Image layer to segment", self._fail)
+        model = self.chosen_model("choose an Image layer to segment", self.fail)
         if model is None:
             return
         try:
@@ -513,7 +467,7 @@ class SegmentWidget(Container):
             else:
                 layer_input(self.image.value, self._extra_channels(), self.axes.value.strip())
         except UNetCatError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return
         self.status.value = f"segmenting '{self.image.value.name}'..."
         self.run_button.enabled = False
@@ -532,7 +486,7 @@ class SegmentWidget(Container):
                 )
 
         def fail(message: str) -> None:
-            self._fail(message)
+            self.fail(message)
 
         self.worker = start_prediction(
             self.viewer,

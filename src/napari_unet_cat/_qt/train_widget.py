@@ -11,7 +11,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     LineEdit,
@@ -23,24 +22,19 @@ from magicgui.widgets import (
 
 from ..config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings
 from ..errors import UNetCatError
-from ._common import (
-    Relay,
-    Session,
+from .layers import (
     background_value,
-    chosen_model_file,
     labels_shape_for,
     layer_input,
     layers_of,
-    notify_error,
-    on_model_thread,
     output_axes_of,
     pair_layers_by_name,
     plane_on_screen,
-    status_label,
-    unless_closed,
-    warm_up_model_code,
 )
 from .loss_plot import LossPlot
+from .panel import Panel, unless_closed
+from .session import Session, chosen_model_file
+from .threads import Relay, on_model_thread, warm_up_model_code
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -64,7 +58,7 @@ MODES = {
 INSTANCES_MODE = "instances (each object its own label)"
 
 
-class TrainWidget(Container):
+class TrainWidget(Panel):
     """Train a U-Net from painted layers without freezing the viewer.
 
     Training runs on a napari worker thread; after every epoch the plot gains a point and
@@ -73,10 +67,8 @@ class TrainWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(status="paint labels, then Train")
         self.viewer = viewer
-        self.closed = False
-        self.worker = None
         self.trainer = None
         self._stop_event = threading.Event()
         self.model = None
@@ -84,9 +76,9 @@ class TrainWidget(Container):
         self._preview_source = None
         self._preview_input: tuple = (None, "", [])
         self._preview_index: tuple[int, ...] = ()
-        self._relay = Relay()
-        self._relay.step.connect(self._on_step)
-        self._relay.note.connect(self._on_note)
+        self.relay = Relay()
+        self.relay.step.connect(self._on_step)
+        self.relay.note.connect(self._on_note)
         self._note = ""
         #: What the preview layer shows now: "first guess (random forest)", "U-Net" or "",
         #: and what it showed, in order, during the last run.
@@ -95,9 +87,9 @@ class TrainWidget(Container):
         #: What the panel said when each preview appeared.
         self.preview_messages: list[str] = []
 
-        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.image = ComboBox(label="image", choices=self.image_choices)
         self.labels = ComboBox(label="labels", choices=self._labels_choices)
-        self.channels = Select(label="more channels", choices=self._image_choices, value=[])
+        self.channels = Select(label="more channels", choices=self.image_choices, value=[])
         self.channels.tooltip = (
             "Image layers that are further channels of the image above (one channel each), in the order of the "
             "layer list; the model records their names"
@@ -124,7 +116,6 @@ class TrainWidget(Container):
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.status = status_label("paint labels, then Train")
         self.save_path = FileEdit(label="save to", mode="w", filter="*.keras", value="")
         self.save_button = PushButton(text="Save model", enabled=False)
         self.predict_button = PushButton(text="Predict training images", enabled=False)
@@ -172,14 +163,10 @@ class TrainWidget(Container):
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         viewer.dims.events.current_step.connect(self._on_dims)
-        self.native.destroyed.connect(self._on_destroyed)
         self._offer_instances()  # for the layer chosen when the widget opens
         warm_up_model_code()
 
     # -- choices -----------------------------------------------------------------------
-    def _image_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in layers_of(self.viewer, "image")]
-
     def _labels_choices(self, _widget=None):
         return [(layer.name, layer) for layer in layers_of(self.viewer, "labels") if layer.name != PREVIEW_NAME]
 
@@ -191,7 +178,8 @@ class TrainWidget(Container):
     def _on_start_from(self, choice: str) -> None:
         """Show the file field for a model file; for a built-in model, take its label
         mode and preset and fine-tune at a tenth of its learning rate."""
-        from ..builtin import builtin_config, builtin_model_name
+        from ..builtin import builtin_model_name
+        from ..loading import builtin_config
 
         self.resume_path.visible = choice == START_FROM[2]
         name = builtin_model_name(choice) if choice not in START_FROM else None
@@ -302,7 +290,7 @@ class TrainWidget(Container):
                     raise UNetCatError(f"Labels layer '{labels.name}' has nothing painted yet")
             resume = self._resume()
         except UNetCatError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return
         from napari.qt.threading import create_worker
 
@@ -370,13 +358,13 @@ class TrainWidget(Container):
             base_filters=base_filters,
             names=[f"'{im.name}' / '{lab.name}'" for im, lab in pairs],
             model=resume,
-            on_step=lambda step, steps, loss: self._relay.step.emit(step, steps, f"{loss:.4f}"),
+            on_step=lambda step, steps, loss: self.relay.step.emit(step, steps, f"{loss:.4f}"),
             stop_event=stop_event,
         )
         self.trainer = trainer
         notes = [n for n in (trainer.validation_note, trainer.guide_note) if n]
         if notes:
-            self._relay.note.emit("; ".join(notes))
+            self.relay.note.emit("; ".join(notes))
         if self._preview_source is not None and not stop_event.is_set():
             # Something useful to look at in seconds: a random forest's guess from the
             # same strokes, until the network's first epoch has ended.
@@ -473,7 +461,7 @@ class TrainWidget(Container):
         if isinstance(err, TrainingStopped):
             self.status.value = str(err)
             return
-        self._fail(str(err) if isinstance(err, UNetCatError) else f"training failed: {type(err).__name__}: {err}")
+        self.fail(str(err) if isinstance(err, UNetCatError) else f"training failed: {type(err).__name__}: {err}")
 
     @unless_closed
     def _on_finished(self) -> None:
@@ -486,11 +474,6 @@ class TrainWidget(Container):
         if self._preview_source is not None:
             self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
 
-    @unless_closed
-    def _fail(self, message: str) -> None:
-        self.status.value = message
-        notify_error(message)
-
     def stop(self) -> None:
         """End training after the current step; the best model so far is kept.
 
@@ -501,9 +484,8 @@ class TrainWidget(Container):
         if self.worker is not None:
             self.status.value = "stopping after this step..."
 
-    def _on_destroyed(self, *_args) -> None:
+    def on_close(self) -> None:
         """Closing the widget (or napari) while training stops the worker."""
-        self.closed = True
         self._stop_event.set()
         if self.worker is not None:
             self.worker.quit()
@@ -522,15 +504,15 @@ class TrainWidget(Container):
         """Save the trained model to the path in 'save to'."""
         path = self.save_path.value
         if self.model is None:
-            self._fail("nothing to save yet: train a model first")
+            self.fail("nothing to save yet: train a model first")
             return None
         if not path or Path(path).is_dir() or str(path) in ("", "."):
-            self._fail("choose a file name to save the model to, for example cells.keras")
+            self.fail("choose a file name to save the model to, for example cells.keras")
             return None
         try:
             written = self.model.save(path)
         except (UNetCatError, OSError) as err:
-            self._fail(f"could not save the model: {err}")
+            self.fail(f"could not save the model: {err}")
             return None
         Session.set(self.model)
         self.status.value = f"model saved to {written}"
@@ -539,19 +521,19 @@ class TrainWidget(Container):
     def predict_training_images(self) -> None:
         """Segment the training image(s) into new Labels layers."""
         if self.model is None:
-            self._fail("train a model first")
+            self.fail("train a model first")
             return
         from .segment_widget import start_prediction
 
         try:
             pairs = self._pairs()
         except UNetCatError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return
         extra = [] if self.all_pairs.value else self._extra_channels()
         axes = "" if self.all_pairs.value else self.axes.value.strip()
         for image, _ in pairs:
             try:
-                start_prediction(self.viewer, self.model, image, extra_channels=extra, axes=axes, on_error=self._fail)
+                start_prediction(self.viewer, self.model, image, extra_channels=extra, axes=axes, on_error=self.fail)
             except UNetCatError as err:
-                self._fail(str(err))
+                self.fail(str(err))

@@ -1,0 +1,106 @@
+"""napari layers as the model sees them: the choices, pairs, inputs and planes on screen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import UNetCatError
+
+if TYPE_CHECKING:
+    import napari
+
+
+#: Suffix of the Labels layers that hold a prediction (``<image> U-Net``).
+PREDICTION_SUFFIX = " U-Net"
+
+
+def background_value(class_values) -> int:
+    """The class shown as background: value 0 when the model has it, else the lowest."""
+    values = list(class_values)
+    return 0 if 0 in values else min(values)
+
+
+def layers_of(viewer: napari.Viewer | None, kind: str) -> list:
+    if viewer is None:
+        return []
+    import napari.layers
+
+    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
+    return [layer for layer in viewer.layers if isinstance(layer, cls)]
+
+
+def pair_layers_by_name(viewer: napari.Viewer) -> list[tuple]:
+    """Every (Image, Labels) pair whose Labels layer name starts with the Image layer name
+    (predictions this plugin added, ``<image> U-Net``, are not annotations and are left out)."""
+    images = sorted(layers_of(viewer, "image"), key=lambda layer: -len(layer.name))
+    pairs = []
+    for labels in layers_of(viewer, "labels"):
+        if labels.name.endswith(PREDICTION_SUFFIX):
+            continue
+        match = next((im for im in images if labels.name.startswith(im.name) and labels.name != im.name), None)
+        if match is not None:
+            pairs.append((match, labels))
+    return pairs
+
+
+def layer_input(image, extra_channels=(), axes: str = ""):
+    """What a model sees of an Image layer: ``(data, axes, channel_names)``.
+
+    ``extra_channels`` are more Image layers, one channel each, that join ``image`` as
+    the channels of one input, in that order (napari opens a multichannel file as one
+    layer per channel). ``axes`` (``CYX``, ``ZCYX``...) says where the channels of one
+    layer are; without it an RGB layer's last axis is its colour and any other layer has
+    no channel axis. ``data`` comes in the package's axis order, read lazily;
+    ``channel_names`` are the layer names when each layer is one channel.
+    """
+    from ..arrays import StackedChannels, stack_axes, to_canonical
+
+    extra = [layer for layer in extra_channels if layer is not image]
+    if extra:
+        layers = [image, *extra]
+        if axes:
+            raise UNetCatError("give axes for one layer with channels, or several single-channel layers, not both")
+        rgb = [layer.name for layer in layers if layer.rgb]
+        if rgb:
+            raise UNetCatError(f"layer '{rgb[0]}' is RGB: channel layers must each hold one channel")
+        data = StackedChannels([layer.data for layer in layers], [layer.name for layer in layers])
+        return data, stack_axes(image.ndim - 2) + "YXC", [layer.name for layer in layers]
+    if axes:
+        data, canonical = to_canonical(image.data, axes, name=f"layer '{image.name}'")
+        return data, canonical, [] if canonical[-1] in "CS" else [image.name]
+    if image.rgb:
+        return image.data, stack_axes(image.data.ndim - 3) + "YXS", []
+    return image.data, stack_axes(image.data.ndim - 2) + "YX", [image.name]
+
+
+def output_axes_of(layer, data, axes: str) -> list[int]:
+    """For each axis of a prediction of ``data`` (stack axes, Y, X), the axis of
+    ``layer`` it lies along (to place the prediction over the layer and to follow the
+    plane on screen)."""
+    from ..arrays import AxesView
+
+    n_out = len(labels_shape_for(data, axes))
+    if isinstance(data, AxesView):
+        return list(data.order[:n_out])
+    return list(range(n_out))
+
+
+def plane_on_screen(viewer: napari.Viewer, layer, layer_axes: list[int]) -> tuple[int, ...]:
+    """Index of the plane shown now along the stack axes ``layer_axes[:-2]`` of ``layer``."""
+    return plane_at_step(tuple(viewer.dims.current_step), layer, layer_axes)
+
+
+def plane_at_step(step: tuple[int, ...], layer, layer_axes: list[int]) -> tuple[int, ...]:
+    """Index of the plane of ``layer`` at the viewer's dims ``step`` (one entry per
+    viewer axis; a layer with fewer axes takes the last ones), along ``layer_axes[:-2]``."""
+    offset = len(step) - layer.ndim
+    shape = layer.data.shape
+    return tuple(int(min(max(step[offset + a], 0), shape[a] - 1)) for a in layer_axes[:-2])
+
+
+def labels_shape_for(data, axes: str) -> tuple[int, ...]:
+    """The shape a Labels layer painted over ``data`` (of ``axes``) must have."""
+    shape = tuple(np.shape(data))
+    return shape[:-1] if axes and axes[-1] in "CS" else shape
