@@ -117,3 +117,52 @@ def test_the_backend_named_in_keras_json_is_respected(tmp_path, monkeypatch):
     assert keras_backend_name() == "jax"
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert keras_backend_name() == "tensorflow"
+
+
+#: What the headless tool must never need: napari, its Qt bindings and widget toolkits.
+GUI_MODULES = ("napari", "npe2", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
+
+#: Run first in a child process: any import of ``GUI_MODULES`` fails there, as it would
+#: in an environment where ``pip install napari-unet-cat`` brought no napari.
+BLOCK_GUI = f"""
+import importlib.abc, sys
+class _NoGui(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {GUI_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not installed)")
+        return None
+sys.meta_path.insert(0, _NoGui())
+"""
+
+
+def test_the_headless_tool_trains_and_predicts_without_napari_or_qt(tmp_path):
+    """The command line's train, predict and info run with napari and every Qt binding
+    unimportable (the bare ``pip install napari-unet-cat``); .ci/run also installs the
+    wheel without extras in a fresh environment and runs the same commands."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_unet_cat.synthetic import make_image
+
+    for folder in ("images", "masks", "new"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):
+        image, mask = make_image((64, 64), seed=40 + i)
+        Image.fromarray(image).save(tmp_path / "images" / f"c{i}.png")
+        Image.fromarray(mask.astype(np.uint8)).save(tmp_path / "masks" / f"c{i}.png")
+    Image.fromarray(make_image((80, 72), seed=50)[0]).save(tmp_path / "new" / "n.png")
+    commands = [
+        "train --images images --masks masks --out m.keras --epochs 1 --preset light --base-filters 4 "
+        "--depth 2 --patch-size 32 --batch-size 4",
+        "predict --model m.keras --input new --output masks_out --quiet",
+        "info m.keras",
+    ]
+    for command in commands:
+        code = BLOCK_GUI + f"from napari_unet_cat.cli import main\nraise SystemExit(main({command.split()!r}))\n"
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    written = np.asarray(Image.open(tmp_path / "masks_out" / "n.tif"))
+    assert written.shape == (80, 72)
+    probe = BLOCK_GUI + "import napari_unet_cat.cli, napari_unet_cat.training, napari_unet_cat.batch\nimport napari"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "No module named 'napari' (not installed)" in result.stderr  # the blocker itself works

@@ -136,13 +136,7 @@ def segment_folder(
 
     started = time.perf_counter()
     model = resolve_model(model)
-    objects = model.wants_objects(None, instances)
-    model.object_maker(instances, min_size=min_size, split=split)  # bad settings fail here, before any file
-    if auto_scale and not model.knows_object_sizes:  # before any file, not at each one
-        raise InputError(
-            "an automatic scale needs a model trained on instance masks (it compares the sizes of the objects "
-            "found with the training objects'); give a scale instead"
-        )
+    objects = _check_model_settings(model, instances, min_size, split, auto_scale)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
     _check_distinct_outputs(images, output_dir)
@@ -173,6 +167,18 @@ def segment_folder(
             run.here(plan, should_stop)
         run.report.seconds = time.perf_counter() - started
         return run.report
+
+
+def _check_model_settings(model, instances, min_size, split: bool, auto_scale: bool) -> bool:
+    """Whether the masks are objects; bad settings fail here, before any file is read."""
+    objects = model.wants_objects(None, instances)
+    model.object_maker(instances, min_size=min_size, split=split)
+    if auto_scale and not model.knows_object_sizes:
+        raise InputError(
+            "an automatic scale needs a model trained on instance masks (it compares the sizes of the objects "
+            "found with the training objects'); give a scale instead"
+        )
+    return objects
 
 
 def _prepare_output_folder(input_dir: Path, output_dir: Path) -> None:

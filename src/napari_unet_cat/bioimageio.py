@@ -264,29 +264,12 @@ def export_bioimageio(
         from bioimageio.spec.model import v0_5
     except ImportError:
         raise InputError(EXTRA_HINT) from None
-    from ._backend import keras
     from .model_file import save_model
 
     config = model.config
     arch = config.architecture
-    if config.scale != 1.0:
-        raise InputError(
-            f"this model works at scale {config.scale:g} of its input; a bioimage.io package cannot resize its "
-            "input, so only models trained at scale 1 can be exported"
-        )
-    formats = list(WEIGHT_FORMATS) if list(weight_formats) == ["all"] else list(weight_formats)
-    unknown = [f for f in formats if f not in WEIGHT_FORMATS]
-    if unknown or not formats:
-        raise InputError(f"weight formats must be among {', '.join(WEIGHT_FORMATS)} or 'all'; received {formats}")
-    backend = keras.backend.backend()
-    if "tensorflow_saved_model_bundle" in formats and backend != "tensorflow":
-        raise InputError(f"tensorflow_saved_model_bundle weights need the TensorFlow backend (this is {backend})")
+    formats = _check_export(model, Path(path), weight_formats)
     path = Path(path)
-    if path.suffix.lower() != ".zip":
-        raise InputError(f"a bioimage.io package is a .zip file; received {path}")
-    if not path.parent.exists():
-        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
-
     k = arch.size_multiple
     halo = model.halo
     minimum = (2 * halo) // k * k + k
@@ -298,14 +281,7 @@ def export_bioimageio(
     channel_names = list(config.channel_names) or [f"channel{i}" for i in range(arch.n_channels)]
     if len(channel_names) != arch.n_channels:
         channel_names = [f"channel{i}" for i in range(arch.n_channels)]
-    name = name or "U-Net (napari-unet-cat)"
-    description = description or (
-        f"U-Net trained with napari-unet-cat: per-pixel probabilities of {len(class_names)} classes "
-        f"({', '.join(class_names)}) in {arch.n_channels}-channel images."
-    )
-    authors = [a for a in (authors or [getpass.getuser()]) if a.strip()]
-    if not authors:
-        raise InputError("a bioimage.io package needs at least one author's name")
+    name, description, authors = _package_text(name, description, authors, class_names, arch.n_channels)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -315,73 +291,8 @@ def export_bioimageio(
         (tmp / "README.md").write_text(_readme(model, name, description, formats), encoding="utf-8")
         save_model(model, tmp / PACKAGED_MODEL)
         network = export_network(model)
-        weights = {}
-        if "keras_v3" in formats:
-            network.save(tmp / "weights.keras")
-            weights["keras_v3"] = v0_5.KerasV3WeightsDescr(
-                source=tmp / "weights.keras",
-                backend=(backend, v0_5.Version(_backend_version(backend))),
-                keras_version=v0_5.Version(keras.__version__),
-            )
-        if "tensorflow_saved_model_bundle" in formats:
-            import tensorflow as tf
-
-            bundle = tmp / "saved_model"
-            # bioimage.io's TensorFlow runner reads the ``serve`` endpoint's outputs by
-            # name, so the endpoint returns a dict (Keras's own export returns the tensor).
-            archive = keras.export.ExportArchive()
-            archive.track(network)
-            archive.add_endpoint(
-                name="serve",
-                fn=lambda image: {"probabilities": network(image, training=False)},
-                input_signature=[tf.TensorSpec((None, arch.n_channels, None, None), tf.float32, name="image")],
-            )
-            archive.write_out(str(bundle), verbose=False)
-            zipped = Path(shutil.make_archive(str(tmp / "tf_saved_model"), "zip", bundle))
-            weights["tensorflow_saved_model_bundle"] = v0_5.TensorflowSavedModelBundleWeightsDescr(
-                source=zipped,
-                tensorflow_version=v0_5.Version(tf.__version__),
-                parent="keras_v3" if "keras_v3" in weights else None,  # converted from it
-            )
-        if "onnx" in formats:
-            parent = "keras_v3" if "keras_v3" in weights else None  # converted from it
-            weights["onnx"] = _onnx_weights(network, tmp / "weights.onnx", arch.n_channels, v0_5, parent)
-        spatial = [
-            v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=minimum, step=k)) for a in ("y", "x")
-        ]
-        norm = config.normalization
-        scale_axes = ("y", "x") if norm.per_channel else ("channel", "y", "x")
-        inputs = v0_5.InputTensorDescr(
-            id=v0_5.TensorId("image"),
-            axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[_identifier(c) for c in channel_names]), *spatial],
-            test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
-            preprocessing=[
-                v0_5.ScaleRangeDescr(
-                    kwargs=v0_5.ScaleRangeKwargs(
-                        axes=[v0_5.AxisId(a) for a in scale_axes],
-                        min_percentile=norm.low,
-                        max_percentile=norm.high,
-                        eps=1e-6,
-                    )
-                )
-            ],
-        )
-        outputs = v0_5.OutputTensorDescr(
-            id=v0_5.TensorId("probabilities"),
-            axes=[
-                v0_5.BatchAxis(),
-                v0_5.ChannelAxis(channel_names=[_identifier(c) for c in class_names]),
-                *(
-                    v0_5.SpaceOutputAxisWithHalo(
-                        id=v0_5.AxisId(a),
-                        halo=halo,
-                        size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a)),
-                    )
-                    for a in ("y", "x")
-                ),
-            ],
-            test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
-        )
+        weights = _weights(network, tmp, formats, arch.n_channels, v0_5)
+        inputs, outputs = _tensors(model, tmp, minimum, halo, channel_names, class_names, v0_5)
         descr = v0_5.ModelDescr(
             name=name,
             description=description,
@@ -395,7 +306,7 @@ def export_bioimageio(
             outputs=[outputs],
             weights=v0_5.WeightsDescr(**weights),
             attachments=[v0_5.FileDescr(source=tmp / PACKAGED_MODEL)],
-            timestamp=v0_5.Datetime(datetime.datetime.now(datetime.timezone.utc)),
+            timestamp=v0_5.Datetime(datetime.datetime.now(datetime.UTC)),
             config=v0_5.Config(
                 napari_unet_cat={
                     "version": config.package_version,
@@ -405,19 +316,146 @@ def export_bioimageio(
                 }
             ),
         )
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.zip", dir=path.parent)
-        os.close(fd)
-        staged = Path(tmp_name)
-        staged.unlink()
-        try:
-            save_bioimageio_package(descr, output_path=staged)
-            os.replace(staged, path)
-        except Exception as err:
-            staged.unlink(missing_ok=True)
-            if isinstance(err, (OSError, InputError)):
-                raise
-            raise InputError(f"the bioimage.io description of {path.name} does not validate: {err}") from err
+        _write_package(descr, path, save_bioimageio_package)
     return path
+
+
+def _package_text(name, description, authors, class_names: list[str], n_channels: int):
+    """The package's name, description and authors, defaults filled in."""
+    name = name or "U-Net (napari-unet-cat)"
+    description = description or (
+        f"U-Net trained with napari-unet-cat: per-pixel probabilities of {len(class_names)} classes "
+        f"({', '.join(class_names)}) in {n_channels}-channel images."
+    )
+    authors = [a for a in (authors or [getpass.getuser()]) if a.strip()]
+    if not authors:
+        raise InputError("a bioimage.io package needs at least one author's name")
+    return name, description, authors
+
+
+def _check_export(model: UNetModel, path: Path, weight_formats: Sequence[str]) -> list[str]:
+    """The weight formats to write, after checking that ``model`` can go to ``path``."""
+    from ._backend import keras
+
+    config = model.config
+    if config.scale != 1.0:
+        raise InputError(
+            f"this model works at scale {config.scale:g} of its input; a bioimage.io package cannot resize its "
+            "input, so only models trained at scale 1 can be exported"
+        )
+    formats = list(WEIGHT_FORMATS) if list(weight_formats) == ["all"] else list(weight_formats)
+    unknown = [f for f in formats if f not in WEIGHT_FORMATS]
+    if unknown or not formats:
+        raise InputError(f"weight formats must be among {', '.join(WEIGHT_FORMATS)} or 'all'; received {formats}")
+    backend = keras.backend.backend()
+    if "tensorflow_saved_model_bundle" in formats and backend != "tensorflow":
+        raise InputError(f"tensorflow_saved_model_bundle weights need the TensorFlow backend (this is {backend})")
+    if path.suffix.lower() != ".zip":
+        raise InputError(f"a bioimage.io package is a .zip file; received {path}")
+    if not path.parent.exists():
+        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+
+    return formats
+
+
+def _weights(network, tmp: Path, formats: list[str], n_channels: int, v0_5) -> dict:
+    """The weight descriptions of ``network`` in ``formats``, their files written in ``tmp``."""
+    from ._backend import keras
+
+    backend = keras.backend.backend()
+    arch_channels = n_channels
+    weights = {}
+    if "keras_v3" in formats:
+        network.save(tmp / "weights.keras")
+        weights["keras_v3"] = v0_5.KerasV3WeightsDescr(
+            source=tmp / "weights.keras",
+            backend=(backend, v0_5.Version(_backend_version(backend))),
+            keras_version=v0_5.Version(keras.__version__),
+        )
+    if "tensorflow_saved_model_bundle" in formats:
+        import tensorflow as tf
+
+        bundle = tmp / "saved_model"
+        # bioimage.io's TensorFlow runner reads the ``serve`` endpoint's outputs by
+        # name, so the endpoint returns a dict (Keras's own export returns the tensor).
+        archive = keras.export.ExportArchive()
+        archive.track(network)
+        archive.add_endpoint(
+            name="serve",
+            fn=lambda image: {"probabilities": network(image, training=False)},
+            input_signature=[tf.TensorSpec((None, arch_channels, None, None), tf.float32, name="image")],
+        )
+        archive.write_out(str(bundle), verbose=False)
+        zipped = Path(shutil.make_archive(str(tmp / "tf_saved_model"), "zip", bundle))
+        weights["tensorflow_saved_model_bundle"] = v0_5.TensorflowSavedModelBundleWeightsDescr(
+            source=zipped,
+            tensorflow_version=v0_5.Version(tf.__version__),
+            parent="keras_v3" if "keras_v3" in weights else None,  # converted from it
+        )
+    if "onnx" in formats:
+        parent = "keras_v3" if "keras_v3" in weights else None  # converted from it
+        weights["onnx"] = _onnx_weights(network, tmp / "weights.onnx", arch_channels, v0_5, parent)
+    return weights
+
+
+def _tensors(model: UNetModel, tmp: Path, minimum: int, halo: int, channel_names, class_names, v0_5):
+    """The input and output tensor descriptions: axes, sizes on the network's grid,
+    the percentile preprocessing, the halo, and the test tensors in ``tmp``."""
+    config = model.config
+    k = config.architecture.size_multiple
+    spatial = [
+        v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=minimum, step=k)) for a in ("y", "x")
+    ]
+    norm = config.normalization
+    scale_axes = ("y", "x") if norm.per_channel else ("channel", "y", "x")
+    inputs = v0_5.InputTensorDescr(
+        id=v0_5.TensorId("image"),
+        axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[_identifier(c) for c in channel_names]), *spatial],
+        test_tensor=v0_5.FileDescr(source=tmp / "test_input.npy"),
+        preprocessing=[
+            v0_5.ScaleRangeDescr(
+                kwargs=v0_5.ScaleRangeKwargs(
+                    axes=[v0_5.AxisId(a) for a in scale_axes],
+                    min_percentile=norm.low,
+                    max_percentile=norm.high,
+                    eps=1e-6,
+                )
+            )
+        ],
+    )
+    outputs = v0_5.OutputTensorDescr(
+        id=v0_5.TensorId("probabilities"),
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[_identifier(c) for c in class_names]),
+            *(
+                v0_5.SpaceOutputAxisWithHalo(
+                    id=v0_5.AxisId(a),
+                    halo=halo,
+                    size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a)),
+                )
+                for a in ("y", "x")
+            ),
+        ],
+        test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
+    )
+    return inputs, outputs
+
+
+def _write_package(descr, path: Path, save_bioimageio_package) -> None:
+    """Save the package beside ``path`` and rename it into place (complete or absent)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.zip", dir=path.parent)
+    os.close(fd)
+    staged = Path(tmp_name)
+    staged.unlink()
+    try:
+        save_bioimageio_package(descr, output_path=staged)
+        os.replace(staged, path)
+    except Exception as err:
+        staged.unlink(missing_ok=True)
+        if isinstance(err, (OSError, InputError)):
+            raise
+        raise InputError(f"the bioimage.io description of {path.name} does not validate: {err}") from err
 
 
 def _onnx_weights(network, path: Path, n_channels: int, v0_5, parent: str | None):

@@ -12,14 +12,14 @@ from pathlib import Path
 from . import __version__
 from .config import (
     LABEL_MODES,
+    PRESET_CHOICES,
     PRESET_LEARNING_RATES,
-    PRESETS,
     TrainingSettings,
     parse_class_weights,
     parse_value_map,
 )
 from .errors import InputError, UNetCatError
-from .resources import PRECISIONS
+from .resources import PRECISIONS, resolve_preset
 
 
 def _checked(convert, ok, expected: str):
@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_train(sub)
+    _add_predict(sub)
+    _add_other_commands(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
+    """The ``train`` command: data and network."""
     t = sub.add_parser("train", help="train a model from folders of images and masks")
     t.add_argument("--images", required=True, type=Path, help="folder of training images")
     t.add_argument(
@@ -74,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many minutes and keep the best model; the learning rate "
         "falls along a cosine over the budget unless --constant-learning-rate",
     )
-    t.add_argument("--preset", choices=sorted(PRESETS), default="classic", help="network size (default classic)")
+    t.add_argument(
+        "--preset",
+        choices=PRESET_CHOICES,
+        default="auto",
+        help="network size: classic (the tutorial's, 31 M weights), light (16x fewer), or auto (default: classic "
+        "on a GPU, light on a CPU)",
+    )
     t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
     t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
     t.add_argument("--patch-size", type=_positive_int, default=128, help="training patch side (default 128)")
@@ -93,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share held out for validation (default 0.1)")
     t.add_argument("--steps-per-epoch", type=_positive_int, help="steps per epoch (default: one pass over the images)")
+    _add_train_labels(t)
+    _add_train_run(t)
+
+
+def _add_train_labels(t: argparse.ArgumentParser) -> None:
+    """``train``: what the labels mean, and the instance targets."""
     t.add_argument(
         "--labels",
         choices=LABEL_MODES,
@@ -146,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="instances: distance scale in pixels of that weight (the paper's sigma; default 5)",
     )
+
+
+def _add_train_run(t: argparse.ArgumentParser) -> None:
+    """``train``: resolution, augmentation, the model to continue and the devices."""
     t.add_argument(
         "--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution"
     )
@@ -191,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="split each batch across GPUs (default auto: when there are several)",
     )
 
+
+def _add_predict(sub) -> None:
+    """The ``predict`` command."""
     p = sub.add_parser("predict", help="segment every image of a folder")
     p.add_argument("--model", required=True, type=Path, help="model file, or a built-in model's name (nuclei)")
     p.add_argument("--input", required=True, type=Path, help="folder of images")
@@ -244,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_other_commands(sub) -> None:
+    """The ``evaluate``, ``info``, ``export`` and ``demo`` commands."""
     e = sub.add_parser("evaluate", help="score predicted masks against true masks")
     e.add_argument("--pred", required=True, type=Path, help="folder of predicted masks")
     e.add_argument("--truth", required=True, type=Path, help="folder of true masks (same stems)")
@@ -293,7 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("unet-cat-demo"), help="folder for everything (default ./unet-cat-demo)"
     )
     d.add_argument("--epochs", type=_positive_int, default=12, help="epochs (default 12)")
-    return parser
 
 
 def _add_axes(parser: argparse.ArgumentParser) -> None:
@@ -349,12 +378,14 @@ def _train(args) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     resume = load_model(args.resume) if args.resume else None
+    # Resolved once, so that the network and its learning rate agree.
+    preset, preset_note = resolve_preset(args.preset)
     if args.learning_rate:
         learning_rate = args.learning_rate
     elif resume is not None:  # fine-tuning: a tenth of the rate the model was trained with
         learning_rate = resume.config.training.learning_rate / 10
     else:
-        learning_rate = PRESET_LEARNING_RATES[args.preset]
+        learning_rate = PRESET_LEARNING_RATES[preset]
     settings = TrainingSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -382,7 +413,7 @@ def _train(args) -> int:
         images,
         labels,
         settings=settings,
-        preset=args.preset,
+        preset=preset,
         base_filters=args.base_filters,
         depth=args.depth,
         scale=args.scale,
@@ -404,6 +435,8 @@ def _train(args) -> int:
         f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
         flush=True,
     )
+    if preset_note and resume is None:
+        print(f"network: {preset_note}", flush=True)
     if trainer.validation_note:
         print(f"note: {trainer.validation_note}", flush=True)
     if trainer.guide_note:

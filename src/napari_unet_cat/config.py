@@ -31,6 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: that for ``light``, which reaches a useful preview in under a minute on a CPU where
 #: 1e-4 takes several (docs/benchmarks.md).
 PRESET_LEARNING_RATES: dict[str, float] = {"classic": 1e-4, "light": 1e-3}
+#: What every interface offers: ``auto`` picks ``classic`` on a GPU and ``light`` on a CPU
+#: (:func:`napari_unet_cat.resources.resolve_preset`).
+PRESET_CHOICES = ("auto", *sorted(PRESETS))
 
 IGNORE = "ignore"
 #: Value-map key for every nonzero value (``--map nonzero=1``); explicit values win over it.

@@ -142,6 +142,22 @@ def uses_accelerator() -> bool:
     return accelerator_count() > 0
 
 
+def resolve_preset(preset: str = "auto") -> tuple[str, str]:
+    """The network preset ``preset`` stands for, and why: ``auto`` is the tutorial's
+    ``classic`` network where a GPU computes and ``light`` on a CPU, where ``classic``
+    trains about 13x slower (docs/benchmarks.md). Once the model code is loaded the
+    backend's own devices decide; before (a napari panel on the GUI thread) the GPUs
+    that ``nvidia-smi`` lists do, so that no deep-learning library is imported for it."""
+    if preset != "auto":
+        return preset, ""
+    import sys
+
+    gpu = uses_accelerator() if "napari_unet_cat._backend" in sys.modules else nvidia_gpu_count() > 0
+    if gpu:
+        return "classic", "auto: a GPU computes, so the tutorial's classic network"
+    return "light", "auto: no GPU, so the light network (classic trains about 13x slower on a CPU)"
+
+
 def memory_budget(free: int | None = None) -> int:
     """Bytes one network call may use: a quarter of the free memory (of the GPU when
     one is used), between 256 MiB and 8 GiB."""

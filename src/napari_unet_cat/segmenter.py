@@ -311,12 +311,19 @@ class UNetModel:
             progress=progress,
             name=name,
         )
-        values = np.asarray(self.class_values)
         keep_probs = return_probabilities or output == "probabilities"
+        labels, probs = self._gather(layout, bands, maker, keep_probs, labels=output != "probabilities")
+        if output == "probabilities":
+            return probs
+        return (labels, probs) if return_probabilities else labels
+
+    def _gather(self, layout: Layout, bands: Iterator[Band], maker, keep_probs: bool, *, labels: bool = True):
+        """``(labels, probabilities)`` of the whole image from its ``bands`` (each None
+        when not asked for): class values, or objects numbered across planes by ``maker``."""
+        values = np.asarray(self.class_values)
         shape = layout.plane_shape + layout.spatial
-        labels = None
-        if output != "probabilities":
-            labels = np.zeros(shape, dtype=np.uint32 if objects else smallest_int_dtype(int(values.max())))
+        objects = maker is not None
+        out = np.zeros(shape, np.uint32 if objects else smallest_int_dtype(int(values.max()))) if labels else None
         probs = np.zeros((*shape, len(values)), dtype=np.float32) if keep_probs else None
         plane_probs = None  # the current plane's probabilities, for its objects
         numbering = PlaneNumbering()
@@ -324,8 +331,8 @@ class UNetModel:
             if probs is not None:
                 probs[(*index, slice(*rows))] = band
             if not objects:
-                if labels is not None:
-                    labels[(*index, slice(*rows))] = values[argmax_last(band)]
+                if out is not None:
+                    out[(*index, slice(*rows))] = values[argmax_last(band)]
                 continue
             if plane_probs is None:
                 plane_probs = (
@@ -333,13 +340,9 @@ class UNetModel:
                 )
             plane_probs[slice(*rows)] = band
             if rows[1] == layout.spatial[0]:  # the plane is complete: its objects
-                labels[index] = numbering.add(maker.label_plane(plane_probs))
+                out[index] = numbering.add(maker.label_plane(plane_probs))
                 plane_probs = None
-        if objects:
-            labels = numbering.fit(labels)
-        if output == "probabilities":
-            return probs
-        return (labels, probs) if return_probabilities else labels
+        return (numbering.fit(out) if objects else out), probs
 
     def labels_from_probabilities(
         self,

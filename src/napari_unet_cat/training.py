@@ -19,7 +19,7 @@ from .dataset import PatchSampler, prepare_planes, validation_patches
 from .errors import InputError, TrainingStopped
 from .first_guess import ForestGuide, wants_forest_guide
 from .losses import ClassIoU, MaskedCrossEntropy
-from .resources import distribution_scope, resolve_precision
+from .resources import distribution_scope, resolve_precision, resolve_preset
 from .segmenter import UNetModel
 from .training_setup import (
     NewModel,
@@ -166,7 +166,8 @@ class Trainer:
         images: Images (array-likes); see :func:`~napari_unet_cat.arrays.infer_layout`.
         labels: Label images of the same spatial shape (stack axes included).
         settings: Training settings; tutorial defaults if omitted.
-        preset: Network size for a new model: ``classic`` or ``light``.
+        preset: Network size for a new model: ``classic``, ``light`` or ``auto``
+            (classic on a GPU, light on a CPU; see :attr:`preset_note`).
         base_filters: Override the preset's width.
         depth: Override the preset's depth.
         kernel_l2: L2 penalty on kernels.
@@ -206,7 +207,7 @@ class Trainer:
         labels: Sequence,
         *,
         settings: TrainingSettings | None = None,
-        preset: str = "classic",
+        preset: str = "auto",
         base_filters: int | None = None,
         depth: int | None = None,
         kernel_l2: float = 0.0,
@@ -261,6 +262,8 @@ class Trainer:
             gray=start.gray,
         )
         config = start.config or new_config(start, recipe, n_channels, s.label_mode)
+        #: How ``auto`` chose the network ("" when the preset was named, or continued).
+        self.preset_note = "" if model is not None else resolve_preset(preset)[1]
         self.precision = resolve_precision(s.precision)
         self._scope = distribution_scope(s.data_parallel)
         self.keras_model = self._network(config, model)

@@ -35,7 +35,8 @@ MIN_VALIDATION_PIXELS = 300
 class NewModel:
     """What a new model is made of (ignored when a model is continued)."""
 
-    preset: str = "classic"
+    #: ``classic``, ``light`` or ``auto`` (see :func:`~napari_unet_cat.resources.resolve_preset`).
+    preset: str = "auto"
     base_filters: int | None = None
     depth: int | None = None
     kernel_l2: float = 0.0
@@ -150,8 +151,10 @@ def new_start(
 
 def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str) -> ModelConfig:
     """The settings of a new model for ``start``'s classes and ``n_channels`` channels."""
+    from .resources import resolve_preset
+
     arch = architecture_from_preset(
-        recipe.preset,
+        resolve_preset(recipe.preset)[0],
         n_channels=n_channels,
         n_classes=len(start.class_values),
         base_filters=recipe.base_filters,

@@ -8,6 +8,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, ProgressBar, PushButt
 
 from ..errors import UNetCatError
 from .panel import Panel, notify_error, unless_closed
+from .preferences import preferences
 from .session import MODEL_FILE, Session, chosen_model, model_sources
 from .threads import Relay, on_model_thread
 
@@ -20,16 +21,17 @@ class FolderWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        prefs = preferences()
         self.viewer = viewer
         self.report = None
         self._cancel = False
         self._relay = Relay()
         self._relay.step.connect(self._on_file)
         self.source = ComboBox(label="model", choices=model_sources(), value=MODEL_FILE)
-        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value=prefs.model_folder)
         self.input_dir = FileEdit(label="input folder", mode="d", value="")
         self.output_dir = FileEdit(label="output folder", mode="d", value="")
-        self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
+        self.tile_size = SpinBox(label="tile size (0 = auto)", value=prefs.tile_size, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also write probabilities", value=False)
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.overwrite = CheckBox(text="redo images already done", value=False)

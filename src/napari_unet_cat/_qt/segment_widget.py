@@ -26,6 +26,7 @@ from ..errors import UNetCatError
 from ..instances import PlaneNumbering
 from .layers import PREDICTION_SUFFIX, labels_shape_for, layer_input, layers_of, output_axes_of, plane_at_step
 from .panel import Panel, notify_error, unless_closed
+from .preferences import preferences
 from .session import MODEL_FILE, Session, chosen_model, model_sources
 from .threads import on_model_thread, warm_up_model_code
 
@@ -363,10 +364,11 @@ class SegmentWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        prefs = preferences()
         self.viewer = viewer
         self.source = ComboBox(label="model", choices=model_sources(), value=MODEL_FILE)
         self.source.tooltip = "a model file, the model trained in this session, or a model shipped with the plugin"
-        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value="")
+        self.model_path = FileEdit(label="model file", mode="r", filter="*.keras *.zip", value=prefs.model_folder)
         self.model_path.tooltip = "a model file (.keras), or a bioimage.io package (.zip) exported by this plugin"
         self.image = ComboBox(label="image", choices=self.image_choices)
         self.channels = Select(label="more channels", choices=self.image_choices, value=[])
@@ -375,7 +377,7 @@ class SegmentWidget(Panel):
         )
         self.axes = LineEdit(label="axes (empty = auto)", value="")
         self.axes.tooltip = "where one image layer keeps its channels, e.g. CYX or ZCYX"
-        self.tile_size = SpinBox(label="tile size (0 = auto)", value=0, min=0, max=8192, step=16)
+        self.tile_size = SpinBox(label="tile size (0 = auto)", value=prefs.tile_size, min=0, max=8192, step=16)
         self.probabilities = CheckBox(text="also add probabilities", value=False)
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value=next(iter(OUTPUTS)))

@@ -20,7 +20,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..config import PRESET_LEARNING_RATES, PRESETS, TrainingSettings
+from ..config import PRESET_CHOICES, PRESET_LEARNING_RATES, PRESETS, TrainingSettings
 from ..errors import UNetCatError
 from .layers import (
     background_value,
@@ -33,6 +33,7 @@ from .layers import (
 )
 from .loss_plot import LossPlot
 from .panel import Panel, unless_closed
+from .preferences import preferences
 from .session import Session, chosen_model_file
 from .threads import Relay, on_model_thread, warm_up_model_code
 
@@ -58,6 +59,13 @@ MODES = {
 INSTANCES_MODE = "instances (each object its own label)"
 
 
+def _preset_rate(preset: str) -> str:
+    """The learning rate the network ``preset`` (``auto`` resolved) trains with, as text."""
+    from ..resources import resolve_preset
+
+    return f"{PRESET_LEARNING_RATES[resolve_preset(preset)[0]]:g}"
+
+
 class TrainWidget(Panel):
     """Train a U-Net from painted layers without freezing the viewer.
 
@@ -68,6 +76,7 @@ class TrainWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(status="paint labels, then Train")
+        prefs = preferences()
         self.viewer = viewer
         self.trainer = None
         self._stop_event = threading.Event()
@@ -98,20 +107,27 @@ class TrainWidget(Panel):
         self.axes.tooltip = "where one image layer keeps its channels, e.g. CYX or ZCYX"
         self.all_pairs = CheckBox(text="every image/labels pair by name", value=False)
         self.mode = ComboBox(label="label mode", choices=list(MODES), value=next(iter(MODES)))
-        self.preset = ComboBox(label="preset", choices=sorted(PRESETS), value="light")
+        self.preset = ComboBox(
+            label="network",
+            choices=PRESET_CHOICES,
+            value=prefs.network,
+            tooltip="auto: classic on a GPU, light on a CPU",
+        )
         self.base_filters = SpinBox(label="width (0 = preset)", value=0, min=0, max=256)
         self.epochs = SpinBox(label="epochs", value=50, min=1, max=100_000)
         self.patch_size = SpinBox(label="patch size", value=128, min=16, max=2048, step=16)
         self.batch_size = SpinBox(label="batch size (0 = auto)", value=0, min=0, max=1024)
         self.batch_size.tooltip = "patches per step; auto: 20, or 8 for sparse strokes (more steps in a short run)"
-        self.learning_rate = LineEdit(label="learning rate", value=f"{PRESET_LEARNING_RATES['light']:g}")
+        self.learning_rate = LineEdit(label="learning rate", value=_preset_rate(prefs.network))
         self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
         self.start_from = ComboBox(label="start from", choices=start_choices(), value=START_FROM[0])
         self.start_from.tooltip = (
             "a new model, one to continue, or a built-in model to fine-tune on your corrections (its file is "
             "never changed: save the result to a file of your own)"
         )
-        self.resume_path = FileEdit(label="model file to continue", mode="r", filter="*.keras", value="")
+        self.resume_path = FileEdit(
+            label="model file to continue", mode="r", filter="*.keras", value=prefs.model_folder
+        )
         self.preview = CheckBox(text="live preview", value=True)
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -147,15 +163,17 @@ class TrainWidget(Panel):
             ]
         )
         self.resume_path.visible = False
-        # Each preset brings its learning rate (the field stays editable).
-        self.preset.changed.connect(
-            lambda name: setattr(self.learning_rate, "value", f"{PRESET_LEARNING_RATES[name]:g}")
-        )
-        self.start_from.changed.connect(self._on_start_from)
-        self.labels.changed.connect(self._offer_instances)
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot)
+        self._connect(viewer)
+        self._offer_instances()  # for the layer chosen when the widget opens
+        warm_up_model_code()
 
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
+        # Each preset brings its learning rate (the field stays editable).
+        self.preset.changed.connect(lambda name: setattr(self.learning_rate, "value", _preset_rate(name)))
+        self.start_from.changed.connect(self._on_start_from)
+        self.labels.changed.connect(self._offer_instances)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.save_button.changed.connect(self.save)
@@ -163,8 +181,6 @@ class TrainWidget(Panel):
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         viewer.dims.events.current_step.connect(self._on_dims)
-        self._offer_instances()  # for the layer chosen when the widget opens
-        warm_up_model_code()
 
     # -- choices -----------------------------------------------------------------------
     def _labels_choices(self, _widget=None):
@@ -362,7 +378,7 @@ class TrainWidget(Panel):
             stop_event=stop_event,
         )
         self.trainer = trainer
-        notes = [n for n in (trainer.validation_note, trainer.guide_note) if n]
+        notes = [n for n in (trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
         if notes:
             self.relay.note.emit("; ".join(notes))
         if self._preview_source is not None and not stop_event.is_set():
