@@ -89,6 +89,7 @@ def segment_folder(
     classes: bool = False,
     axes: str | None = None,
     auto_scale: bool = False,
+    trust_package_code: bool = False,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -98,7 +99,8 @@ def segment_folder(
     Each file's outcome is appended to ``output_dir/napari-unet-cat-log.jsonl``.
 
     Args:
-        model: A :class:`~napari_unet_cat.segmenter.UNetModel` or a model file path.
+        model: A :class:`~napari_unet_cat.segmenter.UNetModel`, a model file, a built-in
+            model's name, or a bioimage.io package (ours, or any other tool's).
         input_dir: Folder of images (TIFF, PNG, JPEG...; not searched recursively).
         output_dir: Folder for the masks; created if missing; must differ from ``input_dir``.
         tile_size: Tile side for prediction (default: automatic).
@@ -129,13 +131,19 @@ def segment_folder(
             (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`, one more
             network pass over at most 1024x1024 pixels); the scale used is in the log.
 
+        trust_package_code: A bioimage.io package of another tool may run the Python
+            code it carries (see :mod:`~napari_unet_cat.package_model`).
+
+    A bioimage.io package of another tool writes its main output as ``<stem>.tif`` and
+    its other outputs as ``<stem>_<output>.tif``.
+
     Returns:
         A :class:`BatchReport`.
     """
     from .loading import resolve_model
 
     started = time.perf_counter()
-    model = resolve_model(model)
+    model = resolve_model(model, trust_package_code=trust_package_code)
     objects = _check_model_settings(model, instances, min_size, split, auto_scale)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = list_images(input_dir)
@@ -154,6 +162,7 @@ def segment_folder(
             fingerprint=model.fingerprint(),
             axes=axes,
             auto_scale=bool(auto_scale),
+            trust_package_code=bool(trust_package_code),
         )
         check_same_model(output_dir, options.fingerprint, overwrite)
         remove_leftovers(output_dir)
@@ -171,6 +180,18 @@ def segment_folder(
 
 def _check_model_settings(model, instances, min_size, split: bool, auto_scale: bool) -> bool:
     """Whether the masks are objects; bad settings fail here, before any file is read."""
+    from .segment_file import is_package_model
+
+    if is_package_model(model):
+        given = [n for n, v in (("instances", instances), ("min_size", min_size), ("split", split)) if v]
+        if auto_scale:
+            given.append("auto_scale")
+        if given:
+            raise InputError(
+                f"{', '.join(given)} apply to this plugin's models; {model.path.name} is a bioimage.io package that "
+                "makes its own outputs"
+            )
+        return False
     objects = model.wants_objects(None, instances)
     model.object_maker(instances, min_size=min_size, split=split)
     if auto_scale and not model.knows_object_sizes:

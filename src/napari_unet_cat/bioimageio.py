@@ -57,7 +57,13 @@ EXTRA_HINT = "bioimage.io export needs the optional extra: pip install 'napari-u
 
 
 def is_bioimageio_package(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a zip with a bioimage.io description inside."""
+    """Whether ``path`` is a bioimage.io package: a zip with a description inside, a
+    folder with one, or the description file itself."""
+    path = Path(path)
+    if path.is_dir():
+        return any((path / name).is_file() for name in DESCRIPTION_NAMES)
+    if path.name in DESCRIPTION_NAMES or path.name.endswith(".bioimageio.yaml"):
+        return path.is_file()
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name in DESCRIPTION_NAMES for name in archive.namelist())
@@ -65,20 +71,33 @@ def is_bioimageio_package(path: str | os.PathLike) -> bool:
         return False
 
 
+def is_our_package(path: str | os.PathLike) -> bool:
+    """Whether the bioimage.io package at ``path`` carries this plugin's model file."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / PACKAGED_MODEL).is_file()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return PACKAGED_MODEL in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def packaged_model_bytes(path: str | os.PathLike) -> bytes:
-    """Our model file inside a bioimage.io package.
+    """Our model file inside a bioimage.io package (a zip or a folder).
 
     Raises:
         ModelFileError: The package was not exported by this plugin (no model file of ours
             inside), naming the file.
     """
-    with zipfile.ZipFile(path) as archive:
-        if PACKAGED_MODEL not in archive.namelist():
-            raise ModelFileError(
-                f"{path} is a bioimage.io package, but not one exported by napari-unet-cat: it holds no "
-                f"{PACKAGED_MODEL} (run it with bioimageio.core, or export it again from napari-unet-cat)"
-            )
-        return archive.read(PACKAGED_MODEL)
+    path = Path(path)
+    if path.is_dir() and (path / PACKAGED_MODEL).is_file():
+        return (path / PACKAGED_MODEL).read_bytes()
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if PACKAGED_MODEL in archive.namelist():
+                return archive.read(PACKAGED_MODEL)
+    raise ModelFileError(f"{path} is a bioimage.io package, but not one exported by napari-unet-cat")
 
 
 def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:

@@ -219,7 +219,17 @@ def _add_train_run(t: argparse.ArgumentParser) -> None:
 def _add_predict(sub) -> None:
     """The ``predict`` command."""
     p = sub.add_parser("predict", help="segment every image of a folder")
-    p.add_argument("--model", required=True, type=Path, help="model file, or a built-in model's name (nuclei)")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="model file, a built-in model's name (nuclei), or a bioimage.io package (.zip or folder) of any tool",
+    )
+    p.add_argument(
+        "--trust-package-code",
+        action="store_true",
+        help="let a bioimage.io package's pytorch_state_dict or keras_hdf5 weights run the Python code it carries",
+    )
     p.add_argument("--input", required=True, type=Path, help="folder of images")
     p.add_argument("--output", required=True, type=Path, help="folder for the masks (<stem>.tif)")
     p.add_argument("--tile-size", type=_positive_int, help="tile side (default: from available memory)")
@@ -460,8 +470,10 @@ def _predict(args) -> int:
     from .batch import segment_folder
     from .loading import load_model
 
-    model = load_model(args.model, precision=args.precision)
+    model = load_model(args.model, precision=args.precision, trust_package_code=args.trust_package_code)
     if args.scale is not None and args.scale != "auto":
+        if not hasattr(model, "at_scale"):
+            raise InputError(f"--scale applies to this plugin's models; {args.model} is a bioimage.io package")
         model = model.at_scale(args.scale)
     bar = None
     if not args.quiet:
@@ -493,6 +505,7 @@ def _predict(args) -> int:
             classes=args.classes,
             axes=args.axes,
             auto_scale=args.scale == "auto",
+            trust_package_code=args.trust_package_code,
         )
     finally:
         if bar is not None:
@@ -524,6 +537,8 @@ def _info(args) -> int:
     from .loading import load_model
 
     model = load_model(args.model)
+    if not hasattr(model, "config"):  # a bioimage.io package of another tool
+        return _info_package(model)
     c = model.config
     arch = c.architecture
     builtin = builtin_model_name(args.model)
@@ -553,6 +568,15 @@ def _info(args) -> int:
         print(f"  trained {len(c.history)} epoch(s); last: {shown}")
     for key, text in c.card.items():
         print(f"  {key.replace('_', ' ')}: {text}")
+    return 0
+
+
+def _info_package(model) -> int:
+    print(f"{model.path}: bioimage.io model package '{model.name}' (run by bioimageio.core)")
+    print(f"  weights: {model.weight_format}; input: {model.ndim}D, {model.n_channels} channel(s)")
+    for output_id in model.output_ids:
+        print(f"  output {output_id}: {'labels' if model.output_is_labels(output_id) else 'an image of values'}")
+    print(f"  {str(model.description.description).strip()}")
     return 0
 
 

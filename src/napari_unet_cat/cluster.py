@@ -28,7 +28,8 @@ def run_on_cluster(
 
     with tempfile.TemporaryDirectory(prefix=".napari-unet-cat-", dir=output_dir) as tmp:
         # Workers load the model from a file saved here, beside the outputs they write.
-        model_file = model.save(Path(tmp) / "model.keras")
+        # (A bioimage.io package of another tool goes as its own file.)
+        model_file = model.save(Path(tmp) / "model.keras") if hasattr(model, "save") else model.path
         gpus = 0
         if scheduler == "local":
             from .resources import nvidia_gpu_count
@@ -106,7 +107,7 @@ def segment_one(
     if key in _WORKER_MODELS:
         _WORKER_MODELS.move_to_end(key)
     else:
-        _WORKER_MODELS[key] = load_model(model_file)
+        _WORKER_MODELS[key] = load_model(model_file, trust_package_code=options.trust_package_code)
         while len(_WORKER_MODELS) > WORKER_MODELS_KEPT:
             _WORKER_MODELS.popitem(last=False)
     model = _WORKER_MODELS[key]

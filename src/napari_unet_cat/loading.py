@@ -17,6 +17,7 @@ from .config import ModelConfig
 from .errors import ModelFileError
 
 if TYPE_CHECKING:
+    from .package_model import PackageModel
     from .segmenter import UNetModel
 
 
@@ -26,28 +27,39 @@ def model_path(spec: str | os.PathLike) -> Path:
     return builtin_path(name) if name else Path(spec)
 
 
-def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
+def load_model(
+    path: str | os.PathLike, precision: str = "auto", *, trust_package_code: bool = False
+) -> UNetModel | PackageModel:
     """Open a model file written by :meth:`UNetModel.save` (or ``napari-unet-cat train``),
-    a bioimage.io package exported by this plugin, or a built-in model.
+    a built-in model, or a bioimage.io package: one this plugin exported opens as the
+    :class:`UNetModel` inside it, any other as a
+    :class:`~napari_unet_cat.package_model.PackageModel` run by bioimageio.core.
 
     Args:
-        path: The model file, the package's ``.zip``, or the name of a built-in model
-            (``"nuclei"``; see :mod:`~napari_unet_cat.builtin`).
+        path: The model file, the package (a ``.zip``, or a folder with its
+            ``rdf.yaml``), or the name of a built-in model (``"nuclei"``; see
+            :mod:`~napari_unet_cat.builtin`).
         precision: Compute precision for prediction: ``auto`` (mixed float16 on a GPU,
             float32 on a CPU), ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+        trust_package_code: Let a package's weights run its own Python code
+            (``pytorch_state_dict``, ``keras_hdf5``); refused otherwise, naming the file.
 
     Raises:
         ModelFileError: The file is missing, truncated, corrupt, made by another tool,
             or made by a newer version of this package. The message names the file.
     """
-    from .bioimageio import is_bioimageio_package, packaged_model_bytes
+    from .bioimageio import is_bioimageio_package, is_our_package, packaged_model_bytes
     from .model_file import read_model_file
     from .resources import resolve_precision
     from .segmenter import UNetModel
 
-    policy = resolve_precision(precision)
     path = model_path(path)
-    if path.is_file() and is_bioimageio_package(path):
+    if is_bioimageio_package(path) and not is_our_package(path):
+        from .package_model import PackageModel
+
+        return PackageModel.open(path, trust_code=trust_package_code)
+    policy = resolve_precision(precision)
+    if is_bioimageio_package(path):
         # A package exported by this plugin carries our model file inside.
         with tempfile.TemporaryDirectory() as tmp:
             inner = Path(tmp) / "model.keras"
@@ -56,11 +68,14 @@ def load_model(path: str | os.PathLike, precision: str = "auto") -> UNetModel:
     return UNetModel(*read_model_file(path, policy))
 
 
-def resolve_model(model: UNetModel | str | os.PathLike, precision: str = "auto") -> UNetModel:
+def resolve_model(model, precision: str = "auto", *, trust_package_code: bool = False) -> UNetModel | PackageModel:
     """``model`` itself when it is a model in memory, else :func:`load_model` of it."""
+    from .package_model import PackageModel
     from .segmenter import UNetModel
 
-    return model if isinstance(model, UNetModel) else load_model(model, precision)
+    if isinstance(model, (UNetModel, PackageModel)):
+        return model
+    return load_model(model, precision, trust_package_code=trust_package_code)
 
 
 def model_settings(spec: str | os.PathLike) -> ModelConfig:

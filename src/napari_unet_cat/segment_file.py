@@ -37,6 +37,8 @@ class SegmentOptions:
     fingerprint: str = ""
     axes: str | None = None
     auto_scale: bool = False
+    #: A bioimage.io package may run its own code (see :mod:`~napari_unet_cat.package_model`).
+    trust_package_code: bool = False
 
 
 def output_paths(image_path: Path, output_dir: Path) -> tuple[Path, Path]:
@@ -61,6 +63,8 @@ def predict_or_stream(model, image, path: Path, output_dir: Path, options: Segme
     objects, is streamed in a second pass.
     """
     image, axes = image
+    if is_package_model(model):
+        return {"outputs": model.predict(image, axes=axes, name=str(path)), "main": main_output(model)}
     if options.auto_scale:
         estimate = model.estimate_scale(image, axes=axes)
         if estimate is not None:
@@ -99,9 +103,29 @@ def predict_or_stream(model, image, path: Path, output_dir: Path, options: Segme
     return result
 
 
+def is_package_model(model) -> bool:
+    """Whether ``model`` is a bioimage.io package of another tool."""
+    from .package_model import PackageModel
+
+    return isinstance(model, PackageModel)
+
+
+def main_output(model) -> str:
+    """A package's main output, written as ``<stem>.tif``: its first label output, or
+    else its first output."""
+    labels = [o for o in model.output_ids if model.output_is_labels(o)]
+    return (labels or model.output_ids)[0]
+
+
 def write_outputs(path: Path, output_dir: Path, result: dict) -> None:
-    """Write the mask (and the probabilities and class map) of ``path``, each atomically."""
+    """Write the mask (and the probabilities and class map) of ``path``, each atomically;
+    a package's outputs: its main one as ``<stem>.tif``, the others ``<stem>_<output>.tif``."""
     mask_path, prob_path = output_paths(path, output_dir)
+    if "outputs" in result:
+        for output_id, values in result["outputs"].items():
+            target = mask_path if output_id == result["main"] else output_dir / f"{file_stem(path)}_{output_id}.tif"
+            write_tiff(target, values)
+        return
     if result.get("probabilities") is not None:
         write_tiff(prob_path, result["probabilities"].astype(np.float32))
     if result.get("classes") is not None:

@@ -36,6 +36,7 @@ class FolderWidget(Panel):
         self.tta = CheckBox(text="average over flips and rotations (8x slower)", value=False)
         self.overwrite = CheckBox(text="redo images already done", value=False)
         self.auto_scale = CheckBox(text="estimate each image's scale (instance models)", value=False)
+        self.trust = CheckBox(text="trust the package's code (bioimage.io packages of other tools)", value=False)
         self.auto_scale.tooltip = (
             "segment each image at the scale at which its objects look as large as the training objects"
         )
@@ -52,6 +53,7 @@ class FolderWidget(Panel):
                 self.probabilities,
                 self.tta,
                 self.auto_scale,
+                self.trust,
                 self.overwrite,
                 self.run_button,
                 self.cancel_button,
@@ -84,7 +86,23 @@ class FolderWidget(Panel):
         self._cancel = False
         self.report = None
         # No napari activity bar: ours shows the files (see start_prediction for why).
-        self.worker = create_worker(on_model_thread, self._work, model, inp, out, _ignore_errors=True)
+        options = {
+            "tile_size": self.tile_size.value or None,
+            "probabilities": self.probabilities.value,
+            "test_time_augmentation": self.tta.value,
+            "overwrite": self.overwrite.value,
+            "auto_scale": self.auto_scale.value,
+            "trust_package_code": self.trust.value,
+        }
+        self.worker = create_worker(
+            on_model_thread,
+            self._work,
+            model=model,
+            input_dir=inp,
+            output_dir=out,
+            options=options,
+            _ignore_errors=True,
+        )
         self.worker.returned.connect(self._on_done)
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)
@@ -93,23 +111,20 @@ class FolderWidget(Panel):
         self.status.value = "segmenting..."
         self.worker.start()
 
-    def _work(self, model, inp, out):
-        """Runs on the worker thread: the same function as the command line's predict."""
+    def _work(self, *, model, input_dir, output_dir, options: dict):
+        """Runs on the worker thread: the same function as the command line's predict,
+        with the options read from the panel when Run was pressed."""
         from ..batch import segment_folder
 
         if not hasattr(model, "predict"):
-            model = Session.load(model)
+            model = Session.load(model, trust_package_code=options["trust_package_code"])
         return segment_folder(
             model,
-            inp,
-            out,
-            tile_size=self.tile_size.value or None,
-            probabilities=self.probabilities.value,
-            test_time_augmentation=self.tta.value,
-            overwrite=self.overwrite.value,
-            auto_scale=self.auto_scale.value,
+            input_dir,
+            output_dir,
             progress=lambda i, n, path, status: self._relay.step.emit(i, n, f"{path.name}: {status}"),
             should_stop=lambda: self._cancel,
+            **options,
         )
 
     @unless_closed

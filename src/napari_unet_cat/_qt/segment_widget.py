@@ -82,6 +82,7 @@ def predict_layer(
     extra_channels=(),
     axes: str = "",
     scale: float | str | None = None,
+    trust_package_code: bool = False,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model, scale)``.
@@ -90,9 +91,15 @@ def predict_layer(
     for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`, or ``"auto"``: estimated
     from the layer (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`). The
     scale returned is the one used. Objects are numbered across the planes of a stack.
-    Lazy (dask) layers are read tile by tile."""
+    Lazy (dask) layers are read tile by tile. A bioimage.io package of another tool
+    returns ``(outputs, None, model, None)`` instead, ``outputs`` by output name."""
     if not hasattr(model, "predict"):
-        model = Session.load(model)
+        model = Session.load(model, trust_package_code=trust_package_code)
+    if is_package_model(model):
+        data, data_axes, _ = layer_input(layer, extra_channels, axes)
+        outputs = model.predict(data, axes=data_axes, name=f"layer '{layer.name}'")
+        yield 1, 1
+        return outputs, None, model, None
     data, data_axes = model_input(layer, model, extra_channels, axes)
     if scale == "auto":  # a model without object sizes says so here
         estimate = model.estimate_scale(data, axes=data_axes)
@@ -193,6 +200,33 @@ def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNet
     return out
 
 
+def is_package_model(model) -> bool:
+    """Whether ``model`` is a bioimage.io package of another tool (run by bioimageio.core)."""
+    return type(model).__name__ == "PackageModel"
+
+
+def add_package_outputs(viewer: napari.Viewer, layer, outputs: dict, model, layer_axes: list[int]):
+    """Add a package's outputs over ``layer`` (``layer_axes``: the layer's axis of each
+    axis of a prediction): label outputs as Labels layers, the others as Image layers, one
+    per channel. Returns the first layer added."""
+    place = {"scale": [layer.scale[a] for a in layer_axes], "translate": [layer.translate[a] for a in layer_axes]}
+    added = []
+    for output_id, values in outputs.items():
+        name = f"{layer.name} {model.name}: {output_id}"
+        channels = values.shape[-1] if values.ndim > len(layer_axes) else 0
+        names = [f"{name} [{c}]" for c in range(channels)] if channels else [name]
+        for old in names:  # the latest run's layers replace the last's
+            if old in viewer.layers:
+                viewer.layers.remove(old)
+        if model.output_is_labels(output_id) and not channels:
+            added.append(viewer.add_labels(values, name=name, **place))
+        elif channels:
+            added.extend(viewer.add_image(values, channel_axis=-1, name=names, colormap="magma", **place))
+        else:
+            added.append(viewer.add_image(values, name=name, colormap="magma", **place))
+    return added[0]
+
+
 def start_prediction(
     viewer: napari.Viewer,
     model,
@@ -206,6 +240,7 @@ def start_prediction(
     extra_channels=(),
     axes: str = "",
     scale: float | str | None = None,
+    trust_package_code: bool = False,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -231,6 +266,7 @@ def start_prediction(
         extra_channels,
         axes,
         scale,
+        trust_package_code,
         # napari's activity bar only where no progress bar of ours shows it: its animation
         # repaints the window all the while, which software OpenGL (remote desktops,
         # machines without a GPU) pays for with the CPU the network needs (a third of a
@@ -241,6 +277,11 @@ def start_prediction(
 
     def done(result):
         labels, probs, loaded, used_scale = result
+        if is_package_model(loaded):
+            added = add_package_outputs(viewer, layer, labels, loaded, layer_axes)
+            if on_done is not None:
+                on_done(added)
+            return
         if loaded is not model:  # loaded from a file: training can continue from it
             Session.set(loaded)
         added = add_prediction(viewer, layer, labels, loaded, probs, layer_axes)
@@ -267,6 +308,8 @@ def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = 
     step) and write the package; returns its path."""
     if not hasattr(model, "predict"):
         model = Session.load(model)
+    if is_package_model(model):
+        raise UNetCatError(f"{model.path.name} is a bioimage.io package already; only models of this plugin export")
     data, data_axes = model_input(layer, model, extra_channels, axes)
     n_stack = len(labels_shape_for(data, data_axes)) - 2
     index = (0,) * n_stack
@@ -388,6 +431,8 @@ class SegmentWidget(Panel):
             "0.5 for objects twice as large"
         )
         self.auto_scale = CheckBox(text="estimate the scale from the image", value=False)
+        self.trust = CheckBox(text="trust the package's code (bioimage.io packages of other tools)", value=False)
+        self.trust.tooltip = "let a package's pytorch_state_dict or keras_hdf5 weights run the Python code it carries"
         self.auto_scale.tooltip = (
             "instance models: find the objects once, then segment at the scale at which they look as large as "
             "the training objects (overrides the scale above)"
@@ -411,6 +456,7 @@ class SegmentWidget(Panel):
                 self.min_size,
                 self.scale,
                 self.auto_scale,
+                self.trust,
                 self.run_button,
                 self.progress,
                 self.status,
@@ -502,6 +548,7 @@ class SegmentWidget(Panel):
             extra_channels=self._extra_channels(),
             axes=self.axes.value.strip(),
             scale="auto" if self.auto_scale.value else (self.scale.value or None),
+            trust_package_code=self.trust.value,
             on_error=fail,
             on_progress=progress,
             on_done=finished,

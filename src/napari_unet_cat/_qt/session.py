@@ -62,20 +62,21 @@ class Session:
     """
 
     model: ClassVar[UNetModel | None] = None
-    _cache: ClassVar[dict[tuple[str, float], UNetModel]] = {}
+    _cache: ClassVar[dict[tuple[str, float, bool], object]] = {}
 
     @classmethod
     def set(cls, model: UNetModel) -> None:
         cls.model = model
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> UNetModel:
-        """Load a model file (or a built-in model, by name) once per path and
-        modification time (called on a worker)."""
+    def load(cls, path: str | os.PathLike, *, trust_package_code: bool = False):
+        """Load a model file, a bioimage.io package (see
+        :func:`~napari_unet_cat.loading.load_model`) or a built-in model, by name, once
+        per path and modification time (called on a worker)."""
         from ..loading import load_model, model_path
 
         path = model_path(path)
-        key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+        key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0, trust_package_code)
         if key not in cls._cache:
-            cls._cache[key] = load_model(path)
+            cls._cache[key] = load_model(path, trust_package_code=trust_package_code)
         return cls._cache[key]
