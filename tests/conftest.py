@@ -38,3 +38,19 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def same_keras_backend():
+    """bioimageio.core sets ``KERAS_BACKEND`` in ``os.environ`` when its Keras runner is
+    imported (to ``torch`` when unset): name this process's backend, and put the variable
+    back afterwards, so child processes of later tests keep theirs."""
+    from napari_unet_cat._backend import keras
+
+    before = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = keras.backend.backend()
+    yield
+    if before is None:
+        os.environ.pop("KERAS_BACKEND", None)
+    else:
+        os.environ["KERAS_BACKEND"] = before

@@ -15,23 +15,8 @@ from napari_unet_cat.cli import main
 from napari_unet_cat.errors import InputError
 from napari_unet_cat.synthetic import make_image
 
-
-@pytest.fixture(scope="module", autouse=True)
-def same_keras_backend():
-    """bioimageio.core sets ``KERAS_BACKEND`` in ``os.environ`` when its Keras runner is
-    imported (to ``torch`` when unset): name this process's backend, and put the variable
-    back afterwards, so child processes of later tests keep theirs."""
-    import os
-
-    from napari_unet_cat._backend import keras
-
-    before = os.environ.get("KERAS_BACKEND")
-    os.environ["KERAS_BACKEND"] = keras.backend.backend()
-    yield
-    if before is None:
-        os.environ.pop("KERAS_BACKEND", None)
-    else:
-        os.environ["KERAS_BACKEND"] = before
+#: bioimageio.core sets ``KERAS_BACKEND`` when its Keras runner is imported: keep ours.
+pytestmark = pytest.mark.usefixtures("same_keras_backend")
 
 
 @pytest.fixture(scope="module")

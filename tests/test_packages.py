@@ -20,22 +20,8 @@ from napari_unet_cat.errors import ModelFileError
 from napari_unet_cat.package_model import PackageModel
 from napari_unet_cat.synthetic import make_image
 
-
-@pytest.fixture(scope="module", autouse=True)
-def same_keras_backend():
-    """bioimageio.core sets ``KERAS_BACKEND`` when its Keras runner is imported: keep this
-    process's (as tests/test_bioimageio.py does)."""
-    import os
-
-    from napari_unet_cat._backend import keras
-
-    before = os.environ.get("KERAS_BACKEND")
-    os.environ["KERAS_BACKEND"] = keras.backend.backend()
-    yield
-    if before is None:
-        os.environ.pop("KERAS_BACKEND", None)
-    else:
-        os.environ["KERAS_BACKEND"] = before
+#: bioimageio.core sets ``KERAS_BACKEND`` when its Keras runner is imported: keep ours.
+pytestmark = pytest.mark.usefixtures("same_keras_backend")
 
 
 def strip_our_model(source, target) -> None:

@@ -130,12 +130,9 @@ def segment_folder(
             objects look as large as the training objects
             (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`, one more
             network pass over at most 1024x1024 pixels); the scale used is in the log.
-
         trust_package_code: A bioimage.io package of another tool may run the Python
-            code it carries (see :mod:`~napari_unet_cat.package_model`).
-
-    A bioimage.io package of another tool writes its main output as ``<stem>.tif`` and
-    its other outputs as ``<stem>_<output>.tif``.
+            code it carries (see :mod:`~napari_unet_cat.package_model`). Such a package
+            writes its main output as ``<stem>.tif``, the others ``<stem>_<output>.tif``.
 
     Returns:
         A :class:`BatchReport`.
@@ -167,13 +164,7 @@ def segment_folder(
         check_same_model(output_dir, options.fingerprint, overwrite)
         remove_leftovers(output_dir)
         run = _FolderRun(model, images, output_dir, options, progress)
-        plan = _plan(images, output_dir, options, overwrite)
-        if scheduler is not None:
-            from .cluster import run_on_cluster
-
-            run_on_cluster(model, plan, output_dir, options, run.record, run.report, should_stop, scheduler, workers)
-        else:
-            run.here(plan, should_stop)
+        run.go(_plan(images, output_dir, options, overwrite), should_stop, scheduler, workers)
         run.report.seconds = time.perf_counter() - started
         return run.report
 
@@ -268,6 +259,17 @@ class _FolderRun:
             return "done", "", time.perf_counter() - t0
         except Exception as err:
             return "failed", failure_reason(err), time.perf_counter() - t0
+
+    def go(self, plan, should_stop, scheduler: str | None, workers: int | None) -> None:
+        """Segment the planned files here, or on a Dask cluster given a ``scheduler``."""
+        if scheduler is None:
+            self.here(plan, should_stop)
+            return
+        from .cluster import run_on_cluster
+
+        run_on_cluster(
+            self.model, plan, self.output_dir, self.options, self.record, self.report, should_stop, scheduler, workers
+        )
 
     def here(self, plan, should_stop) -> None:
         """Segment the planned files on this machine, in order."""

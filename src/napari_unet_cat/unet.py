@@ -9,6 +9,22 @@ from ._backend import keras
 layers = keras.layers
 
 
+def _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size) -> None:
+    """Raise ``ValueError`` naming the first argument of :func:`build_unet` out of range."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2. Received: n_classes={n_classes}")
+    if n_channels < 1:
+        raise ValueError(f"n_channels must be at least 1. Received: n_channels={n_channels}")
+    if base_filters < 1:
+        raise ValueError(f"base_filters must be at least 1. Received: base_filters={base_filters}")
+    if not 1 <= depth <= 6:
+        raise ValueError(f"depth must be between 1 and 6. Received: depth={depth}")
+    if kernel_l2 < 0:
+        raise ValueError(f"kernel_l2 must not be negative. Received: kernel_l2={kernel_l2}")
+    if input_size is not None and input_size % 2**depth:
+        raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
+
+
 def build_unet(
     n_classes: int = 2,
     n_channels: int = 1,
@@ -49,19 +65,7 @@ def build_unet(
         A ``keras.Model`` mapping ``(batch, Y, X, n_channels)`` images to
         ``(batch, Y, X, n_classes)`` logits (float32 even under mixed precision).
     """
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2. Received: n_classes={n_classes}")
-    if n_channels < 1:
-        raise ValueError(f"n_channels must be at least 1. Received: n_channels={n_channels}")
-    if base_filters < 1:
-        raise ValueError(f"base_filters must be at least 1. Received: base_filters={base_filters}")
-    if not 1 <= depth <= 6:
-        raise ValueError(f"depth must be between 1 and 6. Received: depth={depth}")
-    if kernel_l2 < 0:
-        raise ValueError(f"kernel_l2 must not be negative. Received: kernel_l2={kernel_l2}")
-    if input_size is not None and input_size % 2**depth:
-        raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
-
+    _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size)
     regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
     layer_count = itertools.count()
 
