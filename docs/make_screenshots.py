@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(show=True)
+    viewer.window.resize(1600, 1000)  # the docks' height follows the window's
     viewer.open_sample(PLUGIN, "synthetic_cells")
     args.out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -65,7 +65,12 @@ def test_the_sample_opens_ready_to_train_on_its_strokes(make_napari_viewer):
     assert train.image.value.name == "synthetic cells"
     assert train.labels.value.name == "synthetic cells strokes"  # not the hidden full mask
     assert train.settings().label_mode == "sparse"
-    assert (train.preset.value, train.settings().learning_rate) == ("light", 1e-3)
+    from napari_unet_cat.config import PRESET_LEARNING_RATES
+    from napari_unet_cat.resources import resolve_preset
+
+    # The network every interface defaults to, and the learning rate of what it picks here.
+    assert train.preset.value == "auto"
+    assert train.settings().learning_rate == PRESET_LEARNING_RATES[resolve_preset("auto")[0]]
     train.preset.value = "classic"  # the tutorial's network brings the tutorial's rate
     assert train.settings().learning_rate == 1e-4
 

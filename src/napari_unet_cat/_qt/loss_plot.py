@@ -3,7 +3,8 @@
 Two small panels: the loss (left) and the mean IoU (right, 0 to 1), for training and
 validation; for instance masks the right panel also shows the validation objects' AP@0.5.
 It paints polylines with ``QPainter`` (a repaint takes a millisecond or two), so adding
-a point never stalls the viewer while training uses the CPU.
+a point never stalls the viewer while training uses the CPU, on the dock's own background
+in the text colour of napari's theme (dark or light).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 
 from qtpy.QtCore import QPointF, QRectF, Qt
-from qtpy.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
+from qtpy.QtGui import QColor, QFont, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 #: (key, legend, colour) of each series, per panel.
@@ -56,7 +57,6 @@ class LossPlot(QWidget):
     def paintEvent(self, _event) -> None:  # Qt calls it by this name
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.fillRect(self.rect(), QColor("white"))
         font = QFont(self.font())
         font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
         painter.setFont(font)
@@ -69,9 +69,12 @@ class LossPlot(QWidget):
         text_h = painter.fontMetrics().height()
         label_w = painter.fontMetrics().horizontalAdvance("0.0000") + 4
         box = area.adjusted(label_w + 2, text_h + 6, -8, -(text_h + 6))
-        painter.setPen(QPen(QColor("black")))
+        text = self.palette().color(QPalette.ColorRole.WindowText)
+        faint = QColor(text)
+        faint.setAlphaF(0.45)
+        painter.setPen(QPen(text))
         painter.drawText(QRectF(area.left(), 2, area.width(), text_h), Qt.AlignmentFlag.AlignCenter, self.title(panel))
-        painter.setPen(QPen(QColor("#999999")))
+        painter.setPen(QPen(faint))
         painter.drawRect(box)
         shown = [(k, label, colour) for k, label, colour in keys if any(k in row for row in self.rows)]
         epochs = self.series("epoch")
@@ -92,7 +95,7 @@ class LossPlot(QWidget):
             y = box.bottom() - (value - low) / (high - low) * box.height()
             return QPointF(x, y)
 
-        painter.setPen(QPen(QColor("#444444")))
+        painter.setPen(QPen(text))
         for value, flag in ((high, Qt.AlignmentFlag.AlignTop), (low, Qt.AlignmentFlag.AlignBottom)):
             painter.drawText(
                 QRectF(area.left(), box.top() if flag == Qt.AlignmentFlag.AlignTop else box.bottom() - text_h,
