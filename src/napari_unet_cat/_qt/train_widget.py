@@ -331,13 +331,13 @@ class TrainWidget(Panel):
         self.worker = create_worker(
             on_model_thread,
             self._work,
-            pairs,
-            inputs,
-            settings,
-            self.preset.value,
-            self.base_filters.value or None,
-            resume,
-            self._stop_event,
+            pairs=pairs,
+            inputs=inputs,
+            settings=settings,
+            preset=self.preset.value,
+            base_filters=self.base_filters.value or None,
+            resume=resume,
+            stop_event=self._stop_event,
             # No napari activity bar: ours shows the epochs (see start_prediction for why).
             _ignore_errors=True,  # reported by _on_error
         )
@@ -349,7 +349,7 @@ class TrainWidget(Panel):
         self.stop_button.enabled = True
         self.worker.start()
 
-    def _work(self, pairs, inputs, settings, preset, base_filters, resume, stop_event):
+    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, stop_event):
         """Runs on the worker thread: build the trainer, then one yield per epoch.
 
         The layers' data go in as they are: a lazy (dask, zarr) layer is read plane by
