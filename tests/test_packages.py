@@ -16,7 +16,7 @@ from PIL import Image
 from napari_unet_cat import load_model
 from napari_unet_cat.bioimageio import PACKAGED_MODEL
 from napari_unet_cat.cli import main
-from napari_unet_cat.errors import ModelFileError
+from napari_unet_cat.errors import InputError, ModelFileError
 from napari_unet_cat.package_model import PackageModel
 from napari_unet_cat.synthetic import make_image
 
@@ -187,3 +187,97 @@ def test_a_package_of_another_tool_segments_in_napari(foreign, make_napari_viewe
     assert viewer.layers[added[1]].data.shape == (120, 100)
     assert tuple(viewer.layers[added[1]].translate) == (3, 4)
     assert segment.status.value.startswith("added")
+
+
+def _volume_package(folder):
+    """A 3D package of another tool, ONNX: ``p`` = sigmoid of the (z, y, x) input and
+    ``mask`` = whether it is positive (uint8 labels), both the input's size."""
+    import onnx
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5
+    from onnx import TensorProto, helper
+
+    dims = ["b", "c", "z", "y", "x"]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sigmoid", ["image"], ["p"]),
+            helper.make_node("Greater", ["image", "zero"], ["positive"]),
+            helper.make_node("Cast", ["positive"], ["mask"], to=TensorProto.UINT8),
+        ],
+        "volume",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, dims),
+         helper.make_tensor_value_info("mask", TensorProto.UINT8, dims)],
+        initializer=[helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, folder / "volume.onnx")
+    test_input = np.random.default_rng(1).normal(size=(1, 1, 8, 16, 16)).astype(np.float32)
+    np.save(folder / "in.npy", test_input)
+    np.save(folder / "p.npy", 1 / (1 + np.exp(-test_input)))
+    np.save(folder / "mask.npy", (test_input > 0).astype(np.uint8))
+    (folder / "README.md").write_text("a 3D test package\n")
+    space = [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=8, step=8)) for a in "zyx"]
+
+    def output(name, data):
+        axes = [
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=["c"]),
+            *(
+                v0_5.SpaceOutputAxis(
+                    id=v0_5.AxisId(a), size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a))
+                )
+                for a in "zyx"
+            ),
+        ]
+        return v0_5.OutputTensorDescr(
+            id=v0_5.TensorId(name), axes=axes, test_tensor=v0_5.FileDescr(source=folder / f"{name}.npy"), data=data
+        )
+
+    description = v0_5.ModelDescr(
+        name="volume",
+        description="a 3D network of another tool",
+        authors=[v0_5.Author(name="A. Stranger")],
+        cite=[v0_5.CiteEntry(text="none", doi=v0_5.Doi("10.1000/182"))],
+        license="MIT",
+        documentation=v0_5.FileDescr(source=folder / "README.md"),
+        inputs=[
+            v0_5.InputTensorDescr(
+                id=v0_5.TensorId("image"),
+                axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=["c"]), *space],
+                test_tensor=v0_5.FileDescr(source=folder / "in.npy"),
+            )
+        ],
+        outputs=[
+            output("p", v0_5.IntervalOrRatioDataDescr(type="float32")),
+            output("mask", v0_5.NominalOrOrdinalDataDescr(values=[0, 1], type="uint8")),
+        ],
+        weights=v0_5.WeightsDescr(onnx=v0_5.OnnxWeightsDescr(source=folder / "volume.onnx", opset_version=13)),
+    )
+    path = folder / "volume.zip"
+    save_bioimageio_package(description, output_path=path)
+    return path
+
+
+def test_a_3d_package_segments_volumes_along_z(tmp_path):
+    path = _volume_package(tmp_path)
+    model = load_model(path)
+    assert model.ndim == 3 and model.output_is_labels("mask") and not model.output_is_labels("p")
+    volume = np.random.default_rng(2).normal(size=(12, 30, 20)).astype(np.float32)  # off the 8-voxel grid
+    out = model.predict(volume, axes="ZYX")
+    assert out["p"].shape == out["mask"].shape == (12, 30, 20)
+    np.testing.assert_array_equal(out["mask"], volume > 0)  # no preprocessing: the values as given
+    np.testing.assert_allclose(out["p"], 1 / (1 + np.exp(-volume)), atol=1e-5)
+    series = model.predict(np.stack([volume, -volume]), axes="TZYX")  # one volume per time point
+    assert series["mask"].shape == (2, 12, 30, 20)
+    np.testing.assert_array_equal(series["mask"][1], -volume > 0)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "v.tif", volume, imagej=True, metadata={"axes": "ZYX"})
+    assert (
+        main(["predict", "--model", str(path), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")]) == 0
+    )
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "v.tif"), volume > 0)  # the labels: the main output
+    assert tifffile.imread(tmp_path / "o" / "v_p.tif").shape == (12, 30, 20)
+    with pytest.raises(InputError, match="volumes"):
+        model.predict(volume[0])
