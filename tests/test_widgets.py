@@ -653,3 +653,18 @@ def test_the_train_widget_picks_the_batch_by_label_mode(make_napari_viewer):
     assert train.settings().batch_size == 20
     train.batch_size.value = 12
     assert train.settings().batch_size == 12
+
+
+def test_the_panels_are_under_layers_segment_and_open_from_there(make_napari_viewer):
+    """Layers > Segment > U-Net Cat lists the three panels; choosing one docks it."""
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    submenus = [item.submenu for item in app.menus.get_menu("napari/layers/segment") if hasattr(item, "submenu")]
+    assert "napari-unet-cat.menu" in submenus
+    commands = [item.command.id for item in app.menus.get_menu("napari-unet-cat.menu")]
+    assert commands == [f"{PLUGIN}.train_widget", f"{PLUGIN}.segment_widget", f"{PLUGIN}.folder_widget"]
+    app.commands.execute_command(f"{PLUGIN}.folder_widget").result()
+    docked = {name: type(widget).__name__ for name, widget in viewer.window.dock_widgets.items()}
+    assert docked == {"Segment a folder (U-Net Cat)": "FolderWidget"}
