@@ -668,3 +668,24 @@ def test_the_panels_are_under_layers_segment_and_open_from_there(make_napari_vie
     app.commands.execute_command(f"{PLUGIN}.folder_widget").result()
     docked = {name: type(widget).__name__ for name, widget in viewer.window.dock_widgets.items()}
     assert docked == {"Segment a folder (U-Net Cat)": "FolderWidget"}
+
+
+def test_the_preferences_live_in_napari_and_fill_the_panels(plugin_settings, npe2pm, make_napari_viewer):
+    """Preferences > U-Net Cat: the manifest's defaults, and a value set there reaches the panels."""
+    from npe2 import PluginManifest
+
+    from napari_unet_cat._qt.preferences import Preferences, preferences
+
+    if PLUGIN not in npe2pm:
+        npe2pm.register(PluginManifest.from_distribution(PLUGIN))
+    from napari.settings import get_plugin_settings
+
+    assert preferences() == Preferences()  # the manifest's defaults
+    settings = get_plugin_settings(PLUGIN).defaults
+    settings.tile_size, settings.network = 256, "classic"
+    assert preferences() == Preferences(tile_size=256, network="classic")
+    viewer = make_napari_viewer()
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment with U-Net")
+    _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train U-Net")
+    assert segment.tile_size.value == 256 and train.preset.value == "classic"
+    assert train.learning_rate.value == "0.0001"  # the classic network's rate
