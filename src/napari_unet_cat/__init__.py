@@ -17,6 +17,7 @@ _LAZY = {
     "train": "training",
     "Trainer": "training",
     "segment_folder": "batch",
+    "measure": "measurements",
     "evaluate_folders": "evaluation",
     "evaluate_instances": "evaluation",
     "evaluate_instance_folders": "evaluation",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .errors import InputError, ModelFileError
     from .evaluation import evaluate_folders, evaluate_instance_folders, evaluate_instances
     from .loading import load_model
+    from .measurements import measure
     from .segmenter import UNetModel
     from .training import Trainer, train
     from .unet import build_unet

@@ -14,17 +14,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
 from .folder_state import LOG_NAME, FolderLock, check_same_model, log_outcome, remove_leftovers
 from .io import list_images, read_image_with_axes
+from .measurements import write_csv
 from .segment_file import (
     SegmentOptions,
     classes_path,
     failure_reason,
+    objects_path,
     output_paths,
     predict_or_stream,
     write_outputs,
 )
+
+#: The folder's summary of the measurements: one row per image.
+SUMMARY_NAME = "objects.csv"
 
 __all__ = ["LOG_NAME", "BatchReport", "FileProgress", "SegmentOptions", "segment_folder"]
 
@@ -90,6 +97,8 @@ def segment_folder(
     axes: str | None = None,
     auto_scale: bool = False,
     trust_package_code: bool = False,
+    measure: bool = False,
+    pixel_size: tuple[float, ...] | None = None,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -107,32 +116,28 @@ def segment_folder(
         probabilities: Also write ``<stem>_probabilities.tif`` (float32, classes last).
         test_time_augmentation: Average over flips and 90-degree rotations (8x slower).
         overwrite: Redo images whose mask already exists.
-        progress: Called with ``(index, total, path, status)`` after each file, where
-            status is ``done``, ``skipped`` or ``failed``.
+        progress: Called with ``(index, total, path, status)`` after each file (status
+            ``done``, ``skipped`` or ``failed``).
         should_stop: Polled between files; return True to cancel the rest.
-        scheduler: Run on a Dask cluster: ``"local"`` for a ``LocalCluster`` on this
-            machine, or a scheduler address (``tcp://host:8786``), whose workers must
-            see the same files. Each worker process loads the model once. Needs the
-            ``distributed`` package (``pip install "napari-unet-cat[cluster]"``).
-        workers: Worker processes of the local cluster (default: one per GPU, each worker
-            on its own GPU; without GPUs one per 4 CPU cores, at least 1).
+        scheduler: Run on a Dask cluster (:mod:`~napari_unet_cat.cluster`): ``"local"``,
+            or a scheduler's address (``tcp://host:8786``) whose workers see the files.
+        workers: Worker processes of the local cluster (default: one per GPU, else one
+            per 4 CPU cores).
         instances: Objects instead of classes: ``watershed`` or ``components`` (see
-            :meth:`~napari_unet_cat.segmenter.UNetModel.predict`). An instance model
-            writes objects whatever this says.
-        min_size: Objects smaller than this many pixels are removed (default: the
-            model's own; see :meth:`~napari_unet_cat.segmenter.UNetModel.predict`).
+            :meth:`~napari_unet_cat.segmenter.UNetModel.predict`; an instance model's are).
+        min_size: Objects smaller than this many pixels are removed (default: the model's).
         split: With ``components``, split touching blobs along distance-transform peaks.
-        classes: When the masks are objects, also write the class map as
-            ``<stem>_classes.tif``.
+        classes: When the masks are objects, also write ``<stem>_classes.tif``.
         axes: The images' axes (``CYX``, ``TZCYX``...), overruling what each file says;
             default: read from the file (ImageJ, OME-TIFF, OME-Zarr) or guessed.
-        auto_scale: For an instance model: segment each image at the scale at which its
-            objects look as large as the training objects
-            (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`, one more
-            network pass over at most 1024x1024 pixels); the scale used is in the log.
+        auto_scale: For an instance model: segment each image at the scale that
+            :meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale` finds (in the log).
         trust_package_code: A bioimage.io package of another tool may run the Python
             code it carries (see :mod:`~napari_unet_cat.package_model`). Such a package
             writes its main output as ``<stem>.tif``, the others ``<stem>_<output>.tif``.
+        measure: Also write ``<stem>_objects.csv`` (a row per object: see
+            :func:`~napari_unet_cat.measurements.measure`) and the folder's ``objects.csv``
+            (a row per image), in ``pixel_size`` units (µm; default: each file's own).
 
     Returns:
         A :class:`BatchReport`.
@@ -160,13 +165,33 @@ def segment_folder(
             axes=axes,
             auto_scale=bool(auto_scale),
             trust_package_code=bool(trust_package_code),
+            measure=bool(measure),
+            pixel_size=None if pixel_size is None else tuple(float(v) for v in pixel_size),
         )
         check_same_model(output_dir, options.fingerprint, overwrite)
         remove_leftovers(output_dir)
         run = _FolderRun(model, images, output_dir, options, progress)
         run.go(_plan(images, output_dir, options, overwrite), should_stop, scheduler, workers)
+        if measure:
+            write_summary(images, output_dir)
         run.report.seconds = time.perf_counter() - started
         return run.report
+
+
+def write_summary(images: list[Path], output_dir: Path) -> Path:
+    """The folder's ``objects.csv``: a row per image whose ``<stem>_objects.csv`` exists
+    (its count and sizes), made anew from those files, so that a run resumed after a kill
+    summarizes every image, those of the earlier run included."""
+    from .measurements import read_csv, summarize
+
+    rows = []
+    for path in images:
+        table_path = objects_path(path, output_dir)
+        if table_path.exists():
+            rows.append(summarize(path.name, read_csv(table_path)))
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or ["image", "objects"]
+    table = {c: np.asarray([row.get(c, "") for row in rows], dtype=object) for c in columns}
+    return write_csv(output_dir / SUMMARY_NAME, table)
 
 
 def _check_model_settings(model, instances, min_size, split: bool, auto_scale: bool) -> bool:
@@ -223,6 +248,7 @@ def _plan(
             mask_path.exists()
             and (prob_path.exists() or not options.probabilities)
             and (classes_path(path, output_dir).exists() or not options.classes)
+            and (objects_path(path, output_dir).exists() or not options.measure)
             and not overwrite
         ):
             plan.append((path, "skipped", ""))

@@ -226,6 +226,19 @@ def _add_predict(sub) -> None:
         help="model file, a built-in model's name (nuclei), or a bioimage.io package (.zip or folder) of any tool",
     )
     p.add_argument(
+        "--measure",
+        action="store_true",
+        help="also write <stem>_objects.csv (a row per object: size, place, shape, intensities) and objects.csv "
+        "(a row per image)",
+    )
+    p.add_argument(
+        "--pixel-size",
+        nargs="+",
+        type=_positive_float,
+        metavar="SIZE",
+        help="pixel size in um, Y X (or Z Y X) for the measurements (default: the file's own, if it states one)",
+    )
+    p.add_argument(
         "--trust-package-code",
         action="store_true",
         help="let a bioimage.io package's pytorch_state_dict or keras_hdf5 weights run the Python code it carries",
@@ -506,6 +519,8 @@ def _predict(args) -> int:
             axes=args.axes,
             auto_scale=args.scale == "auto",
             trust_package_code=args.trust_package_code,
+            measure=args.measure,
+            pixel_size=args.pixel_size,
         )
     finally:
         if bar is not None:

@@ -130,6 +130,76 @@ def read_axes(path: str | os.PathLike) -> str | None:
     return None
 
 
+#: Units as files write them, and as the measurement columns name them.
+UNIT_NAMES = {
+    "\u00b5m": "um",
+    "\u03bcm": "um",
+    "\\u00B5m": "um",
+    "micron": "um",
+    "microns": "um",
+    "um": "um",
+    "nm": "nm",
+    "mm": "mm",
+}
+
+
+def read_pixel_size(path: str | os.PathLike) -> tuple[dict[str, float], str] | None:
+    """The physical size of a pixel along each spatial axis a file states, and its unit:
+    ``({"z": 2.0, "y": 0.5, "x": 0.5}, "um")``, or None.
+
+    OME-TIFF: ``PhysicalSizeX/Y/Z`` and their units. ImageJ TIFF: the X and Y
+    resolution tags (pixels per unit), ``spacing`` for Z and ``unit``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return _ome_pixel_size(tif.ome_metadata)
+            if tif.is_imagej:
+                return _imagej_pixel_size(tif.pages.first, tif.imagej_metadata or {})
+    except Exception:  # unreadable metadata: no size, rather than no image
+        return None
+    return None
+
+
+def _ome_pixel_size(xml: str) -> tuple[dict[str, float], str] | None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes, unit = {}, "um"
+    for axis in "zyx":
+        value = pixels.get(f"PhysicalSize{axis.upper()}")
+        if value is not None:
+            sizes[axis] = float(value)
+            unit = UNIT_NAMES.get(pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm"), unit)
+    return (sizes, unit) if "x" in sizes and "y" in sizes else None
+
+
+def _imagej_pixel_size(page, metadata: dict) -> tuple[dict[str, float], str] | None:
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    sizes = {}
+    for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
+        numerator, denominator = tags[tag].value
+        if not numerator:
+            return None
+        sizes[axis] = denominator / numerator
+    if metadata.get("spacing"):
+        sizes["z"] = float(metadata["spacing"])
+    unit = UNIT_NAMES.get(str(metadata.get("unit", "")).strip())
+    if unit is None:
+        return None  # a resolution without a unit is a print resolution (dpi), not a pixel size
+    return sizes, unit
+
+
 def _ome_zarr_axes(path: Path) -> str | None:
     import zarr
 

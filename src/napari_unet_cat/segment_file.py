@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from .errors import InputError
 from .io import file_stem, write_tiff
+from .measurements import measure, write_csv
 
 #: Images with more values than this are segmented straight into their (tiled) mask
 #: file, band by band, instead of as a whole array in memory.
@@ -39,6 +41,11 @@ class SegmentOptions:
     auto_scale: bool = False
     #: A bioimage.io package may run its own code (see :mod:`~napari_unet_cat.package_model`).
     trust_package_code: bool = False
+    #: Also write ``<stem>_objects.csv``: a row of measurements per object.
+    measure: bool = False
+    #: The pixel size along (Z,) Y, X for the measurements (None: the file's own, if any).
+    pixel_size: tuple[float, ...] | None = None
+    unit: str = "um"
 
 
 def output_paths(image_path: Path, output_dir: Path) -> tuple[Path, Path]:
@@ -55,13 +62,30 @@ def classes_path(image_path: Path, output_dir: Path) -> Path:
 
 def predict_or_stream(model, image, path: Path, output_dir: Path, options: SegmentOptions, notes: dict | None = None):
     """Predict ``image``, an ``(array, axes)`` pair from :func:`read_image_with_axes`:
-    ``{"labels", "probabilities", "classes"}`` (what was asked for). ``notes`` receives
-    what the log should say (the scale used, with ``auto_scale``).
+    ``{"labels", "probabilities", "classes"}`` (what was asked for), with ``"objects"``,
+    their measurements, when ``options.measure``. ``notes`` receives what the log should
+    say (the scale used, with ``auto_scale``).
 
     A large one (without probabilities) goes straight into its mask file band by band,
-    never whole in memory, and gives ``None``; its class map, when asked for beside its
-    objects, is streamed in a second pass.
+    never whole in memory, and gives ``None`` (its measurements, read back from the mask
+    file, are written here); its class map, when asked for beside its objects, is
+    streamed in a second pass.
     """
+    result = _predict(model, image, path, output_dir, options, notes)
+    if not options.measure:
+        return result
+    array = image[0]
+    if result is None:
+        labels = tifffile.imread(output_paths(path, output_dir)[0])
+        write_csv(objects_path(path, output_dir), measure_labels(labels, array, path, model, options))
+        return None
+    labels = result["outputs"][result["main"]] if "outputs" in result else result["labels"]
+    result["objects"] = measure_labels(labels, array, path, model, options)
+    return result
+
+
+def _predict(model, image, path: Path, output_dir: Path, options: SegmentOptions, notes: dict | None):
+    """What :func:`predict_or_stream` predicts, before any measurement."""
     image, axes = image
     if is_package_model(model):
         return {"outputs": model.predict(image, axes=axes, name=str(path)), "main": main_output(model)}
@@ -117,10 +141,68 @@ def main_output(model) -> str:
     return (labels or model.output_ids)[0]
 
 
+def objects_path(image_path: Path, output_dir: Path) -> Path:
+    """Where the measurements of the objects of ``image_path`` go."""
+    return output_dir / f"{file_stem(image_path)}_objects.csv"
+
+
+def measure_labels(labels, image, path: Path, model, options: SegmentOptions):
+    """The measurements of a mask of ``image`` (see :func:`~napari_unet_cat.measurements.measure`):
+    objects as they are numbered, or a class map's connected parts; in 3D for a volume
+    model's mask, else plane by plane with a ``plane`` column (a stack of planes, or of
+    time points). The pixel size is ``options.pixel_size``, else the file's own."""
+    labels = np.asarray(labels)
+    spatial = 3 if is_package_model(model) and model.ndim == 3 else 2
+    channels = _channels_last(image, labels.shape)
+    classes = not (options.objects or getattr(model, "is_instance_model", False))
+    if is_package_model(model):
+        classes = not model.output_is_labels(main_output(model)) or labels.max(initial=0) <= 1
+    size, unit = _pixel_size(path, options, spatial)
+    planes = list(np.ndindex(*labels.shape[: labels.ndim - spatial]))
+    tables = []
+    for index in planes:
+        values = None if channels is None else channels[index]
+        table = measure(labels[index], values, pixel_size=size, unit=unit, classes=classes, name=str(path))
+        if len(planes) > 1:
+            table = {"plane": np.full(len(table["label"]), "/".join(map(str, index))), **table}
+        tables.append(table)
+    return {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+
+
+def _channels_last(image, shape: tuple[int, ...]):
+    """The image's values with the mask's shape plus a last axis of channels (None when
+    they do not line up: an image the model resized, for example)."""
+    values = np.asarray(image)
+    if values.shape == shape:
+        return values[..., None]
+    if values.ndim == len(shape) + 1 and values.shape[:-1] == shape:
+        return values
+    return None
+
+
+def _pixel_size(path: Path, options: SegmentOptions, spatial: int):
+    """``(pixel size along the mask's spatial axes, unit)``, or ``(None, unit)``."""
+    from .io import read_pixel_size
+
+    if options.pixel_size is not None:
+        size = tuple(options.pixel_size)
+        return (size[-spatial:] if len(size) >= spatial else None), options.unit
+    found = read_pixel_size(path)
+    if found is None:
+        return None, options.unit
+    sizes, unit = found
+    names = "zyx"[-spatial:]
+    if not all(n in sizes for n in names):
+        return None, options.unit
+    return tuple(sizes[n] for n in names), unit
+
+
 def write_outputs(path: Path, output_dir: Path, result: dict) -> None:
     """Write the mask (and the probabilities and class map) of ``path``, each atomically;
     a package's outputs: its main one as ``<stem>.tif``, the others ``<stem>_<output>.tif``."""
     mask_path, prob_path = output_paths(path, output_dir)
+    if result.get("objects") is not None:
+        write_csv(objects_path(path, output_dir), result["objects"])
     if "outputs" in result:
         for output_id, values in result["outputs"].items():
             target = mask_path if output_id == result["main"] else output_dir / f"{file_stem(path)}_{output_id}.tif"
