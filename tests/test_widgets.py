@@ -689,3 +689,38 @@ def test_the_preferences_live_in_napari_and_fill_the_panels(plugin_settings, npe
     _, train = viewer.window.add_plugin_dock_widget(PLUGIN, "Train U-Net")
     assert segment.tile_size.value == 256 and train.preset.value == "classic"
     assert train.learning_rate.value == "0.0001"  # the classic network's rate
+
+
+def test_measure_objects_fills_the_features_a_sortable_table_and_a_csv(make_napari_viewer, qtbot, tmp_path):
+    from napari_unet_cat.measurements import measure, read_csv
+    from napari_unet_cat.synthetic import make_instance_image
+
+    viewer = make_napari_viewer()
+    image, objects = make_instance_image((128, 120), seed=8)
+    viewer.add_image(image, name="cells", scale=(0.5, 0.5))
+    viewer.add_labels(objects, name="cells objects", scale=(0.5, 0.5), translate=(10, 20))
+    panel = _dock(viewer, "Measure objects")
+    panel.labels.value = viewer.layers["cells objects"]
+    panel.image.value = viewer.layers["cells"]
+    panel.run()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=WAIT_MS)
+    expected = measure(objects, image, pixel_size=(0.5, 0.5))
+    features = viewer.layers["cells objects"].features
+    assert list(features["label"]) == list(expected["label"])
+    np.testing.assert_allclose(features["area_um2"], expected["area_um2"])
+    assert panel.table.native.rowCount() == len(expected["label"])
+    assert panel.counts.value == f"{len(expected['label'])} objects"
+    # Sorted by area, largest first; a click on the top row selects that object.
+    column = list(panel.table_data).index("area")
+    from qtpy.QtCore import Qt
+
+    panel.table.native.sortItems(column, Qt.SortOrder.DescendingOrder)
+    panel._on_row(0, 0)
+    largest = int(expected["label"][np.argmax(expected["area"])])
+    assert viewer.layers["cells objects"].selected_label == largest
+    i = int(np.argmax(expected["area"]))
+    centre = (expected["centroid_y"][i] * 0.5 + 10, expected["centroid_x"][i] * 0.5 + 20)
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx(centre)
+    panel.csv_path.value = tmp_path / "objects.csv"
+    panel.save()
+    assert list(read_csv(tmp_path / "objects.csv")["label"]) == list(expected["label"])
