@@ -664,7 +664,12 @@ def test_the_panels_are_under_layers_segment_and_open_from_there(make_napari_vie
     submenus = [item.submenu for item in app.menus.get_menu("napari/layers/segment") if hasattr(item, "submenu")]
     assert "napari-unet-cat.menu" in submenus
     commands = [item.command.id for item in app.menus.get_menu("napari-unet-cat.menu")]
-    assert commands == [f"{PLUGIN}.train_widget", f"{PLUGIN}.segment_widget", f"{PLUGIN}.folder_widget"]
+    assert commands == [
+        f"{PLUGIN}.train_widget",
+        f"{PLUGIN}.segment_widget",
+        f"{PLUGIN}.folder_widget",
+        f"{PLUGIN}.proofread_widget",
+    ]
     app.commands.execute_command(f"{PLUGIN}.folder_widget").result()
     docked = {name: type(widget).__name__ for name, widget in viewer.window.dock_widgets.items()}
     assert docked == {"Segment a folder (U-Net Cat)": "FolderWidget"}
@@ -724,3 +729,47 @@ def test_measure_objects_fills_the_features_a_sortable_table_and_a_csv(make_napa
     panel.csv_path.value = tmp_path / "objects.csv"
     panel.save()
     assert list(read_csv(tmp_path / "objects.csv")["label"]) == list(expected["label"])
+
+
+def test_proofreading_merges_splits_deletes_and_napari_undoes_each(make_napari_viewer):
+    viewer = make_napari_viewer()
+    yy, xx = np.indices((40, 60))
+    labels = np.zeros((40, 60), np.uint16)
+    labels[(yy - 20) ** 2 + (xx - 18) ** 2 < 144] = 5
+    labels[(yy - 20) ** 2 + (xx - 40) ** 2 < 144] = 5  # two discs, wrongly one object
+    labels[2:5, 2:5] = 9
+    layer = viewer.add_labels(labels.copy(), name="objects")
+    panel = _dock(viewer, "Proofread objects")
+    assert panel.labels.value is layer and panel.shortcuts.value.startswith("keys on the Labels layer")
+    panel.tool.value = "split: click two points in one object"
+    panel.click((20, 18))
+    assert np.array_equal(layer.data, labels)  # one click of two: nothing yet
+    panel.click((20, 40))
+    assert set(np.unique(layer.data)) == {0, 5, 9, 10}
+    panel.tool.value = "merge: click two objects"
+    panel.click((20, 18))
+    panel.click((20, 40))
+    assert np.array_equal(layer.data, labels)
+    panel.tool.value = "delete: click an object"
+    panel.click((3, 3))
+    assert 9 not in layer.data
+    panel.click((30, 1))  # the background: said, nothing changed
+    assert "no object" in panel.status.value
+    panel.renumber()
+    assert set(np.unique(layer.data)) == {0, 1}
+    for _ in range(4):  # renumber, delete, merge, split: each one undo
+        panel.undo()
+    assert np.array_equal(layer.data, labels)
+    panel.min_size.value = 10
+    panel.delete_small()
+    assert 9 not in layer.data and 5 in layer.data
+    layer.undo()  # napari's own undo, as Ctrl+Z
+    assert np.array_equal(layer.data, labels)
+    # The keys pick the tools while the layer is selected; closing the panel lets them go.
+    keys = {str(key): action for key, action in layer.keymap.items()}
+    keys["M"](layer)
+    assert panel.tool.value == "merge: click two objects"
+    keys["Escape"](layer)
+    assert panel.tool.value == "off"
+    panel.on_close()
+    assert not {str(key) for key in layer.keymap} & {"M", "S", "D", "Escape"}
