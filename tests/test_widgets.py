@@ -773,3 +773,30 @@ def test_proofreading_merges_splits_deletes_and_napari_undoes_each(make_napari_v
     assert panel.tool.value == "off"
     panel.on_close()
     assert not {str(key) for key in layer.keymap} & {"M", "S", "D", "Escape"}
+
+
+def test_segment_shows_where_it_is_unsure_and_ranks_the_objects(painted, qtbot, tiny_model):
+    from napari_unet_cat._qt.session import SESSION_MODEL, Session
+
+    viewer, _, _ = painted
+    Session.set(tiny_model)
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.source.value = SESSION_MODEL
+    segment.image.value = viewer.layers["cells"]
+    segment.output.value = "objects: connected components"
+    segment.uncertainty.value = True
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    doubt = viewer.layers["cells uncertainty"].data
+    prediction = viewer.layers["cells U-Net"]
+    assert doubt.shape == prediction.data.shape and doubt.min() >= 0 and doubt.max() <= 1
+    ranked = prediction.features
+    assert set(ranked["label"]) == set(np.unique(prediction.data)) - {0}
+    assert list(ranked["uncertainty"]) == sorted(ranked["uncertainty"], reverse=True)
+    assert prediction.metadata["least_sure"][0] == ranked["label"][0]
+    assert "least sure of objects" in segment.status.value
+    panel = _dock(viewer, "Measure objects")  # the ranking travels into the measurements
+    panel.labels.value = prediction
+    panel.run()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=WAIT_MS)
+    assert "uncertainty" in panel.table_data and "uncertainty" in prediction.features.columns

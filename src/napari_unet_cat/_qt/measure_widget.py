@@ -129,8 +129,9 @@ class MeasureWidget(Panel):
 
     @unless_closed
     def _on_done(self, table: dict) -> None:
-        self.table_data = table
         layer = self.measured_layer
+        table = _with_earlier_columns(table, layer.features)
+        self.table_data = table
         layer.features = {k: np.asarray(v) for k, v in table.items()}
         self.table.native.setSortingEnabled(False)  # filled unsorted, then sortable again
         self.table.value = {k: [_shown(x) for x in v] for k, v in table.items()}
@@ -184,6 +185,20 @@ class MeasureWidget(Panel):
             self.fail(f"could not save the table: {err}")
             return
         self.status.value = f"saved {len(self.table_data['label'])} rows to {path}"
+
+
+def _with_earlier_columns(table: dict, features) -> dict:
+    """``table`` with the columns an earlier step left in the layer's features by label
+    (the ``uncertainty`` Segment adds), so that objects sort by them too."""
+    if features is None or "label" not in getattr(features, "columns", ()):
+        return table
+    known = {int(v): i for i, v in enumerate(features["label"])}
+    rows = [known.get(int(v)) for v in table["label"]]
+    for column in features.columns:
+        if column not in table and np.issubdtype(np.asarray(features[column]).dtype, np.number):
+            values = np.asarray(features[column], np.float64)
+            table[column] = np.asarray([values[r] if r is not None else np.nan for r in rows])
+    return table
 
 
 def _shown(value):

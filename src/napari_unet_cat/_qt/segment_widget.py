@@ -24,6 +24,7 @@ from magicgui.widgets import (
 from ..arrays import infer_layout
 from ..errors import UNetCatError
 from ..instances import PlaneNumbering
+from ..uncertainty import entropy_map
 from .layers import PREDICTION_SUFFIX, labels_shape_for, layer_input, layers_of, output_axes_of, plane_at_step
 from .panel import Panel, notify_error, unless_closed
 from .preferences import preferences
@@ -83,23 +84,25 @@ def predict_layer(
     axes: str = "",
     scale: float | str | None = None,
     trust_package_code: bool = False,
+    uncertainty: bool = False,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
-    (yielding progress), then return ``(labels, probabilities or None, model, scale)``.
+    (yielding progress), then return ``(labels, probabilities or None, model, scale,
+    uncertainty map or None)`` (see :mod:`~napari_unet_cat.uncertainty`).
     ``output`` is a value of :data:`OUTPUTS`; ``extra_channels`` and ``axes`` as for
     :func:`~napari_unet_cat._qt.layers.layer_input`; ``scale`` (None: the model's) as
     for :meth:`~napari_unet_cat.segmenter.UNetModel.at_scale`, or ``"auto"``: estimated
     from the layer (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`). The
     scale returned is the one used. Objects are numbered across the planes of a stack.
     Lazy (dask) layers are read tile by tile. A bioimage.io package of another tool
-    returns ``(outputs, None, model, None)`` instead, ``outputs`` by output name."""
+    returns ``(outputs, None, model, None, None)`` instead, ``outputs`` by output name."""
     if not hasattr(model, "predict"):
         model = Session.load(model, trust_package_code=trust_package_code)
     if is_package_model(model):
         data, data_axes, _ = layer_input(layer, extra_channels, axes)
         outputs = model.predict(data, axes=data_axes, name=f"layer '{layer.name}'")
         yield 1, 1
-        return outputs, None, model, None
+        return outputs, None, model, None, None
     data, data_axes = model_input(layer, model, extra_channels, axes)
     if scale == "auto":  # a model without object sizes says so here
         estimate = model.estimate_scale(data, axes=data_axes)
@@ -110,14 +113,15 @@ def predict_layer(
     indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
     objects = kind == "instances" or (kind is None and model.is_instance_model)
-    labels = probs = None
+    labels = probs = doubt = None
     numbering = PlaneNumbering()
+    wanted = probabilities or uncertainty
     for i, index in enumerate(indices):
         plane = np.asarray(data[index]) if index else data
         result = predictor.predict(
             plane,
             tile_size,
-            probabilities,
+            wanted,
             output=kind,
             instances="components" if output == "components" else None,
             min_size=min_size,
@@ -125,17 +129,20 @@ def predict_layer(
             test_time_augmentation=tta,
             name=f"layer '{layer.name}'",
         )
-        plane_labels, plane_probs = result if probabilities else (result, None)
+        plane_labels, plane_probs = result if wanted else (result, None)
         if labels is None:
             labels = np.zeros(shape, np.uint32 if objects else plane_labels.dtype)
             probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
+            doubt = np.zeros(shape, np.float32) if uncertainty else None
         labels[index] = numbering.add(plane_labels) if objects else plane_labels
         if probs is not None:
             probs[index] = plane_probs
+        if doubt is not None:
+            doubt[index] = entropy_map(plane_probs)
         yield i + 1, len(indices)
     if objects:
         labels = numbering.fit(labels)
-    return labels, probs, model, predictor.config.scale
+    return labels, probs, model, predictor.config.scale, doubt
 
 
 #: Metadata key holding a checksum of what this plugin wrote into a prediction layer.
@@ -200,6 +207,23 @@ def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNet
     return out
 
 
+def add_uncertainty(viewer: napari.Viewer, layer, prediction, doubt: np.ndarray, layer_axes: list[int]) -> None:
+    """Add the uncertainty map over ``layer`` (``<image> uncertainty``, 0 sure to 1 undecided)
+    and rank the prediction's objects by it: their mean uncertainty goes into the Labels
+    layer's features (an ``uncertainty`` column, with ``label``), most uncertain first,
+    and ``metadata["least_sure"]`` lists the ten to review first."""
+    from ..uncertainty import object_uncertainty
+
+    name = f"{layer.name} uncertainty"
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    place = {"scale": [layer.scale[a] for a in layer_axes], "translate": [layer.translate[a] for a in layer_axes]}
+    viewer.add_image(doubt, name=name, colormap="inferno", contrast_limits=(0, 1), opacity=0.6, **place)
+    ranked = object_uncertainty(np.asarray(prediction.data), doubt)
+    prediction.features = {"label": ranked["label"], "uncertainty": ranked["uncertainty"]}
+    prediction.metadata["least_sure"] = [int(v) for v in ranked["label"][:10]]
+
+
 def is_package_model(model) -> bool:
     """Whether ``model`` is a bioimage.io package of another tool (run by bioimageio.core)."""
     return type(model).__name__ == "PackageModel"
@@ -241,6 +265,7 @@ def start_prediction(
     axes: str = "",
     scale: float | str | None = None,
     trust_package_code: bool = False,
+    uncertainty: bool = False,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -267,6 +292,7 @@ def start_prediction(
         axes=axes,
         scale=scale,
         trust_package_code=trust_package_code,
+        uncertainty=uncertainty,
         # napari's activity bar only where no progress bar of ours shows it: its animation
         # repaints the window all the while, which software OpenGL (remote desktops,
         # machines without a GPU) pays for with the CPU the network needs (a third of a
@@ -276,7 +302,7 @@ def start_prediction(
     )
 
     def done(result):
-        labels, probs, loaded, used_scale = result
+        labels, probs, loaded, used_scale, doubt = result
         if is_package_model(loaded):
             added = add_package_outputs(viewer, layer, labels, loaded, layer_axes)
             if on_done is not None:
@@ -285,6 +311,8 @@ def start_prediction(
         if loaded is not model:  # loaded from a file: training can continue from it
             Session.set(loaded)
         added = add_prediction(viewer, layer, labels, loaded, probs, layer_axes)
+        if doubt is not None:
+            add_uncertainty(viewer, layer, added, doubt, layer_axes)
         added.metadata["napari_unet_cat_scale"] = used_scale
         if on_done is not None:
             on_done(added)
@@ -431,6 +459,7 @@ class SegmentWidget(Panel):
             "0.5 for objects twice as large"
         )
         self.auto_scale = CheckBox(text="estimate the scale from the image", value=False)
+        self.uncertainty = CheckBox(text="also add where it is unsure (and rank the objects)", value=False)
         self.trust = CheckBox(text="trust the package's code (bioimage.io packages of other tools)", value=False)
         self.trust.tooltip = "let a package's pytorch_state_dict or keras_hdf5 weights run the Python code it carries"
         self.auto_scale.tooltip = (
@@ -456,6 +485,7 @@ class SegmentWidget(Panel):
                 self.min_size,
                 self.scale,
                 self.auto_scale,
+                self.uncertainty,
                 self.trust,
                 self.run_button,
                 self.progress,
@@ -532,6 +562,9 @@ class SegmentWidget(Panel):
                 self.status.value = f"added '{layer.name}'" + (
                     f" (estimated scale {used:g})" if self.auto_scale.value and used is not None else ""
                 )
+                if layer.metadata.get("least_sure"):
+                    first = ", ".join(map(str, layer.metadata["least_sure"][:5]))
+                    self.status.value += f"; least sure of objects {first} (its features rank them all)"
 
         def fail(message: str) -> None:
             self.fail(message)
@@ -549,6 +582,7 @@ class SegmentWidget(Panel):
             axes=self.axes.value.strip(),
             scale="auto" if self.auto_scale.value else (self.scale.value or None),
             trust_package_code=self.trust.value,
+            uncertainty=self.uncertainty.value,
             on_error=fail,
             on_progress=progress,
             on_done=finished,
