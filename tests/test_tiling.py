@@ -176,14 +176,19 @@ def test_streaming_into_a_tiled_tiff_gives_the_in_memory_labels(tiny_model, tmp_
 def test_large_images_in_a_folder_stream_to_their_mask(tiny_model, tmp_path, monkeypatch):
     import tifffile
 
-    from napari_unet_cat import batch
+    from napari_unet_cat import batch, segment_file
+    from napari_unet_cat.measurements import measure, read_csv
 
     image, _ = make_image((260, 330), seed=12)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "big.tif", image)
-    monkeypatch.setattr(batch, "STREAM_PIXELS", 100 * 100)
-    report = batch.segment_folder(tiny_model, tmp_path / "in", tmp_path / "out", tile_size=96)
+    monkeypatch.setattr(segment_file, "STREAM_PIXELS", 100 * 100)
+    report = batch.segment_folder(tiny_model, tmp_path / "in", tmp_path / "out", tile_size=96, measure=True)
     assert report.ok and len(report.done) == 1
     with tifffile.TiffFile(tmp_path / "out" / "big.tif") as tif:
         assert tif.pages[0].is_tiled
-        np.testing.assert_array_equal(tif.asarray(), tiny_model.predict(image, tile_size=96))
+        mask = tif.asarray()
+    np.testing.assert_array_equal(mask, tiny_model.predict(image, tile_size=96))
+    # Measured from the streamed mask, read back from its file.
+    expected = measure(mask, image, classes=True)
+    np.testing.assert_array_equal(read_csv(tmp_path / "out" / "big_objects.csv")["area"], expected["area"])
