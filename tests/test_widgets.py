@@ -498,10 +498,13 @@ def test_the_preview_shows_a_first_guess_before_the_first_epoch_ends(painted, qt
     viewer, _, _ = painted
     train = _dock(viewer, "Train U-Net")
     _fast(train, epochs=2)
+    train.show_uncertainty.value = True
     train.start()
     qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
     # By the order of events, not by time: the forest's guess, then the network's.
     assert train.preview_history == ["first guess (random forest)", "U-Net", "U-Net"]
+    doubt = viewer.layers["U-Net uncertainty"].data  # the network's, beside its preview
+    assert doubt.shape == viewer.layers["U-Net preview"].data.shape and doubt.max() > 0 and doubt.max() <= 1
     # The panel said which one the preview showed, each time.
     said = train.preview_messages
     assert "random forest" in said[0] and "preview: the U-Net after epoch 1" in said[1] and len(said) == 3

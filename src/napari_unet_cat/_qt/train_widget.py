@@ -22,6 +22,7 @@ from magicgui.widgets import (
 
 from ..config import PRESET_CHOICES, PRESET_LEARNING_RATES, PRESETS, TrainingSettings
 from ..errors import UNetCatError
+from ..uncertainty import entropy_map
 from .layers import (
     background_value,
     labels_shape_for,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     import napari.viewer
 
 PREVIEW_NAME = "U-Net preview"
+UNCERTAINTY_NAME = "U-Net uncertainty"
 START_FROM = ("a new model", "the last model of this session", "a model file")
 
 
@@ -129,6 +131,7 @@ class TrainWidget(Panel):
             label="model file to continue", mode="r", filter="*.keras", value=prefs.model_folder
         )
         self.preview = CheckBox(text="live preview", value=True)
+        self.show_uncertainty = CheckBox(text="preview where it is unsure", value=False)
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
@@ -153,6 +156,7 @@ class TrainWidget(Panel):
                 self.start_from,
                 self.resume_path,
                 self.preview,
+                self.show_uncertainty,
                 self.train_button,
                 self.stop_button,
                 self.progress,
@@ -311,6 +315,7 @@ class TrainWidget(Panel):
         from napari.qt.threading import create_worker
 
         self._preview_source = pairs[0][0] if self.preview.value else None
+        self._preview_doubt = self.show_uncertainty.value
         data, axes, _, _ = inputs[0]
         self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
         if self._preview_source is not None:
@@ -391,7 +396,8 @@ class TrainWidget(Panel):
             # After Stop, end now: a preview of a large plane would take seconds more.
             if self._preview_source is not None and not stop_event.is_set():
                 index, plane, axes = self._preview_plane()
-                preview = (index, trainer.model.predict(plane, axes=axes))
+                labels, probabilities = trainer.model.predict(plane, axes=axes, return_probabilities=True)
+                preview = (index, labels, entropy_map(probabilities) if self._preview_doubt else None)
             yield report, preview
         return trainer.model
 
@@ -433,7 +439,30 @@ class TrainWidget(Panel):
         if preview is not None:
             self._show_preview(*preview)
 
-    def _show_preview(self, index: tuple[int, ...], labels: np.ndarray) -> None:
+    def _show_uncertainty(self, index: tuple[int, ...], doubt: np.ndarray) -> None:
+        """The preview's uncertainty (``U-Net uncertainty``, 0 sure to 1 undecided)."""
+        layer = self._preview_source
+        data, axes, layer_axes = self._preview_input
+        shape = labels_shape_for(data, axes)
+        existing = next((lay for lay in self.viewer.layers if lay.name == UNCERTAINTY_NAME), None)
+        if existing is None or existing.data.shape != shape:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            existing = self.viewer.add_image(
+                np.zeros(shape, np.float32),
+                name=UNCERTAINTY_NAME,
+                colormap="inferno",
+                contrast_limits=(0, 1),
+                opacity=0.6,
+                scale=[layer.scale[a] for a in layer_axes],
+                translate=[layer.translate[a] for a in layer_axes],
+            )
+        existing.data[index if index else ...] = doubt
+        existing.refresh()
+
+    def _show_preview(self, index: tuple[int, ...], labels: np.ndarray, doubt: np.ndarray | None = None) -> None:
+        if doubt is not None:
+            self._show_uncertainty(index, doubt)
         layer = self._preview_source
         data, axes, layer_axes = self._preview_input
         if self.trainer is not None and not self.trainer.config.is_instance_model:
