@@ -803,3 +803,28 @@ def test_segment_shows_where_it_is_unsure_and_ranks_the_objects(painted, qtbot, 
     panel.run()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=WAIT_MS)
     assert "uncertainty" in panel.table_data and "uncertainty" in prediction.features.columns
+
+
+def test_training_on_corrections_fine_tunes_and_segments_again_keeping_the_edits(painted, qtbot, tiny_model):
+    from napari_unet_cat._qt.session import SESSION_MODEL, Session
+
+    viewer, _, _ = painted
+    Session.set(tiny_model)
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.source.value = SESSION_MODEL
+    segment.image.value = viewer.layers["cells"]
+    segment.retrain_button.changed.emit(True)  # nothing corrected yet: said, nothing run
+    assert "no corrected prediction" in segment.status.value and segment.worker is None
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    prediction = viewer.layers["cells U-Net"]
+    prediction.data_setitem(np.nonzero(np.ones((20, 20), bool)), 1)  # a correction in the top-left corner
+    corrected = np.asarray(prediction.data).copy()
+    segment.round_seconds.value = 5
+    segment.train_on_corrections()
+    qtbot.waitUntil(lambda: "cells U-Net [2]" in viewer.layers, timeout=WAIT_MS)
+    tuned = Session.model
+    assert tuned is not tiny_model and tuned.config.corrections[-1]["images"] == ["cells U-Net"]
+    assert tuned.config.corrections[-1]["objects_changed"] >= 1
+    np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, corrected)  # the edits are kept
+    assert "round 1" in segment.status.value

@@ -268,6 +268,9 @@ class ModelConfig:
     #: What the model is for, how it was made and its limits, for people (the built-in
     #: models carry one; ``info`` prints it).
     card: dict[str, Any] = field(default_factory=dict)
+    #: Each round of training on corrected results: its images, objects changed, seconds
+    #: (:func:`napari_unet_cat.corrections.train_on_corrections`).
+    corrections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def class_values(self) -> list[int]:
@@ -312,6 +315,7 @@ class ModelConfig:
             object_extent=None if data.get("object_extent") is None else float(data["object_extent"]),
             gray_input=bool(data.get("gray_input", False)),
             card=dict(data.get("card", {})),
+            corrections=[dict(r) for r in data.get("corrections", [])],
         )
 
 

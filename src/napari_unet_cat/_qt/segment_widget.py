@@ -28,6 +28,7 @@ from ..uncertainty import entropy_map
 from .layers import PREDICTION_SUFFIX, labels_shape_for, layer_input, layers_of, output_axes_of, plane_at_step
 from .panel import Panel, notify_error, unless_closed
 from .preferences import preferences
+from .retrain import remember_source
 from .session import MODEL_FILE, Session, chosen_model, model_sources
 from .threads import on_model_thread, warm_up_model_code
 
@@ -311,6 +312,7 @@ def start_prediction(
         if loaded is not model:  # loaded from a file: training can continue from it
             Session.set(loaded)
         added = add_prediction(viewer, layer, labels, loaded, probs, layer_axes)
+        remember_source(added, loaded, layer, labels)
         if doubt is not None:
             add_uncertainty(viewer, layer, added, doubt, layer_axes)
         added.metadata["napari_unet_cat_scale"] = used_scale
@@ -467,6 +469,12 @@ class SegmentWidget(Panel):
             "the training objects (overrides the scale above)"
         )
         self.run_button = PushButton(text="Segment")
+        self.round_seconds = SpinBox(label="seconds of training", value=60, min=5, max=3600, step=5)
+        self.retrain_button = PushButton(text="Train on corrections, segment again")
+        self.retrain_button.tooltip = (
+            "fine-tune the model that made the corrected prediction layers on them, then segment those images again "
+            "(the corrected layers are kept)"
+        )
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.export_button = PushButton(text="Export for bioimage.io...")
         self.export_button.tooltip = "write the model as a bioimage.io package that other tools run"
@@ -488,6 +496,8 @@ class SegmentWidget(Panel):
                 self.uncertainty,
                 self.trust,
                 self.run_button,
+                self.round_seconds,
+                self.retrain_button,
                 self.progress,
                 self.status,
                 self.export_button,
@@ -495,6 +505,7 @@ class SegmentWidget(Panel):
         )
         self.source.changed.connect(lambda choice: setattr(self.model_path, "visible", choice == MODEL_FILE))
         self.run_button.changed.connect(self.run)
+        self.retrain_button.changed.connect(self.train_on_corrections)
         self.export_button.changed.connect(self.open_export)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -593,3 +604,54 @@ class SegmentWidget(Panel):
     def _finished(self) -> None:
         self.worker = None
         self.run_button.enabled = True
+        self.retrain_button.enabled = True
+
+    def train_on_corrections(self) -> None:
+        """Fine-tune the model on the corrected prediction layers, then segment again."""
+        import threading
+
+        from napari.qt.threading import create_worker
+
+        from .retrain import retrain_job, retraining_inputs
+
+        if self.worker is not None:
+            return
+        try:
+            inputs = retraining_inputs(self.viewer)
+        except UNetCatError as err:
+            self.fail(str(err))
+            return
+        image_layers = inputs.pop("image_layers")
+        self.stop_event = threading.Event()
+        self.status.value = f"training on {len(image_layers)} corrected layer(s)..."
+        self.run_button.enabled = self.retrain_button.enabled = False
+        self.worker = create_worker(
+            on_model_thread,
+            retrain_job,
+            **inputs,
+            seconds=float(self.round_seconds.value),
+            stop_event=self.stop_event,
+            _ignore_errors=True,
+        )
+        self.worker.yielded.connect(self._on_round_epoch)
+        self.worker.returned.connect(lambda model: self._segment_again(model, image_layers))
+        self.worker.errored.connect(lambda err: self.fail(f"training on the corrections failed: {err}"))
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    @unless_closed
+    def _on_round_epoch(self, report) -> None:
+        self.status.value = f"training on the corrections: {report.summary()}"
+
+    @unless_closed
+    def _segment_again(self, model, image_layers) -> None:
+        from .retrain import describe_round
+
+        Session.set(model)  # the model of the session from now on: Train can go on from it
+        self.status.value = describe_round(model)
+        for layer in image_layers:
+            start_prediction(self.viewer, model, layer, on_error=self.fail, on_done=self._resegmented)
+
+    @unless_closed
+    def _resegmented(self, layer) -> None:
+        self.status.value = self.status.value.replace("segmenting them again", "segmented them again")

@@ -1,0 +1,124 @@
+"""Training a model further on the results a person corrected (human in the loop).
+
+A model segments; a person corrects some objects (napari's brush, or the proofreading
+tools); :func:`train_on_corrections` fine-tunes the model on the corrected label images
+at a tenth of its learning rate for a short time, and records the round in the model's
+settings (``config.corrections``). The corrected images are then segmented again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+#: How long one round trains by default: corrections are few, and the model already works.
+ROUND_SECONDS = 60.0
+
+
+def changed_objects(before: np.ndarray, after: np.ndarray) -> int:
+    """How many objects a correction touched: the labels, before or after, of the pixels
+    whose label changed (a merge of two objects counts both, a deleted one counts)."""
+    before, after = np.asarray(before), np.asarray(after)
+    if before.shape != after.shape:
+        raise InputError(f"the corrected labels of shape {after.shape} differ from the shape {before.shape} given")
+    changed = before != after
+    touched = set(np.unique(before[changed]).tolist()) | set(np.unique(after[changed]).tolist())
+    return len(touched - {0})
+
+
+def train_on_corrections(
+    model,
+    images: Sequence,
+    corrected: Sequence,
+    *,
+    before: Sequence | None = None,
+    seconds: float = ROUND_SECONDS,
+    names: Sequence[str] | None = None,
+    axes: str | Sequence[str | None] | None = None,
+    on_epoch: Callable | None = None,
+    stop_event: threading.Event | None = None,
+    seed: int = 0,
+):
+    """Fine-tune ``model`` on ``corrected`` label images of ``images`` and return the new
+    model (``model`` itself is not changed).
+
+    Args:
+        model: The :class:`~napari_unet_cat.segmenter.UNetModel` that made the labels.
+        images: The images the labels belong to.
+        corrected: Their labels as corrected: objects for an instance model, class values
+            (every pixel a class) for a semantic one.
+        before: The labels as the model made them, to count the objects changed.
+        seconds: How long to train (at a tenth of the first training's learning rate).
+        names: Names of the images, for the record and messages.
+        axes: The images' axes, as for :class:`~napari_unet_cat.training.Trainer`.
+        on_epoch: Called with each :class:`~napari_unet_cat.training.EpochReport`.
+        stop_event: Set it to end the round after the current step.
+        seed: The round's random seed.
+
+    Returns:
+        The fine-tuned model; its ``config.corrections`` ends with this round's record.
+    """
+    started = time.perf_counter()
+    trainer = round_trainer(
+        model, images, corrected, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed
+    )
+    trainer.run(on_epoch)
+    return finish_round(model, trainer, started, before=before, corrected=corrected)
+
+
+def round_trainer(
+    model,
+    images: Sequence,
+    corrected: Sequence,
+    *,
+    seconds: float = ROUND_SECONDS,
+    names: Sequence[str] | None = None,
+    axes=None,
+    stop_event: threading.Event | None = None,
+    seed: int = 0,
+):
+    """The :class:`~napari_unet_cat.training.Trainer` of one round (iterate its ``epochs()``
+    for progress, then :func:`finish_round`)."""
+    from .config import TrainingSettings
+    from .training import Trainer
+
+    if not len(images) or len(images) != len(corrected):
+        raise InputError(f"got {len(images)} images and {len(corrected)} corrected label images")
+    names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
+    training = model.config.training
+    settings = TrainingSettings(
+        epochs=100_000,
+        time_budget_s=float(seconds),
+        label_mode=training.label_mode,
+        # A tenth of the first training's rate, once: later rounds keep it.
+        learning_rate=training.learning_rate if model.config.corrections else training.learning_rate / 10,
+        patch_size=training.patch_size,
+        batch_size=training.batch_size,
+        val_fraction=0.0,  # the corrections are all there is: none held out
+        border_width=training.border_width,
+        w0=training.w0,
+        sigma=training.sigma,
+        class_balance=training.class_balance,
+        seed=seed,
+    )
+    return Trainer(images, corrected, settings=settings, model=model, names=names, axes=axes, stop_event=stop_event)
+
+
+def finish_round(model, trainer, started: float, *, before=None, corrected=None):
+    """The model ``trainer`` trained, with this round recorded in ``config.corrections``."""
+    tuned = trainer.model
+    record = {
+        "round": len(model.config.corrections) + 1,
+        "images": list(trainer.names),
+        "seconds": round(time.perf_counter() - started, 1),
+        "patches": int(sum(row.get("patches", 0) for row in trainer.history[len(model.config.history) :])),
+    }
+    if before is not None and corrected is not None:
+        record["objects_changed"] = int(sum(changed_objects(b, a) for b, a in zip(before, corrected)))
+    tuned.config.corrections = [*model.config.corrections, record]
+    return tuned

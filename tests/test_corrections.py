@@ -1,0 +1,39 @@
+"""Training on corrected results: a round fine-tunes a copy, records itself, and learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet_cat.corrections import changed_objects, train_on_corrections
+from napari_unet_cat.errors import InputError
+from napari_unet_cat.synthetic import make_image
+
+
+def test_changed_objects_counts_what_a_correction_touched():
+    before = np.zeros((10, 10), np.uint16)
+    before[1:4, 1:4], before[5:9, 5:9], before[1:3, 6:9] = 1, 2, 3
+    after = before.copy()
+    after[after == 2] = 1  # merged 2 into 1
+    after[1:3, 6:9] = 0  # deleted 3
+    assert changed_objects(before, after) == 3
+    assert changed_objects(before, before) == 0
+    with pytest.raises(InputError, match="differ"):
+        changed_objects(before, after[:5])
+
+
+def test_a_round_fine_tunes_a_copy_and_records_itself(tiny_model, tmp_path):
+    from napari_unet_cat import load_model
+
+    images, masks = zip(*(make_image((96, 96), seed=90 + i) for i in range(2)))
+    before = [tiny_model.predict(im) for im in images]
+    weights = [w.copy() for w in tiny_model.keras_model.get_weights()]
+    tuned = train_on_corrections(tiny_model, list(images), list(masks), before=before, seconds=4, names=["a", "b"])
+    assert all(np.array_equal(a, b) for a, b in zip(weights, tiny_model.keras_model.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights, tuned.keras_model.get_weights()))
+    (record,) = tuned.config.corrections
+    assert record["round"] == 1 and record["images"] == ["a", "b"] and record["patches"] > 0
+    assert record["objects_changed"] == sum(changed_objects(b, m) for b, m in zip(before, masks))
+    assert tuned.config.training.learning_rate == pytest.approx(tiny_model.config.training.learning_rate / 10)
+    again = load_model(tuned.save(tmp_path / "tuned.keras"))  # the history of rounds travels in the file
+    assert again.config.corrections == tuned.config.corrections
