@@ -4,7 +4,8 @@ Usage (under ``xvfb-run -a`` where there is no display):
     python docs/make_screenshots.py [--out docs/images]
 
 Opens napari with the plugin's sample (image, strokes, hidden mask), docks each widget
-(Train U-Net, Segment with U-Net and its bioimage.io export panel, Segment a folder) and
+(Train U-Net, Segment with U-Net and its bioimage.io export panel, Segment a folder,
+Measure objects, Proofread objects) and
 saves each as ``widget-*.png``. It prints the Qt binding it ran under (the docs' pictures
 come from PyQt6, napari's recommended binding).
 """
@@ -19,6 +20,8 @@ WIDGETS = {
     "Train U-Net": "widget-train.png",
     "Segment with U-Net": "widget-segment.png",
     "Segment a folder": "widget-folder.png",
+    "Measure objects": "widget-measure.png",
+    "Proofread objects": "widget-proofread.png",
 }
 
 
