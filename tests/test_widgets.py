@@ -624,7 +624,7 @@ def test_export_cuts_the_sample_from_the_plane_on_screen(painted, qtbot, tiny_mo
     """A stack's package sample is the plane the viewer shows, not its first plane."""
     import zipfile
 
-    from napari_unet_cat._qt.segment_widget import export_job
+    from napari_unet_cat._qt.export_panel import export_job
 
     viewer, image, _ = painted
     stack = viewer.add_image(np.stack([image[::-1], image, image[:, ::-1]]), name="stack")

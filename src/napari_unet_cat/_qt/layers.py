@@ -104,3 +104,31 @@ def labels_shape_for(data, axes: str) -> tuple[int, ...]:
     """The shape a Labels layer painted over ``data`` (of ``axes``) must have."""
     shape = tuple(np.shape(data))
     return shape[:-1] if axes and axes[-1] in "CS" else shape
+
+
+def model_input(layer, model, extra_channels=(), axes: str = ""):
+    """``(data, axes)`` that ``model`` segments for ``layer`` (and its channel layers),
+    or an error that says which layers the model needs."""
+    data, data_axes, _ = layer_input(layer, extra_channels, axes)
+    from ..arrays import infer_layout
+
+    wanted = model.n_channels
+    gray = model.config.gray_input and not extra_channels
+    layout = infer_layout(
+        np.shape(data), n_channels=wanted if gray else None, axes=data_axes, name=f"layer '{layer.name}'", gray=gray
+    )
+    if layout.used_channels != wanted:
+        names = model.config.channel_names
+        listed = f" ({', '.join(names)})" if any(names) else ""
+        hint = (
+            f"choose {wanted} single-channel Image layers (the image and 'more channels', in that order), or give "
+            "the axes of one layer that holds the channels (for example CYX)"
+            if wanted > 1
+            else "choose one single-channel Image layer" + (" or an RGB one" if model.config.gray_input else "")
+        )
+        raise UNetCatError(
+            f"'{layer.name}' has {layout.used_channels} channel{'s' if layout.used_channels != 1 else ''} "
+            f"(shape {layer.data.shape}, axes {data_axes}) but the model was trained on {wanted} "
+            f"channel{'s' if wanted > 1 else ''}{listed}: {hint}"
+        )
+    return data, data_axes

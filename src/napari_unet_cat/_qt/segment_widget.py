@@ -4,7 +4,6 @@ the model as a bioimage.io package."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,15 +17,14 @@ from magicgui.widgets import (
     PushButton,
     Select,
     SpinBox,
-    TextEdit,
 )
 
-from ..arrays import infer_layout
 from ..errors import UNetCatError
 from ..instances import PlaneNumbering
 from ..uncertainty import entropy_map
-from .layers import PREDICTION_SUFFIX, labels_shape_for, layer_input, layers_of, output_axes_of, plane_at_step
+from .layers import labels_shape_for, layer_input, layers_of, model_input, output_axes_of
 from .panel import Panel, notify_error, unless_closed
+from .prediction_layers import add_package_outputs, add_prediction, add_uncertainty, is_package_model
 from .preferences import preferences
 from .retrain import remember_source
 from .session import MODEL_FILE, Session, chosen_model, model_sources
@@ -35,33 +33,7 @@ from .threads import on_model_thread, warm_up_model_code
 if TYPE_CHECKING:
     import napari.viewer
 
-    from ..segmenter import UNetModel
-
-
-def model_input(layer, model: UNetModel, extra_channels=(), axes: str = ""):
-    """``(data, axes)`` that ``model`` segments for ``layer`` (and its channel layers),
-    or an error that says which layers the model needs."""
-    data, data_axes, _ = layer_input(layer, extra_channels, axes)
-    wanted = model.n_channels
-    gray = model.config.gray_input and not extra_channels
-    layout = infer_layout(
-        np.shape(data), n_channels=wanted if gray else None, axes=data_axes, name=f"layer '{layer.name}'", gray=gray
-    )
-    if layout.used_channels != wanted:
-        names = model.config.channel_names
-        listed = f" ({', '.join(names)})" if any(names) else ""
-        hint = (
-            f"choose {wanted} single-channel Image layers (the image and 'more channels', in that order), or give "
-            "the axes of one layer that holds the channels (for example CYX)"
-            if wanted > 1
-            else "choose one single-channel Image layer" + (" or an RGB one" if model.config.gray_input else "")
-        )
-        raise UNetCatError(
-            f"'{layer.name}' has {layout.used_channels} channel{'s' if layout.used_channels != 1 else ''} "
-            f"(shape {layer.data.shape}, axes {data_axes}) but the model was trained on {wanted} "
-            f"channel{'s' if wanted > 1 else ''}{listed}: {hint}"
-        )
-    return data, data_axes
+    from .export_panel import ExportPanel
 
 
 #: What Segment with U-Net adds: the model's own output (objects for a model trained on
@@ -146,112 +118,6 @@ def predict_layer(
     return labels, probs, model, predictor.config.scale, doubt
 
 
-#: Metadata key holding a checksum of what this plugin wrote into a prediction layer.
-WRITTEN_KEY = "napari_unet_cat_written"
-
-
-def _checksum(data: np.ndarray) -> int:
-    import zlib
-
-    return zlib.crc32(np.ascontiguousarray(data).view(np.uint8)) ^ hash((data.shape, str(data.dtype)))
-
-
-def _prediction_name(viewer: napari.Viewer, base: str) -> tuple[str, object]:
-    """The name for a new prediction and the layer it replaces (None: a new layer).
-
-    A prediction layer the user has not edited is replaced; one with the user's
-    corrections painted on it is kept, and the new prediction gets the next free
-    numbered name (``cells U-Net [2]``, ...).
-    """
-    existing = next((lay for lay in viewer.layers if lay.name == base), None)
-    if existing is None:
-        return base, None
-    written = existing.metadata.get(WRITTEN_KEY)
-    if written is not None and written == _checksum(np.asarray(existing.data)):
-        return base, existing
-    n = 2
-    while f"{base} [{n}]" in viewer.layers:
-        n += 1
-    return f"{base} [{n}]", None
-
-
-def add_prediction(viewer: napari.Viewer, layer, labels: np.ndarray, model: UNetModel, probs=None, layer_axes=None):
-    """Add the prediction as a Labels layer named after the image (and probabilities),
-    in the image's place (its scale and translate along ``layer_axes``, the layer's axis
-    of each axis of ``labels``). An earlier prediction of the same image is replaced
-    unless the user has edited it: corrections are never lost."""
-    name, replaced = _prediction_name(viewer, f"{layer.name}{PREDICTION_SUFFIX}")
-    layer_axes = list(range(labels.ndim)) if layer_axes is None else list(layer_axes)
-    scale = [layer.scale[a] for a in layer_axes]
-    translate = [layer.translate[a] for a in layer_axes]
-    metadata = {"label_names": model.class_names, "class_values": model.class_values}
-    if model.is_instance_model:
-        metadata["objects"] = True
-    metadata[WRITTEN_KEY] = _checksum(labels)
-    if replaced is not None:
-        viewer.layers.remove(replaced)
-    out = viewer.add_labels(labels, name=name, scale=scale, translate=translate, metadata=metadata)
-    if probs is not None:
-        names = [f"{layer.name} p({v})" for v in model.class_values]
-        for old in names:  # one set of probability layers per image, the latest
-            if old in viewer.layers:
-                viewer.layers.remove(old)
-        viewer.add_image(
-            probs,
-            channel_axis=-1,
-            name=names,
-            scale=scale,
-            translate=translate,
-            colormap="magma",
-            visible=False,
-        )
-    return out
-
-
-def add_uncertainty(viewer: napari.Viewer, layer, prediction, doubt: np.ndarray, layer_axes: list[int]) -> None:
-    """Add the uncertainty map over ``layer`` (``<image> uncertainty``, 0 sure to 1 undecided)
-    and rank the prediction's objects by it: their mean uncertainty goes into the Labels
-    layer's features (an ``uncertainty`` column, with ``label``), most uncertain first,
-    and ``metadata["least_sure"]`` lists the ten to review first."""
-    from ..uncertainty import object_uncertainty
-
-    name = f"{layer.name} uncertainty"
-    if name in viewer.layers:
-        viewer.layers.remove(name)
-    place = {"scale": [layer.scale[a] for a in layer_axes], "translate": [layer.translate[a] for a in layer_axes]}
-    viewer.add_image(doubt, name=name, colormap="inferno", contrast_limits=(0, 1), opacity=0.6, **place)
-    ranked = object_uncertainty(np.asarray(prediction.data), doubt)
-    prediction.features = {"label": ranked["label"], "uncertainty": ranked["uncertainty"]}
-    prediction.metadata["least_sure"] = [int(v) for v in ranked["label"][:10]]
-
-
-def is_package_model(model) -> bool:
-    """Whether ``model`` is a bioimage.io package of another tool (run by bioimageio.core)."""
-    return type(model).__name__ == "PackageModel"
-
-
-def add_package_outputs(viewer: napari.Viewer, layer, outputs: dict, model, layer_axes: list[int]):
-    """Add a package's outputs over ``layer`` (``layer_axes``: the layer's axis of each
-    axis of a prediction): label outputs as Labels layers, the others as Image layers, one
-    per channel. Returns the first layer added."""
-    place = {"scale": [layer.scale[a] for a in layer_axes], "translate": [layer.translate[a] for a in layer_axes]}
-    added = []
-    for output_id, values in outputs.items():
-        name = f"{layer.name} {model.name}: {output_id}"
-        channels = values.shape[-1] if values.ndim > len(layer_axes) else 0
-        names = [f"{name} [{c}]" for c in range(channels)] if channels else [name]
-        for old in names:  # the latest run's layers replace the last's
-            if old in viewer.layers:
-                viewer.layers.remove(old)
-        if model.output_is_labels(output_id) and not channels:
-            added.append(viewer.add_labels(values, name=name, **place))
-        elif channels:
-            added.extend(viewer.add_image(values, channel_axis=-1, name=names, colormap="magma", **place))
-        else:
-            added.append(viewer.add_image(values, name=name, colormap="magma", **place))
-    return added[0]
-
-
 def start_prediction(
     viewer: napari.Viewer,
     model,
@@ -330,106 +196,6 @@ def start_prediction(
         worker.finished.connect(on_finished)
     worker.start()
     return worker
-
-
-def export_job(model, layer, path, fields: dict, extra_channels=(), axes: str = "", step: tuple[int, ...] = ()):
-    """Run on a worker: load the model if given a path, cut the sample from the plane of
-    ``layer`` at the viewer's dims ``step`` (the plane on screen; the first without a
-    step) and write the package; returns its path."""
-    if not hasattr(model, "predict"):
-        model = Session.load(model)
-    if is_package_model(model):
-        raise UNetCatError(f"{model.path.name} is a bioimage.io package already; only models of this plugin export")
-    data, data_axes = model_input(layer, model, extra_channels, axes)
-    n_stack = len(labels_shape_for(data, data_axes)) - 2
-    index = (0,) * n_stack
-    if n_stack and step:
-        index = plane_at_step(step, layer, output_axes_of(layer, data, data_axes))
-    plane = np.asarray(data[index] if n_stack else data)
-    return model.export_bioimageio(path, plane, sample_name=f"layer '{layer.name}'", **fields)
-
-
-class ExportPanel(Panel):
-    """The fields only a person can give for a bioimage.io package, then Export.
-
-    Opened by Segment with U-Net's "Export for bioimage.io..." button; the model and the
-    sample image (the plane on screen) are that widget's.
-    """
-
-    def __init__(self, owner: SegmentWidget):
-        import getpass
-
-        super().__init__(status="the test image is cut from the Image layer chosen in Segment with U-Net")
-        self.owner = owner
-        self.path = FileEdit(label="package (.zip)", mode="w", filter="*.zip", value="")
-        self.model_name = LineEdit(label="name", value="U-Net (napari-unet-cat)")
-        self.description = TextEdit(label="description", value="")
-        self.description.tooltip = "what it segments, in which images (default: its classes and channels)"
-        self.authors = LineEdit(label="authors (comma-separated)", value=getpass.getuser())
-        self.license = LineEdit(label="license (SPDX)", value="CC-BY-4.0")
-        self.export_button = PushButton(text="Export")
-        self.extend(
-            [self.path, self.model_name, self.description, self.authors, self.license, self.export_button, self.status]
-        )
-        self.export_button.changed.connect(self.export)
-
-    def fields(self) -> dict:
-        return {
-            "name": self.model_name.value.strip() or None,
-            "description": self.description.value.strip() or None,
-            "authors": [a.strip() for a in self.authors.value.split(",") if a.strip()],
-            "license": self.license.value.strip() or "CC-BY-4.0",
-        }
-
-    def export(self) -> None:
-        from napari.qt.threading import create_worker
-
-        if self.worker is not None:
-            return
-        owner = self.owner
-        path = str(self.path.value or "").strip()
-        if not path or path == "." or Path(path).is_dir():
-            self.fail("choose the package file to write (.zip)")
-            return
-        if not path.lower().endswith(".zip"):
-            path += ".zip"
-        model = owner.chosen_model(
-            "choose, in Segment with U-Net, the Image layer the package's test image is cut from", self.fail
-        )
-        if model is None:
-            return
-        self.status.value = f"exporting to {path}..."
-        self.export_button.enabled = False
-        worker = create_worker(
-            on_model_thread,
-            export_job,
-            model=model,
-            layer=owner.image.value,
-            path=path,
-            fields=self.fields(),
-            extra_channels=owner._extra_channels(),
-            axes=owner.axes.value.strip(),
-            step=tuple(owner.viewer.dims.current_step),
-            _ignore_errors=True,
-        )
-        worker.returned.connect(self._done)
-        worker.errored.connect(
-            lambda err: self.fail(
-                str(err) if isinstance(err, UNetCatError) else f"export failed: {type(err).__name__}: {err}"
-            )
-        )
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        worker.start()
-
-    @unless_closed
-    def _done(self, path) -> None:
-        self.status.value = f"wrote {path}"
-
-    @unless_closed
-    def _finished(self) -> None:
-        self.worker = None
-        self.export_button.enabled = True
 
 
 class SegmentWidget(Panel):
@@ -513,6 +279,8 @@ class SegmentWidget(Panel):
 
     def open_export(self) -> ExportPanel:
         """Show the bioimage.io export panel (one per widget)."""
+        from .export_panel import ExportPanel
+
         if self.export_panel is None or self.export_panel.closed:
             self.export_panel = ExportPanel(self)
             self.export_panel.native.setWindowTitle("Export for bioimage.io")
