@@ -104,8 +104,10 @@ def run_strategy(strategy: str, start, data_split, args) -> list[dict]:
     rows = []
     for number in range(1, args.rounds + 1):
         candidates = []
+        predictions = []
         for i, image in enumerate(round_images):
             labels, probabilities = model.predict(image, return_probabilities=True)
+            predictions.append(labels)
             corrected[i] = keep_corrections(labels, corrected[i], corrected_mask(round_truths[i], done, i))
             ranked = object_uncertainty(labels, entropy_map(probabilities))
             for label, doubt, area in zip(ranked["label"], ranked["uncertainty"], ranked["area"]):
@@ -119,9 +121,18 @@ def run_strategy(strategy: str, start, data_split, args) -> list[dict]:
             if (hits > 0).any():
                 done.add((i, int(np.bincount(hits[hits > 0]).argmax())))
         t0 = time.perf_counter()
-        model = train_on_corrections(model, round_images, corrected, seconds=args.seconds, seed=number)
+        model = train_on_corrections(
+            model,
+            round_images,
+            corrected,
+            before=predictions,
+            seconds=args.seconds,
+            seed=number,
+            only_corrected=args.train_on == "corrected",
+        )
         row = {
             "strategy": strategy,
+            "train_on": args.train_on,
             "round": number,
             "corrections": number * args.k,
             "train_seconds": round(time.perf_counter() - t0, 1),
@@ -158,6 +169,13 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0, help="held-out images scored (0: every other one)")
     parser.add_argument("--strategies", nargs="+", default=["uncertainty", "random", "size"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-on",
+        choices=("corrected", "whole"),
+        default="corrected",
+        help="a round trains on the corrected objects and a ring around them (the product's default for "
+        "instance models), or on the corrected images whole",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "correction.json")
     args = parser.parse_args()
 

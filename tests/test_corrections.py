@@ -37,3 +37,18 @@ def test_a_round_fine_tunes_a_copy_and_records_itself(tiny_model, tmp_path):
     assert tuned.config.training.learning_rate == pytest.approx(tiny_model.config.training.learning_rate / 10)
     again = load_model(tuned.save(tmp_path / "tuned.keras"))  # the history of rounds travels in the file
     assert again.config.corrections == tuned.config.corrections
+
+
+def test_a_round_of_an_instance_model_trains_on_the_corrected_objects_alone():
+    from napari_unet_cat.corrections import corrected_regions
+
+    before = np.zeros((40, 40), np.uint16)
+    before[5:10, 5:10], before[25:30, 25:30] = 1, 2
+    after = before.copy()
+    after[25:30, 25:30] = 0  # a false object deleted
+    after[25:32, 5:12] = 7  # a missed object added
+    regions = corrected_regions(before, after, ring=2)
+    assert regions.dtype == np.int32 and (regions[7, 7] == -1)  # untouched object 1: not annotated
+    assert (regions[25:32, 5:12] == 7).all() and regions[24, 5] == 0  # the new object and its ring
+    assert (regions[25:30, 25:30] == 0).all()  # the deleted one: background to learn
+    assert regions[0, 39] == -1

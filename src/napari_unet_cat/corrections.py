@@ -31,6 +31,27 @@ def changed_objects(before: np.ndarray, after: np.ndarray) -> int:
     return len(touched - {0})
 
 
+#: Pixels of background kept around each corrected object when a round trains on the
+#: corrections alone (the rest of the image is left out of the loss).
+RING = 8
+
+
+def corrected_regions(before: np.ndarray, after: np.ndarray, ring: int = RING) -> np.ndarray:
+    """Instance labels for training on what a person corrected, and on nothing else: the
+    objects a correction touched as they are now (``after``), with ``ring`` pixels of what
+    surrounds them, and -1 (not annotated) everywhere else, so that the rest of the
+    model's own output is not learnt back. Int32."""
+    from scipy.ndimage import binary_dilation
+
+    before, after = np.asarray(before), np.asarray(after)
+    changed = before != after
+    touched = np.isin(after, np.unique(after[changed])) & (after > 0)
+    region = touched | changed
+    if ring > 0 and region.any():
+        region = binary_dilation(region, structure=np.ones((3,) * region.ndim, bool), iterations=ring)
+    return np.where(region, after.astype(np.int64), -1).astype(np.int32)
+
+
 def train_on_corrections(
     model,
     images: Sequence,
@@ -43,6 +64,7 @@ def train_on_corrections(
     on_epoch: Callable | None = None,
     stop_event: threading.Event | None = None,
     seed: int = 0,
+    only_corrected: bool | None = None,
 ):
     """Fine-tune ``model`` on ``corrected`` label images of ``images`` and return the new
     model (``model`` itself is not changed).
@@ -59,16 +81,34 @@ def train_on_corrections(
         on_epoch: Called with each :class:`~napari_unet_cat.training.EpochReport`.
         stop_event: Set it to end the round after the current step.
         seed: The round's random seed.
+        only_corrected: Train on the corrected objects and a ring around them only
+            (:func:`corrected_regions`; needs ``before``). Default: for an instance model
+            given ``before``; a semantic model trains on the whole corrected images.
 
     Returns:
         The fine-tuned model; its ``config.corrections`` ends with this round's record.
     """
     started = time.perf_counter()
+    targets = training_labels(model, corrected, before, only_corrected)
     trainer = round_trainer(
-        model, images, corrected, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed
+        model, images, targets, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed
     )
     trainer.run(on_epoch)
     return finish_round(model, trainer, started, before=before, corrected=corrected)
+
+
+def training_labels(model, corrected, before=None, only_corrected: bool | None = None) -> list:
+    """What a round trains on: the corrected regions alone (instance models, by default,
+    see :func:`corrected_regions`), or the corrected images whole."""
+    if only_corrected is None:
+        only_corrected = before is not None and model.config.is_instance_model
+    if not only_corrected:
+        return list(corrected)
+    if before is None:
+        raise InputError("training on the corrected objects alone needs the labels as the model made them")
+    if not model.config.is_instance_model:
+        raise InputError("training on the corrected objects alone is for instance models")
+    return [corrected_regions(b, a) for b, a in zip(before, corrected)]
 
 
 def round_trainer(

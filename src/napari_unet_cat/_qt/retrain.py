@@ -67,10 +67,11 @@ def retrain_job(*, model, images, corrected, before, names, seconds: float, stop
     yielding each epoch's report as it ends; returns the new model."""
     import time
 
-    from ..corrections import finish_round, round_trainer
+    from ..corrections import finish_round, round_trainer, training_labels
 
     started = time.perf_counter()
-    trainer = round_trainer(model, images, corrected, seconds=seconds, names=names, stop_event=stop_event)
+    targets = training_labels(model, corrected, before)
+    trainer = round_trainer(model, images, targets, seconds=seconds, names=names, stop_event=stop_event)
     yield from trainer.epochs()
     return finish_round(model, trainer, started, before=before, corrected=corrected)
 
