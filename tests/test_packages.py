@@ -90,23 +90,32 @@ def test_a_package_of_another_tool_segments_a_folder_from_the_command_line(forei
     assert "bioimage.io model package" in capsys.readouterr().out
 
 
-def _package_with_code(folder):
-    """A package whose only weights are ``pytorch_state_dict``: its architecture is a
-    Python file that, run, writes ``marker.txt`` beside the package."""
+def _output_tensor(folder, name: str, spatial: str, data=None):
+    """An output the image's size along ``spatial`` axes, its test tensor ``<name>.npy``."""
+    from bioimageio.spec.model import v0_5
+
+    size = [
+        v0_5.SpaceOutputAxis(
+            id=v0_5.AxisId(a), size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a))
+        )
+        for a in spatial
+    ]
+    axes = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=["c"]), *size]
+    fields = {} if data is None else {"data": data}
+    return v0_5.OutputTensorDescr(
+        id=v0_5.TensorId(name), axes=axes, test_tensor=v0_5.FileDescr(source=folder / f"{name}.npy"), **fields
+    )
+
+
+def _stranger_package(folder, name: str, text: str, space: list, outputs: list, weights):
+    """Save a package of another tool (test input ``in.npy``) as ``<name>.zip``."""
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5
 
-    marker = folder / "marker.txt"
-    (folder / "net.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Net:\n    pass\n")
-    (folder / "weights.pt").write_bytes(b"not really weights")
-    values = np.random.default_rng(0).random((1, 1, 64, 64), dtype=np.float32)
-    np.save(folder / "in.npy", values)
-    np.save(folder / "out.npy", values)
-    (folder / "README.md").write_text("a test package\n")
-    space = [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=64) for a in ("y", "x")]
+    (folder / "README.md").write_text(f"{text}\n")
     description = v0_5.ModelDescr(
-        name="code package",
-        description="runs its own code",
+        name=name,
+        description=text,
         authors=[v0_5.Author(name="A. Stranger")],
         cite=[v0_5.CiteEntry(text="none", doi=v0_5.Doi("10.1000/182"))],
         license="MIT",
@@ -118,33 +127,35 @@ def _package_with_code(folder):
                 test_tensor=v0_5.FileDescr(source=folder / "in.npy"),
             )
         ],
-        outputs=[
-            v0_5.OutputTensorDescr(
-                id=v0_5.TensorId("out"),
-                axes=[
-                    v0_5.BatchAxis(),
-                    v0_5.ChannelAxis(channel_names=["c"]),
-                    *(
-                        v0_5.SpaceOutputAxis(
-                            id=v0_5.AxisId(a),
-                            size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a)),
-                        )
-                        for a in ("y", "x")
-                    ),
-                ],
-                test_tensor=v0_5.FileDescr(source=folder / "out.npy"),
-            )
-        ],
-        weights=v0_5.WeightsDescr(
-            pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
-                source=folder / "weights.pt",
-                architecture=v0_5.ArchitectureFromFileDescr(source=folder / "net.py", callable="Net"),
-                pytorch_version=v0_5.Version("2.0"),
-            )
-        ),
+        outputs=outputs,
+        weights=weights,
     )
-    path = folder / "code.zip"
+    path = folder / f"{name.replace(' ', '-')}.zip"
     save_bioimageio_package(description, output_path=path)
+    return path
+
+
+def _package_with_code(folder):
+    """A package whose only weights are ``pytorch_state_dict``: its architecture is a
+    Python file that, run, writes ``marker.txt`` beside the package."""
+    from bioimageio.spec.model import v0_5
+
+    marker = folder / "marker.txt"
+    (folder / "net.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Net:\n    pass\n")
+    (folder / "weights.pt").write_bytes(b"not really weights")
+    values = np.random.default_rng(0).random((1, 1, 64, 64), dtype=np.float32)
+    np.save(folder / "in.npy", values)
+    np.save(folder / "out.npy", values)
+    weights = v0_5.WeightsDescr(
+        pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+            source=folder / "weights.pt",
+            architecture=v0_5.ArchitectureFromFileDescr(source=folder / "net.py", callable="Net"),
+            pytorch_version=v0_5.Version("2.0"),
+        )
+    )
+    space = [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=64) for a in ("y", "x")]
+    outputs = [_output_tensor(folder, "out", "yx")]
+    path = _stranger_package(folder, "code package", "runs its own code", space, outputs, weights)
     return path, marker
 
 
@@ -193,7 +204,6 @@ def _volume_package(folder):
     """A 3D package of another tool, ONNX: ``p`` = sigmoid of the (z, y, x) input and
     ``mask`` = whether it is positive (uint8 labels), both the input's size."""
     import onnx
-    from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5
     from onnx import TensorProto, helper
 
@@ -217,47 +227,13 @@ def _volume_package(folder):
     np.save(folder / "in.npy", test_input)
     np.save(folder / "p.npy", 1 / (1 + np.exp(-test_input)))
     np.save(folder / "mask.npy", (test_input > 0).astype(np.uint8))
-    (folder / "README.md").write_text("a 3D test package\n")
     space = [v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=8, step=8)) for a in "zyx"]
-
-    def output(name, data):
-        axes = [
-            v0_5.BatchAxis(),
-            v0_5.ChannelAxis(channel_names=["c"]),
-            *(
-                v0_5.SpaceOutputAxis(
-                    id=v0_5.AxisId(a), size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a))
-                )
-                for a in "zyx"
-            ),
-        ]
-        return v0_5.OutputTensorDescr(
-            id=v0_5.TensorId(name), axes=axes, test_tensor=v0_5.FileDescr(source=folder / f"{name}.npy"), data=data
-        )
-
-    description = v0_5.ModelDescr(
-        name="volume",
-        description="a 3D network of another tool",
-        authors=[v0_5.Author(name="A. Stranger")],
-        cite=[v0_5.CiteEntry(text="none", doi=v0_5.Doi("10.1000/182"))],
-        license="MIT",
-        documentation=v0_5.FileDescr(source=folder / "README.md"),
-        inputs=[
-            v0_5.InputTensorDescr(
-                id=v0_5.TensorId("image"),
-                axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=["c"]), *space],
-                test_tensor=v0_5.FileDescr(source=folder / "in.npy"),
-            )
-        ],
-        outputs=[
-            output("p", v0_5.IntervalOrRatioDataDescr(type="float32")),
-            output("mask", v0_5.NominalOrOrdinalDataDescr(values=[0, 1], type="uint8")),
-        ],
-        weights=v0_5.WeightsDescr(onnx=v0_5.OnnxWeightsDescr(source=folder / "volume.onnx", opset_version=13)),
-    )
-    path = folder / "volume.zip"
-    save_bioimageio_package(description, output_path=path)
-    return path
+    outputs = [
+        _output_tensor(folder, "p", "zyx", v0_5.IntervalOrRatioDataDescr(type="float32")),
+        _output_tensor(folder, "mask", "zyx", v0_5.NominalOrOrdinalDataDescr(values=[0, 1], type="uint8")),
+    ]
+    weights = v0_5.WeightsDescr(onnx=v0_5.OnnxWeightsDescr(source=folder / "volume.onnx", opset_version=13))
+    return _stranger_package(folder, "volume", "a 3D network of another tool", space, outputs, weights)
 
 
 def test_a_3d_package_segments_volumes_along_z(tmp_path):
