@@ -217,8 +217,7 @@ class PackageModel:
         """One plane ``(Y, X, C)`` or volume ``(Z, Y, X, C)`` of ``image``, as float32."""
         rows, cols = np.arange(layout.spatial[0]), np.arange(layout.spatial[1])
         if not volume_axes:
-            full = index
-            return read_window(image, layout, full, rows, cols)
+            return read_window(image, layout, index, rows, cols)
         (z_axis,) = volume_axes
         planes = []
         for z in range(layout.plane_shape[z_axis]):

@@ -1,5 +1,5 @@
 """Train on corrections: fine-tune the model on the prediction layers a person corrected,
-then segment those images again, keeping the corrected layers (issue-free human in the loop).
+then segment those images again, keeping the corrected layers (a person in the loop).
 
 Segment records in each prediction layer's metadata which model and image made it and
 what it wrote (:data:`SOURCE_KEY`); a layer whose data differs from that is corrected.
