@@ -165,7 +165,8 @@ class MeasureWidget(Panel):
         layer.selected_label = label
         if layer.ndim == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world[0])
-        self.viewer.camera.center = tuple(world[-2:])
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9+
+        camera.center = tuple(world[-2:])
 
     def save(self) -> None:
         from pathlib import Path
