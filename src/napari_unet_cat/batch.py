@@ -196,7 +196,7 @@ def write_summary(images: list[Path], output_dir: Path) -> Path:
 
 def _check_model_settings(model, instances, min_size, split: bool, auto_scale: bool) -> bool:
     """Whether the masks are objects; bad settings fail here, before any file is read."""
-    from .segment_file import is_package_model
+    from .package_model import is_package_model
 
     if is_package_model(model):
         given = [n for n, v in (("instances", instances), ("min_size", min_size), ("split", split)) if v]

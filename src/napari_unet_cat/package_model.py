@@ -52,6 +52,11 @@ TRUST_HINT = (
 )
 
 
+def is_package_model(model) -> bool:
+    """Whether ``model`` is a bioimage.io package of another tool (a :class:`PackageModel`)."""
+    return isinstance(model, PackageModel)
+
+
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

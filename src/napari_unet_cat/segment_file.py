@@ -15,6 +15,7 @@ import tifffile
 from .errors import InputError
 from .io import file_stem, write_tiff
 from .measurements import measure, write_csv
+from .package_model import is_package_model
 
 #: Images with more values than this are segmented straight into their (tiled) mask
 #: file, band by band, instead of as a whole array in memory.
@@ -125,13 +126,6 @@ def _predict(model, image, path: Path, output_dir: Path, options: SegmentOptions
     if options.classes:
         result["classes"] = class_map
     return result
-
-
-def is_package_model(model) -> bool:
-    """Whether ``model`` is a bioimage.io package of another tool."""
-    from .package_model import PackageModel
-
-    return isinstance(model, PackageModel)
 
 
 def main_output(model) -> str:

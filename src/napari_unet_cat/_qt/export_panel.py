@@ -9,9 +9,9 @@ import numpy as np
 from magicgui.widgets import FileEdit, LineEdit, PushButton, TextEdit
 
 from ..errors import UNetCatError
+from ..package_model import is_package_model
 from .layers import labels_shape_for, model_input, output_axes_of, plane_at_step
 from .panel import Panel, unless_closed
-from .prediction_layers import is_package_model
 from .session import Session
 from .threads import on_model_thread
 

@@ -13,7 +13,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Table
 
 from ..errors import UNetCatError
-from .layers import layers_of
+from ..io import UNIT_NAMES
 from .panel import Panel, status_label, unless_closed
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class MeasureWidget(Panel):
         self.viewer = viewer
         self.table_data: dict[str, np.ndarray] | None = None
         self.measured_layer = None
-        self.labels = ComboBox(label="labels", choices=self._labels_choices)
+        self.labels = ComboBox(label="labels", choices=self.labels_choices)
         self.image = ComboBox(label="intensities of", choices=self._image_choices)
         self.classes = CheckBox(text="a class map: measure each class's connected parts", value=False)
         self.physical = CheckBox(text="in the layers' units (their scale), not pixels", value=True)
@@ -55,9 +55,6 @@ class MeasureWidget(Panel):
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._offer_classes()
-
-    def _labels_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in layers_of(self.viewer, "labels")]
 
     def _image_choices(self, _widget=None):
         return [(NO_IMAGE, None), *self.image_choices()]
@@ -99,7 +96,7 @@ class MeasureWidget(Panel):
             "labels": data,
             "image": values,
             "pixel_size": scale if physical else None,
-            "unit": _short_unit(unit),
+            "unit": UNIT_NAMES.get(unit, unit),
             "classes": self.classes.value,
             "name": f"Labels layer '{labels.name}'",
         }
@@ -209,10 +206,6 @@ def _shown(value):
     if isinstance(value, (np.integer, int)):
         return int(value)
     return str(value)
-
-
-def _short_unit(unit: str) -> str:
-    return {"micrometer": "um", "micron": "um", "µm": "um", "nanometer": "nm", "millimeter": "mm"}.get(unit, unit)
 
 
 def _count_text(table: dict) -> str:

@@ -67,3 +67,9 @@ class Panel(Container):
         from .layers import layers_of
 
         return [(layer.name, layer) for layer in layers_of(getattr(self, "viewer", None), "image")]
+
+    def labels_choices(self, _widget=None) -> list[tuple]:
+        """The viewer's Labels layers, for a layer field."""
+        from .layers import layers_of
+
+        return [(layer.name, layer) for layer in layers_of(getattr(self, "viewer", None), "labels")]

@@ -94,11 +94,6 @@ def add_uncertainty(viewer: napari.Viewer, layer, prediction, doubt: np.ndarray,
     prediction.metadata["least_sure"] = [int(v) for v in ranked["label"][:10]]
 
 
-def is_package_model(model) -> bool:
-    """Whether ``model`` is a bioimage.io package of another tool (run by bioimageio.core)."""
-    return type(model).__name__ == "PackageModel"
-
-
 def add_package_outputs(viewer: napari.Viewer, layer, outputs: dict, model, layer_axes: list[int]):
     """Add a package's outputs over ``layer`` (``layer_axes``: the layer's axis of each
     axis of a prediction): label outputs as Labels layers, the others as Image layers, one

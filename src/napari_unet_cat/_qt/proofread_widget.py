@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import ComboBox, PushButton, RadioButtons, SpinBox
 
 from ..errors import UNetCatError
-from .layers import layers_of
 from .panel import Panel, status_label
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ class ProofreadWidget(Panel):
         self.viewer = viewer
         self.clicks: list[tuple[float, ...]] = []
         self._bound = None
-        self.labels = ComboBox(label="labels", choices=self._labels_choices)
+        self.labels = ComboBox(label="labels", choices=self.labels_choices)
         self.tool = RadioButtons(choices=list(TOOLS), value="off")
         self.min_size = SpinBox(label="smallest object (px)", value=20, min=1, max=10**7)
         self.small_button = PushButton(text="Delete smaller objects")
@@ -63,9 +62,6 @@ class ProofreadWidget(Panel):
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._bind()
-
-    def _labels_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in layers_of(self.viewer, "labels")]
 
     def _refresh(self, _event=None) -> None:
         self.labels.reset_choices()

@@ -21,10 +21,11 @@ from magicgui.widgets import (
 
 from ..errors import UNetCatError
 from ..instances import PlaneNumbering
+from ..package_model import is_package_model
 from ..uncertainty import entropy_map
 from .layers import labels_shape_for, layer_input, layers_of, model_input, output_axes_of
 from .panel import Panel, notify_error, unless_closed
-from .prediction_layers import add_package_outputs, add_prediction, add_uncertainty, is_package_model
+from .prediction_layers import add_package_outputs, add_prediction, add_uncertainty
 from .preferences import preferences
 from .retrain import remember_source
 from .session import MODEL_FILE, Session, chosen_model, model_sources
