@@ -356,17 +356,19 @@ def normalize(plane: np.ndarray, norm: Normalization) -> np.ndarray:
 
 
 def percentile_range(plane, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
-    """The ``low`` and ``high`` percentiles of a ``(Y, X, C)`` plane, per channel or joint.
+    """The ``low`` and ``high`` percentiles of a ``(Y, X, C)`` plane (or ``(Z, Y, X, C)``
+    volume), per channel or joint.
 
     Computed on a regular subsample of at most about ``PERCENTILE_SAMPLE`` pixels, so a
     lazy (memory-mapped, dask) plane is read sparsely rather than loaded whole.
     """
-    step = sample_step(plane.shape[:2])
-    sample = np.asarray(plane[::step, ::step])
+    spatial = plane.shape[:-1]
+    step = sample_step(spatial)
+    sample = np.asarray(plane[(slice(None, None, step),) * len(spatial)])
     if sample.dtype.kind in "ui" and sample.dtype.itemsize <= 2:
         return _small_int_percentiles(sample, norm)
     sample = sample.astype(np.float32, copy=False)
-    axis = (0, 1) if norm.per_channel else None
+    axis = tuple(range(len(spatial))) if norm.per_channel else None
     if np.isfinite(sample).all():
         lo, hi = np.percentile(sample, [norm.low, norm.high], axis=axis)
     else:
@@ -405,9 +407,11 @@ def _small_int_percentiles(sample: np.ndarray, norm: Normalization) -> tuple[np.
     return np.asarray(lows, np.float32), np.asarray(highs, np.float32)
 
 
-def sample_step(spatial: tuple[int, int]) -> int:
-    """Stride that leaves at most about ``PERCENTILE_SAMPLE`` pixels of a plane."""
-    return max(1, int(np.sqrt(spatial[0] * spatial[1] / PERCENTILE_SAMPLE)))
+def sample_step(spatial: tuple[int, ...]) -> int:
+    """Stride (along every axis) that leaves at most about ``PERCENTILE_SAMPLE`` pixels
+    of a plane or volume."""
+    size = float(np.prod(spatial, dtype=np.float64))
+    return max(1, int((size / PERCENTILE_SAMPLE) ** (1 / max(1, len(spatial)))))
 
 
 def plane_subsample(array, layout: Layout, index: tuple[int, ...]) -> np.ndarray:
@@ -513,6 +517,13 @@ def encode_labels(labels: np.ndarray, class_values: Sequence[int], mode: str, *,
     encoded = order[np.clip(index, 0, len(values) - 1)].astype(np.int16)
     encoded[ignore] = IGNORE_INDEX
     return encoded
+
+
+def resize_yx(volume: np.ndarray, shape: tuple[int, int], *, labels: bool = False) -> np.ndarray:
+    """Resize every ``(Y, X[, C])`` plane of a ``(Z, Y, X[, C])`` volume to ``shape``."""
+    if tuple(volume.shape[1:3]) == tuple(shape):
+        return volume
+    return np.stack([resize_plane(plane, shape, labels=labels) for plane in volume])
 
 
 def resize_plane(plane: np.ndarray, shape: tuple[int, int], *, labels: bool = False) -> np.ndarray:

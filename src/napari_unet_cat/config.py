@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,11 +79,23 @@ class Architecture:
     batch_norm: bool = True
     kernel_l2: float = 0.0
     preset: str = "classic"
+    #: 2: a network of planes; 3: of volumes (the 3D U-Net).
+    ndim: int = 2
+    #: Volumes: how many levels (the deepest) also halve Z (None: all); the ones above
+    #: halve Y and X only, so that Z coarser than Y and X is pooled towards isotropic voxels.
+    z_pools: int | None = None
 
     @property
     def size_multiple(self) -> int:
         """Tile sides must be a multiple of this (one halving per level)."""
         return 2**self.depth
+
+    @property
+    def z_multiple(self) -> int:
+        """A volume's block depth must be a multiple of this (1 for planes)."""
+        if self.ndim == 2:
+            return 1
+        return 2 ** (self.depth if self.z_pools is None else self.z_pools)
 
     @property
     def receptive_radius(self) -> int:
@@ -122,6 +135,8 @@ class Architecture:
             "base_filters": self.base_filters >= 1,
             "depth": 1 <= self.depth <= 6,
             "kernel_l2": self.kernel_l2 >= 0,
+            "ndim": self.ndim in (2, 3),
+            "z_pools": self.z_pools is None or 0 <= self.z_pools <= self.depth,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -135,6 +150,12 @@ class Architecture:
 #: docs/benchmarks.md, "A few strokes on one image").
 DEFAULT_BATCH_SIZE = 20
 SPARSE_BATCH_SIZE = 8
+#: Volumes: a 3D patch holds Z times a plane's voxels, so fewer go to one step.
+VOLUME_BATCH_SIZE = 4
+#: The side of a training patch, where none is given: the tutorial's 128 for planes, 64
+#: (in Y and X) for volumes.
+PLANE_PATCH_SIZE = 128
+VOLUME_PATCH_SIZE = 64
 
 
 @dataclass
@@ -143,9 +164,17 @@ class TrainingSettings:
     strokes), 128x128 patches, 10% of the images held out for validation."""
 
     epochs: int = 50
-    #: None: :data:`SPARSE_BATCH_SIZE` for sparse strokes, else :data:`DEFAULT_BATCH_SIZE`.
+    #: None: :data:`SPARSE_BATCH_SIZE` for sparse strokes, :data:`VOLUME_BATCH_SIZE` for
+    #: volumes, else :data:`DEFAULT_BATCH_SIZE`.
     batch_size: int | None = None
-    patch_size: int = 128
+    #: The Y and X side of a patch (None: 128, or :data:`VOLUME_PATCH_SIZE` for volumes).
+    patch_size: int | None = None
+    #: 2: train a network of planes; 3: a 3D U-Net of volumes (new models; a continued
+    #: model keeps its own).
+    ndim: int = 2
+    #: Volumes: the Z side of a patch (None: chosen by the trainer for the network's Z
+    #: halvings, see :func:`napari_unet_cat.training_setup.volume_settings`).
+    patch_depth: int | None = None
     learning_rate: float = 1e-4
     val_fraction: float = 0.1
     label_mode: LabelMode = "dense"
@@ -188,8 +217,19 @@ class TrainingSettings:
     input_threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.patch_size is None:
+            self.patch_size = VOLUME_PATCH_SIZE if self.ndim == 3 else PLANE_PATCH_SIZE
         if self.batch_size is None:
-            self.batch_size = SPARSE_BATCH_SIZE if self.label_mode == "sparse" else DEFAULT_BATCH_SIZE
+            if self.ndim == 3:
+                self.batch_size = VOLUME_BATCH_SIZE
+            else:
+                self.batch_size = SPARSE_BATCH_SIZE if self.label_mode == "sparse" else DEFAULT_BATCH_SIZE
+
+    @property
+    def patch_shape(self) -> tuple[int, ...]:
+        """A training patch's sides: ``(Y, X)``, or ``(Z, Y, X)`` for volumes."""
+        side = (self.patch_size, self.patch_size)
+        return side if self.ndim == 2 else (self.patch_depth or self.patch_size, *side)
 
     def validate(self) -> None:
         problems = []
@@ -199,6 +239,10 @@ class TrainingSettings:
             problems.append(f"batch_size must be at least 1 (received {self.batch_size})")
         if self.patch_size < 8:
             problems.append(f"patch_size must be at least 8 (received {self.patch_size})")
+        if self.ndim not in (2, 3):
+            problems.append(f"ndim must be 2 (planes) or 3 (volumes) (received {self.ndim})")
+        if self.patch_depth is not None and self.patch_depth < 1:
+            problems.append(f"patch_depth must be at least 1 (received {self.patch_depth})")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             problems.append(f"learning_rate must be a positive number (received {self.learning_rate})")
         if self.learning_rate > 1.0:
@@ -271,6 +315,15 @@ class ModelConfig:
     #: Each round of training on corrected results: its images, objects changed, seconds
     #: (:func:`napari_unet_cat.corrections.train_on_corrections`).
     corrections: list[dict[str, Any]] = field(default_factory=list)
+    #: The voxel size of the training images, ``[Z, Y, X]`` in ``voxel_unit`` (empty when
+    #: not known): what a 3D model's pooling was shaped for.
+    voxel_size: list[float] = field(default_factory=list)
+    voxel_unit: str = ""
+
+    @property
+    def ndim(self) -> int:
+        """2: the network sees planes; 3: volumes."""
+        return self.architecture.ndim
 
     @property
     def class_values(self) -> list[int]:
@@ -316,6 +369,8 @@ class ModelConfig:
             gray_input=bool(data.get("gray_input", False)),
             card=dict(data.get("card", {})),
             corrections=[dict(r) for r in data.get("corrections", [])],
+            voxel_size=[float(v) for v in data.get("voxel_size", [])],
+            voxel_unit=str(data.get("voxel_unit", "")),
         )
 
 
@@ -323,6 +378,19 @@ def _build(kind: type, values: dict[str, Any]) -> Any:
     """Build a dataclass from a dict, ignoring keys a newer version may have added."""
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def z_pools_for(voxel_size: Sequence[float] | None, depth: int) -> int | None:
+    """How many levels of a 3D U-Net should halve Z for voxels of ``voxel_size``
+    (``[Z, Y, X]``): the first ``log2(Z / Y)`` levels (rounded) halve Y and X only, the
+    deeper ones Z too, so that those see about isotropic voxels. None (every level) when the voxels are
+    isotropic or their size is not known."""
+    if not voxel_size or len(voxel_size) != 3 or min(voxel_size) <= 0:
+        return None
+    coarser = round(math.log2(voxel_size[0] / min(voxel_size[1:])))
+    if coarser <= 0:
+        return None
+    return max(0, depth - coarser)
 
 
 def architecture_from_preset(preset: str, *, n_channels: int, n_classes: int, **overrides: Any) -> Architecture:

@@ -6,6 +6,7 @@ the sampler in a ``keras.utils.PyDataset``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .arrays import (
     normalize,
     plane_indices,
     resize_plane,
+    resize_yx,
     scaled_shape,
 )
 from .config import Normalization
@@ -117,7 +119,7 @@ def prepare_planes(
     value_map: dict[int, int | str],
     normalization: Normalization,
     scale: float,
-    patch_size: int,
+    patch_size: int | Sequence[int],
     n_channels: int | None = None,
     border_width: int = 2,
     w0: float = 10.0,
@@ -127,8 +129,10 @@ def prepare_planes(
     class_balance_power: float = 0.5,
     class_weights: Sequence[float] | None = None,
     gray: bool = False,
+    ndim: int = 2,
 ) -> tuple[list[TrainingPlane], int]:
-    """Annotated planes of each (image, labels) pair, ready for sampling.
+    """Annotated planes (or, with ``ndim=3``, volumes) of each (image, labels) pair,
+    ready for sampling.
 
     Planes without any annotation are skipped. Returns the planes and the number of
     channels fed to the network. In ``instances`` mode the labels are object ids and
@@ -140,6 +144,8 @@ def prepare_planes(
     ends with :class:`~napari_unet_cat.errors.TrainingStopped`. ``image_axes`` gives each
     image's axes in the package's order (see :func:`~napari_unet_cat.arrays.to_canonical`;
     None: guessed). ``gray``: colour images become one channel, the mean of their colours.
+    ``ndim=3`` takes the last stack axis as Z: each volume is one sample (``patch_size``
+    then an int for every axis or a ``(Z, Y, X)`` tuple), its objects and weights 3D.
     """
     if mode == "instances" and class_weights is not None and len(class_weights) != 3:
         raise ValueError(
@@ -147,6 +153,7 @@ def prepare_planes(
             f"received {list(class_weights)}"
         )
     planes: list[TrainingPlane] = []
+    patch = patch_shape(patch_size, ndim)
     image_axes = list(image_axes) if image_axes is not None else [None] * len(images)
     for image_index, (image, lab, name, axes) in enumerate(zip(images, labels, names, image_axes)):
         layout = infer_layout(np.shape(image), n_channels=n_channels, axes=axes, name=f"image {name}", gray=gray)
@@ -163,32 +170,17 @@ def prepare_planes(
                 f"image {name} has {layout.used_channels} channels but other images have {n_channels}; "
                 "all training images need the same channels"
             )
-        for index in plane_indices(layout):
+        for index in sample_indices(layout, ndim, name):
             if should_stop is not None and should_stop():
                 raise TrainingStopped("stopped while preparing the training data")
-            mapped = apply_value_map(lab[index], value_map)
-            where = f"{name} plane {index}" if index else name
-            instances = None
-            if mode == "instances":
-                if not (mapped >= 0).any():
-                    continue
-                instances = mapped
-                if scale != 1.0:
-                    instances = resize_plane(instances, scaled_shape(layout.spatial, scale), labels=True)
-                targets = instance_targets(instances, border_width)
-            else:
-                targets = encode_labels(mapped, class_values, mode, name=f"labels of {where}")
-            if not (targets >= 0).any():
-                continue
-            plane = normalize(get_plane(image, layout, index), normalization)
-            if scale != 1.0:
-                shape = scaled_shape(layout.spatial, scale)
-                plane = resize_plane(plane, shape)
-                if instances is None:
-                    targets = resize_plane(targets, shape, labels=True)
-            unpadded = targets.shape if min(targets.shape) < patch_size else None
-            plane, targets, instances = pad_to_patch(plane, targets, patch_size, instances)
-            planes.append(TrainingPlane(plane, targets, where, image_index, instances=instances, unpadded=unpadded))
+            where = f"{name} {'plane' if ndim == 2 else 'volume'} {index}" if index else name
+            plane = _prepare_sample(
+                image, lab[index], layout, index, where, mode=mode, class_values=class_values, value_map=value_map,
+                normalization=normalization, scale=scale, patch=patch, border_width=border_width,
+            )  # fmt: skip
+            if plane is not None:
+                plane.image_index = image_index
+                planes.append(plane)
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
     if mode == "instances":
@@ -203,6 +195,56 @@ def prepare_planes(
     for p in planes:
         p.index_annotations(len(class_values))
     return planes, int(n_channels)
+
+
+def sample_indices(layout, ndim: int, name: str) -> Iterator[tuple[int, ...]]:
+    """Index tuples of the leading axes, one per plane (``ndim=2``) or per volume
+    (``ndim=3``: the last stack axis is Z)."""
+    if ndim == 2:
+        return iter(plane_indices(layout))
+    if not layout.plane_shape:
+        raise InputError(f"{name} is a single plane of shape {layout.spatial}, but a 3D model needs volumes (Z, Y, X)")
+    return np.ndindex(*layout.plane_shape[:-1])
+
+
+def patch_shape(patch: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """A patch's shape: ``patch`` on every axis, or the sides given per axis."""
+    if isinstance(patch, (int, np.integer)):
+        return (int(patch),) * ndim
+    shape = tuple(int(p) for p in patch)
+    if len(shape) != ndim:
+        raise InputError(f"a patch of {ndim} axes needs {ndim} sides (received {shape})")
+    return shape
+
+
+def _prepare_sample(
+    image, labels, layout, index, where: str, *, mode, class_values, value_map, normalization, scale, patch,
+    border_width,
+) -> TrainingPlane | None:  # fmt: skip
+    """One annotated plane or volume (None when nothing in it is annotated)."""
+    ndim = len(patch)
+    mapped = apply_value_map(np.asarray(labels), value_map)
+    spatial = mapped.shape
+    work = scaled_shape(spatial[-2:], scale)
+    resize = resize_plane if ndim == 2 else resize_yx
+    instances = None
+    if mode == "instances":
+        if not (mapped >= 0).any():
+            return None
+        instances = resize(mapped, work, labels=True) if scale != 1.0 else mapped
+        targets = instance_targets(instances, border_width)
+    else:
+        targets = encode_labels(mapped, class_values, mode, name=f"labels of {where}")
+    if not (targets >= 0).any():
+        return None
+    sample = normalize(get_plane(image, layout, index), normalization)
+    if scale != 1.0:
+        sample = resize(sample, work)
+        if instances is None:
+            targets = resize(targets, work, labels=True)
+    unpadded = targets.shape if any(n < p for n, p in zip(targets.shape, patch)) else None
+    sample, targets, instances = pad_to_patch(sample, targets, patch, instances)
+    return TrainingPlane(sample, targets, where, instances=instances, unpadded=unpadded)
 
 
 def check_not_instances(labels: Sequence, names: Sequence[str], mode: str, value_map: dict) -> None:
@@ -224,10 +266,10 @@ def check_not_instances(labels: Sequence, names: Sequence[str], mode: str, value
 
 
 def pad_to_patch(
-    image: np.ndarray, targets: np.ndarray, patch: int, instances: np.ndarray | None = None
+    image: np.ndarray, targets: np.ndarray, patch: int | Sequence[int], instances: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Mirror-pad a plane smaller than a patch; the added label pixels are ignored."""
-    short = [(0, max(0, patch - n)) for n in targets.shape]
+    """Mirror-pad a plane (or volume) smaller than a patch; the added label pixels are ignored."""
+    short = [(0, max(0, p - n)) for n, p in zip(targets.shape, patch_shape(patch, targets.ndim))]
     if not any(b for _, b in short):
         return image, targets, instances
     mode = "reflect" if min(targets.shape) > 1 else "symmetric"
@@ -239,7 +281,7 @@ def pad_to_patch(
 
 
 def split_validation(
-    planes: list[TrainingPlane], fraction: float, *, patch: int, seed: int
+    planes: list[TrainingPlane], fraction: float, *, patch: int | Sequence[int], seed: int
 ) -> tuple[list[TrainingPlane], list[TrainingPlane]]:
     """Hold out planes for validation, or blocks of annotated pixels if one source.
 
@@ -258,15 +300,15 @@ def split_validation(
         train = [p for p in planes if p.image_index not in held]
         val = [p for p in planes if p.image_index in held]
         return train, val
-    block = max(8, patch // 4)
+    sides = patch_shape(patch, planes[0].targets.ndim)
+    block = tuple(max(min(8, side), side // 4) for side in sides)
     candidates = []
     for i, p in enumerate(planes):
-        ny, nx = (math.ceil(n / block) for n in p.targets.shape)
+        counts = [math.ceil(n / b) for n, b in zip(p.targets.shape, block)]
         annotated = p.targets >= 0
-        for by in range(ny):
-            for bx in range(nx):
-                if annotated[by * block : (by + 1) * block, bx * block : (bx + 1) * block].any():
-                    candidates.append((i, by, bx))
+        for at in np.ndindex(*counts):
+            if annotated[_block(at, block)].any():
+                candidates.append((i, at))
     n_val = round(fraction * len(candidates))
     if len(candidates) < 2 or n_val == 0:
         n_val = 1 if len(candidates) >= 5 else 0
@@ -293,8 +335,8 @@ def split_validation(
         for p in planes
     ]
     for c in chosen:
-        i, by, bx = candidates[c]
-        window = np.s_[by * block : (by + 1) * block, bx * block : (bx + 1) * block]
+        i, at = candidates[c]
+        window = _block(at, block)
         val[i].targets[window] = planes[i].targets[window]
         train[i].targets[window] = IGNORE_INDEX
     n_classes = len(planes[0].where)
@@ -305,8 +347,12 @@ def split_validation(
     return keep_train, keep_val
 
 
+def _block(at: tuple[int, ...], block: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(a * b, (a + 1) * b) for a, b in zip(at, block))
+
+
 def validation_patches(
-    planes: list[TrainingPlane], patch: int, *, max_patches: int = 256, seed: int = 0
+    planes: list[TrainingPlane], patch: int | Sequence[int], *, max_patches: int = 256, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Fixed, un-augmented patches covering the annotated parts of validation planes.
 
@@ -316,23 +362,22 @@ def validation_patches(
     """
     xs, ys, objects = [], [], []
     for p in planes:
-        h, w = p.targets.shape
-        for y0 in _starts(h, patch):
-            for x0 in _starts(w, patch):
-                window = np.s_[y0 : y0 + patch, x0 : x0 + patch]
-                t = p.targets[window]
-                if (t >= 0).any():
-                    xs.append(p.image[window])
-                    ys.append(t if p.weights is None else pack_targets(t, np.where(t >= 0, p.weights[window], 0)))
-                    if p.instances is not None:
-                        objects.append(np.where(t >= 0, p.instances[window], 0))
+        sides = patch_shape(patch, p.targets.ndim)
+        for corner in itertools.product(*(_starts(n, side) for n, side in zip(p.targets.shape, sides))):
+            window = tuple(slice(c, c + side) for c, side in zip(corner, sides))
+            t = p.targets[window]
+            if (t >= 0).any():
+                xs.append(p.image[window])
+                ys.append(t if p.weights is None else pack_targets(t, np.where(t >= 0, p.weights[window], 0)))
+                if p.instances is not None:
+                    objects.append(np.where(t >= 0, p.instances[window], 0))
     if len(xs) > max_patches:
         keep = np.sort(np.random.default_rng(seed).choice(len(xs), max_patches, replace=False))
         xs = [xs[i] for i in keep]
         ys = [ys[i] for i in keep]
         objects = [objects[i] for i in keep] if objects else objects
     y = np.stack(ys)
-    y = y.astype(np.int16) if y.ndim == 3 else y.astype(np.float32)
+    y = y.astype(np.float32) if planes[0].weights is not None else y.astype(np.int16)
     return np.stack(xs).astype(np.float32), y, (np.stack(objects) if objects else None)
 
 
@@ -361,7 +406,7 @@ class PatchSampler:
     def __init__(
         self,
         planes: list[TrainingPlane],
-        patch: int,
+        patch: int | Sequence[int],
         *,
         augment: bool = True,
         elastic: bool = True,
@@ -370,17 +415,21 @@ class PatchSampler:
         if not planes:
             raise InputError("no training planes with annotations")
         self.planes = planes
-        self.patch = int(patch)
+        #: The patch's sides, ``(Y, X)`` or ``(Z, Y, X)``; ``patch`` is its Y (and X) side.
+        self.shape = patch_shape(patch, planes[0].targets.ndim)
+        self.patch = self.shape[-1]
         self.augment = augment
         self.elastic = elastic
-        self.elastic_sigma = elastic_sigma if elastic_sigma is not None else max(2.0, 0.03 * patch)
-        weights = np.array([max(1.0, p.n_annotated / patch**2) for p in planes])
+        self.elastic_sigma = elastic_sigma if elastic_sigma is not None else max(2.0, 0.03 * self.patch)
+        area = float(np.prod(self.shape))
+        weights = np.array([max(1.0, p.n_annotated / area) for p in planes])
         self.plane_weights = weights / weights.sum()
         self.n_channels = planes[0].image.shape[-1]
 
     def patches_per_epoch(self) -> int:
         """About one pass over every training plane."""
-        return int(sum(max(1, round(p.targets.size / self.patch**2)) for p in self.planes))
+        area = float(np.prod(self.shape))
+        return int(sum(max(1, round(p.targets.size / area)) for p in self.planes))
 
     @property
     def weighted(self) -> bool:
@@ -388,11 +437,11 @@ class PatchSampler:
         return self.planes[0].weights is not None
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        x = np.empty((size, self.patch, self.patch, self.n_channels), np.float32)
+        x = np.empty((size, *self.shape, self.n_channels), np.float32)
         if self.weighted:
-            y = np.empty((size, self.patch, self.patch, 2), np.float32)
+            y = np.empty((size, *self.shape, 2), np.float32)
         else:
-            y = np.empty((size, self.patch, self.patch), np.int16)
+            y = np.empty((size, *self.shape), np.int16)
         for i in range(size):
             x[i], y[i] = self.sample(rng)
         return x, y
@@ -412,12 +461,14 @@ class PatchSampler:
                     flat = pool[k]
                     break
                 k -= len(pool)
-        h, w = plane.targets.shape
-        cy, cx = divmod(int(flat), w)
-        p = self.patch
-        y0 = int(np.clip(cy - rng.integers(p), 0, h - p))
-        x0 = int(np.clip(cx - rng.integers(p), 0, w - p))
-        window = np.s_[y0 : y0 + p, x0 : x0 + p]
+        centre = np.unravel_index(int(flat), plane.targets.shape)
+        window = tuple(
+            slice(start, start + p)
+            for start, p in (
+                (int(np.clip(c - rng.integers(p), 0, n - p)), p)
+                for c, n, p in zip(centre, plane.targets.shape, self.shape)
+            )
+        )
         x = plane.image[window]
         y = plane.targets[window]
         weights = None if plane.weights is None else plane.weights[window]
@@ -442,16 +493,22 @@ def augment_patch(
 ):
     """Random flips, 90-degree rotations, elastic deformation and intensity jitter.
 
-    Returns ``(image, targets)``, or ``(image, targets, weights)`` when per-pixel loss
-    ``weights`` are given (moved with the targets).
+    A volume's patch (``targets`` of ``(Z, Y, X)``) is turned in its Y-X plane and also
+    flipped in Z, not deformed (elastic deformation is of planes). Returns ``(image,
+    targets)``, or ``(image, targets, weights)`` when per-pixel loss ``weights`` are
+    given (moved with the targets).
     """
-    k = int(rng.integers(4))
-    image, targets = np.rot90(image, k), np.rot90(targets, k)
-    weights = None if weights is None else np.rot90(weights, k)
-    if rng.random() < 0.5:
-        image, targets = image[:, ::-1], targets[:, ::-1]
-        weights = None if weights is None else weights[:, ::-1]
-    if elastic and rng.random() < 0.5:
+    ndim = targets.ndim
+    plane_axes = (ndim - 2, ndim - 1)  # Y and X, in the image (channels last) as in the targets
+    k = int(rng.integers(4)) if targets.shape[-1] == targets.shape[-2] else 2 * int(rng.integers(2))
+    image, targets = np.rot90(image, k, plane_axes), np.rot90(targets, k, plane_axes)
+    weights = None if weights is None else np.rot90(weights, k, plane_axes)
+    flips = [ndim - 1] if ndim == 2 else [ndim - 1, 0]
+    for axis in flips:
+        if rng.random() < 0.5:
+            image, targets = np.flip(image, axis), np.flip(targets, axis)
+            weights = None if weights is None else np.flip(weights, axis)
+    if ndim == 2 and elastic and rng.random() < 0.5:
         if weights is None:
             image, targets = elastic_deform(rng, image, targets, sigma)
         else:

@@ -204,7 +204,7 @@ def plane_bands(
         out = network.infer(window[None])[0]
         yield (0, height), out[pad_top : pad_top + height, pad_left : pad_left + width]
         return
-    blender = _RowBlender(plans.cols.length, network.n_classes)
+    blender = SlabBlender((plans.cols.length,), network.n_classes)
     win_h, win_w = plans.window
     col_weights = [plans.cols.weights(j) for j in range(len(plans.cols.starts))]
     for i, r in enumerate(plans.rows.starts):
@@ -224,21 +224,22 @@ def plane_bands(
             outputs = network.infer(np.stack(windows))
             del windows
             for j, (c, out) in enumerate(zip(starts, outputs), start=b):
-                blender.add(r, c, out, row_w[:, None] * col_weights[j][None, :])
+                blender.add((r, c), out, row_w[:, None] * col_weights[j][None, :])
             del outputs
         final = plans.rows.length if i == len(plans.rows.starts) - 1 else plans.rows.starts[i + 1]
         # Rows before ``final`` get no more contributions: hand out those inside the image.
-        band = blender.release(final, (pad_top, pad_top + height), (pad_left, pad_left + width))
+        band = blender.release(final, (pad_top, pad_top + height), ((pad_left, pad_left + width),))
         if band is not None:
             yield band[0], band[1]
 
 
-class _RowBlender:
-    """Weighted sums of overlapping tiles over the rows not yet finished."""
+class SlabBlender:
+    """Weighted sums of overlapping tiles (or blocks) over the rows (or Z-planes) not yet
+    finished; ``cross_shape`` is the shape across them (``(X,)``, or ``(Y, X)``)."""
 
-    def __init__(self, width: int, n_classes: int):
-        self.acc = np.zeros((0, width, n_classes), np.float32)
-        self.wsum = np.zeros((0, width), np.float32)
+    def __init__(self, cross_shape: tuple[int, ...], n_classes: int):
+        self.acc = np.zeros((0, *cross_shape, n_classes), np.float32)
+        self.wsum = np.zeros((0, *cross_shape), np.float32)
         self.start = 0
 
     def reach(self, stop: int) -> None:
@@ -246,22 +247,24 @@ class _RowBlender:
         grow = stop - self.start - self.acc.shape[0]
         if grow > 0:
             self.acc = np.concatenate([self.acc, np.zeros((grow, *self.acc.shape[1:]), np.float32)])
-            self.wsum = np.concatenate([self.wsum, np.zeros((grow, self.wsum.shape[1]), np.float32)])
+            self.wsum = np.concatenate([self.wsum, np.zeros((grow, *self.wsum.shape[1:]), np.float32)])
 
-    def add(self, top: int, left: int, out: np.ndarray, weights: np.ndarray) -> None:
-        rows = slice(top - self.start, top - self.start + out.shape[0])
-        cols = slice(left, left + out.shape[1])
-        self.acc[rows, cols] += out * weights[..., None]
-        self.wsum[rows, cols] += weights
+    def add(self, corner: tuple[int, ...], out: np.ndarray, weights: np.ndarray) -> None:
+        """Add ``out`` (weighted) whose first voxel is at ``corner`` (padded coordinates)."""
+        first = corner[0] - self.start
+        box = (slice(first, first + out.shape[0]), *(slice(c, c + n) for c, n in zip(corner[1:], out.shape[1:-1])))
+        self.acc[box] += out * weights[..., None]
+        self.wsum[box] += weights
 
-    def release(self, final: int, keep_rows: tuple[int, int], keep_cols: tuple[int, int]):
+    def release(self, final: int, keep_rows: tuple[int, int], keep_cross: tuple[tuple[int, int], ...]):
         """Drop the rows before ``final``; return ``((start, stop), band)`` of those among
-        ``keep_rows`` (padded coordinates, returned unpadded), or None."""
+        ``keep_rows`` (padded coordinates, returned unpadded), cut to ``keep_cross`` across,
+        or None."""
         lo, hi = max(self.start, keep_rows[0]), min(final, keep_rows[1])
         band = None
         if hi > lo:
-            rows, cols = slice(lo - self.start, hi - self.start), slice(*keep_cols)
-            band = (lo - keep_rows[0], hi - keep_rows[0]), self.acc[rows, cols] / self.wsum[rows, cols][..., None]
+            box = (slice(lo - self.start, hi - self.start), *(slice(*k) for k in keep_cross))
+            band = (lo - keep_rows[0], hi - keep_rows[0]), self.acc[box] / self.wsum[box][..., None]
         drop = final - self.start
         self.acc, self.wsum, self.start = self.acc[drop:], self.wsum[drop:], final
         return band
@@ -269,14 +272,15 @@ class _RowBlender:
 
 def dihedral_average(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
     """``infer`` averaged over the 8 flips and 90-degree rotations of ``(N, Y, X, C)`` tiles
-    (test-time augmentation, as the U-Net paper did). Tile sides are multiples of the
-    network's size multiple, so every transform keeps the pooling grid on the same pixels
-    and maps back exactly."""
+    (or of ``(N, Z, Y, X, C)`` blocks, turned in their Y-X planes): test-time augmentation,
+    as the U-Net paper did. Tile sides are multiples of the network's size multiple, so
+    every transform keeps the pooling grid on the same pixels and maps back exactly."""
+    plane = (batch.ndim - 3, batch.ndim - 2)
     total = None
     for flip in (False, True):
-        flipped = batch[:, :, ::-1] if flip else batch
+        flipped = np.flip(batch, plane[1]) if flip else batch
         for turns in range(4):
-            out = np.rot90(infer(np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2)))), -turns, axes=(1, 2))
-            out = out[:, :, ::-1] if flip else out
+            out = np.rot90(infer(np.ascontiguousarray(np.rot90(flipped, turns, axes=plane))), -turns, axes=plane)
+            out = np.flip(out, plane[1]) if flip else out
             total = out.astype(np.float32) if total is None else total + out
     return total / 8

@@ -38,30 +38,35 @@ DEFAULT_SIGMA = 5.0
 #: Masks with more distinct nonzero values than this, each one connected blob, look
 #: like object ids rather than classes.
 INSTANCE_GUESS_VALUES = 16
-#: 8-connectivity everywhere objects are found (components, watershed, stitching), so
-#: that one object is one connected set however it is computed.
-_EIGHT = np.ones((3, 3), bool)
+
+
+def full_connectivity(ndim: int) -> np.ndarray:
+    """Every neighbour counts (8 in 2D, 26 in 3D), everywhere objects are found
+    (components, watershed, stitching), so that one object is one connected set however
+    it is computed, in a plane or in a volume."""
+    return np.ones((3,) * ndim, bool)
 
 
 # -- training targets ----------------------------------------------------------------------
-def _disk(radius: int) -> np.ndarray:
+def _ball(radius: int, ndim: int = 2) -> np.ndarray:
+    """A disk (2D) or ball (3D) of ``radius`` pixels."""
     r = int(radius)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return yy * yy + xx * xx <= r * r
+    grid = np.mgrid[(slice(-r, r + 1),) * ndim]
+    return (grid * grid).sum(axis=0) <= r * r
 
 
 def instance_targets(instances: np.ndarray, border_width: int = DEFAULT_BORDER_WIDTH) -> np.ndarray:
-    """Class indices (int16) of an instance plane: 0 background, 1 interior, 2 border.
+    """Class indices (int16) of an instance plane or volume: 0 background, 1 interior, 2 border.
 
     Args:
-        instances: ``(Y, X)`` integers: 0 background, -1 not annotated (ignored),
+        instances: ``(Y, X)`` or ``(Z, Y, X)`` integers: 0 background, -1 not annotated (ignored),
             any other value one object.
         border_width: Pixels of each object within this distance of another object or
             of the background are its border. Pixels next to ignored regions or the
             plane's edge are not (nothing is known beyond them).
 
     Returns:
-        ``(Y, X)`` int16 targets with -1 where ``instances`` is ignored.
+        int16 targets of the same shape, -1 where ``instances`` is ignored.
     """
     from scipy.ndimage import maximum_filter, minimum_filter
 
@@ -70,7 +75,7 @@ def instance_targets(instances: np.ndarray, border_width: int = DEFAULT_BORDER_W
     lab = np.asarray(instances).astype(np.int64, copy=False)
     ignored = lab == IGNORE_INDEX
     objects = lab > 0
-    footprint = _disk(border_width)
+    footprint = _ball(border_width, lab.ndim)
     # Any different, annotated value nearby is either larger or smaller than the pixel's.
     # Ignored pixels are made to count as neither (below everything for the maximum,
     # above everything for the minimum); the plane's edge likewise.
@@ -184,7 +189,7 @@ def looks_like_instances(labels: np.ndarray, limit: int = INSTANCE_GUESS_VALUES)
         box = boxes[int(value) - 1]
         if box is None:
             continue
-        _, n = label(lab[box] == value, structure=_EIGHT)
+        _, n = label(lab[box] == value, structure=full_connectivity(lab.ndim))
         single += n == 1
     return single >= 0.9 * len(sample)
 
@@ -229,7 +234,7 @@ def watershed_objects(
     threshold: float | None = 0.5,
     min_seed_size: int = 0,
 ) -> np.ndarray:
-    """Objects (int32, 0 = background) from ``(Y, X, 3)`` background/interior/border
+    """Objects (int32, 0 = background) from ``(Y, X, 3)`` or ``(Z, Y, X, 3)`` background/interior/border
     probabilities: seeds are the connected parts of the foreground (see
     :func:`watershed_foreground`) where the interior is the likeliest class, then a
     watershed on ``1 - p(interior)`` grows them over the foreground. Seeds smaller than
@@ -246,16 +251,16 @@ def watershed_objects(
         foreground &= mask
     if not foreground.any():
         return np.zeros(foreground.shape, np.int32)
-    seeds, n_seeds = label(foreground & (best == INTERIOR), structure=_EIGHT)
+    seeds, n_seeds = label(foreground & (best == INTERIOR), structure=full_connectivity(foreground.ndim))
     if min_seed_size > 1 and n_seeds:
         small = np.bincount(seeds.ravel()) < min_seed_size
         small[0] = False
         if small.any():
             seeds[small[seeds]] = 0
-    objects = watershed(1.0 - p[..., INTERIOR], seeds, mask=foreground, connectivity=2).astype(np.int32)
+    objects = watershed(1.0 - p[..., INTERIOR], seeds, mask=foreground, connectivity=foreground.ndim).astype(np.int32)
     rest = foreground & (objects == 0)
     if rest.any():
-        extra, _ = label(rest, structure=_EIGHT)
+        extra, _ = label(rest, structure=full_connectivity(rest.ndim))
         objects = np.where(extra > 0, extra + n_seeds, objects).astype(np.int32)
     return objects
 
@@ -273,7 +278,7 @@ def grow_objects(objects: np.ndarray, probabilities: np.ndarray, threshold: floa
     reach = (p[..., BACKGROUND] < threshold) | (objects > 0)
     if mask is not None:
         reach &= mask
-    return watershed(1.0 - p[..., INTERIOR], objects, mask=reach, connectivity=2).astype(np.int32)
+    return watershed(1.0 - p[..., INTERIOR], objects, mask=reach, connectivity=reach.ndim).astype(np.int32)
 
 
 def component_objects(
@@ -296,21 +301,21 @@ def component_objects(
     part = np.asarray(class_map) != background
     if mask is not None:
         part &= mask
-    parts, n = label(part, structure=_EIGHT)
+    parts, n = label(part, structure=full_connectivity(part.ndim))
     if not split or not n:
         return parts.astype(np.int32)
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    distance = (
-        distance_transform_edt(np.pad(part, ((1, 0), (0, 0))))[1:] if top_margin else distance_transform_edt(part)
-    )
+    # With a top margin, one row (or plane) of outside is added above, then cut off.
+    distance = distance_transform_edt(np.pad(part, [(1, 0)] + [(0, 0)] * (part.ndim - 1)))[1:] if top_margin else None
+    distance = distance_transform_edt(part) if distance is None else distance
     # Peaks at least a pixel above their surroundings: one per round blob.
-    peaks, _ = label(h_maxima(distance, 1.0).astype(bool) & part, structure=_EIGHT)
-    parts = watershed(-distance, peaks, mask=part, connectivity=2)
+    peaks, _ = label(h_maxima(distance, 1.0).astype(bool) & part, structure=full_connectivity(part.ndim))
+    parts = watershed(-distance, peaks, mask=part, connectivity=part.ndim)
     rest = part & (parts == 0)
     if rest.any():
-        extra, _ = label(rest, structure=_EIGHT)
+        extra, _ = label(rest, structure=full_connectivity(rest.ndim))
         parts = np.where(extra > 0, extra + parts.max(), parts)
     return parts.astype(np.int32)
 
@@ -368,7 +373,7 @@ class ObjectMaker:
         self.background = int(np.flatnonzero(values == 0)[0]) if (values == 0).any() else int(np.argmin(values))
 
     def objects(self, probabilities: np.ndarray, mask=None, *, top_margin: bool = False) -> np.ndarray:
-        """Objects (int32, not yet numbered in order) of ``(Y, X, classes)`` probabilities."""
+        """Objects (int32, not yet numbered in order) of ``(..., classes)`` probabilities of a plane or volume."""
         if self.method == "watershed":
             found = watershed_objects(probabilities, mask, self.threshold, self.min_seed_size)
         else:
@@ -440,14 +445,14 @@ class BandStitcher:
         band = np.asarray(band, np.float32)
         if self._probs is None:
             self._probs = band
-            self._done = np.zeros(band.shape[:2], np.uint32)
+            self._done = np.zeros(band.shape[:-1], np.uint32)
         else:
             self._probs = np.concatenate([self._probs, band])
-            self._done = np.concatenate([self._done, np.zeros(band.shape[:2], np.uint32)])
+            self._done = np.concatenate([self._done, np.zeros(band.shape[:-1], np.uint32)])
         probs, done = self._probs, self._done
         final = self._top + probs.shape[0] >= self.height
         open_ = self.maker.foreground(probs) & (done == 0)
-        regions, _ = label(open_, structure=_EIGHT)
+        regions, _ = label(open_, structure=full_connectivity(open_.ndim))
         if final:
             unfinished = np.zeros(0, np.int64)
         else:

@@ -1,9 +1,9 @@
 """Loss and metrics that ignore unannotated pixels, written with ``keras.ops`` only.
 
-Targets are int class indices of shape ``(batch, Y, X)`` with ``-1`` for "not
-annotated"; predictions are logits ``(batch, Y, X, n_classes)``. Weighted targets (from
-instance masks) are float ``(batch, Y, X, 2)``: the class index, then the pixel's loss
-weight (the U-Net paper's weight map).
+Targets are int class indices of shape ``(batch, Y, X)`` (``(batch, Z, Y, X)`` for
+volumes) with ``-1`` for "not annotated"; predictions are logits ``(batch, Y, X,
+n_classes)``. Weighted targets (from instance masks) are float ``(batch, Y, X, 2)``:
+the class index, then the pixel's loss weight (the U-Net paper's weight map).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from ._backend import keras
 ops = keras.ops
 
 
-def split_targets(y_true):
-    """``(class indices as int32, per-pixel weights or None)`` of plain or weighted targets."""
-    if len(y_true.shape) == 4:
+def split_targets(y_true, y_pred):
+    """``(class indices as int32, per-pixel weights or None)`` of plain or weighted
+    targets (weighted ones have as many axes as the logits ``y_pred``)."""
+    if len(y_true.shape) == len(y_pred.shape):
         return ops.cast(ops.round(y_true[..., 0]), "int32"), ops.cast(y_true[..., 1], "float32")
     return ops.cast(y_true, "int32"), None
 
@@ -38,7 +39,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
-        target, pixel_weight = split_targets(y_true)
+        target, pixel_weight = split_targets(y_true, y_pred)
         annotated = target >= 0
         safe_target = ops.where(annotated, target, ops.zeros_like(target))
         pixel_loss = ops.sparse_categorical_crossentropy(safe_target, ops.cast(y_pred, "float32"), from_logits=True)
@@ -66,7 +67,7 @@ class ClassIoU(keras.metrics.Metric):
         self.union = self.add_variable(shape=(), initializer="zeros", name="union")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        target, _ = split_targets(y_true)
+        target, _ = split_targets(y_true, y_pred)
         predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         annotated = target >= 0
         is_target = ops.logical_and(annotated, ops.equal(target, self.class_index))

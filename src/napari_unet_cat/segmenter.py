@@ -370,7 +370,7 @@ class UNetModel:
         maker = self.object_maker(instances, min_size=min_size, split=split)
         labels = np.zeros(probs.shape[:-1], np.uint32)
         numbering = PlaneNumbering()
-        for index in np.ndindex(*probs.shape[:-3]):
+        for index in np.ndindex(*probs.shape[: -2 - self.config.ndim]):
             labels[index] = numbering.add(maker.label_plane(probs[index]))
         return numbering.fit(labels)
 
@@ -468,7 +468,10 @@ class UNetModel:
         layout, bands = self.iter_bands(image, tile_size, **options)
         values = np.asarray(self.class_values)
         dtype = np.dtype(np.uint32) if objects else smallest_int_dtype(int(values.max()))
-        return layout, row_blocks(_label_rows(bands, layout, values, dtype, maker), chunk), dtype
+        rows = _label_rows(bands, layout, values, dtype, maker)
+        if self.config.ndim == 3:  # the files are written plane by plane
+            layout, rows = _planes_layout(layout), _slabs_as_planes(rows)
+        return layout, row_blocks(rows, chunk), dtype
 
     def iter_bands(
         self,
@@ -496,16 +499,35 @@ class UNetModel:
         network = self.tiled_network()
         if test_time_augmentation:
             network = _with_tta(network)
+        budget = free_memory_budget() if memory_budget is None else int(memory_budget)
+        if self.config.ndim == 3:
+            return self._volume_bands(image, layout, network, budget, tile_size, batch_size, progress, name)
         plan = plan_tiles(
             network,
             layout.spatial,
-            memory_budget=free_memory_budget() if memory_budget is None else int(memory_budget),
+            memory_budget=budget,
             tile_size=tile_size,
             margin=margin,
             border=0 if border is None else int(border),
             batch_size=batch_size,
         )
         return layout, inference.iter_bands(network, image, layout, plan, progress=progress)
+
+    def _volume_bands(self, image, layout, network, budget, tile_size, batch_size, progress, name):
+        """``(volume layout, slabs)`` of a 3D model's prediction (see :mod:`~napari_unet_cat.volume_inference`)."""
+        from . import volume_inference
+
+        volumes = volume_inference.volume_layout(layout, name)
+        arch = self.config.architecture
+        block = None
+        if tile_size:
+            depth = self.config.training.patch_depth or tile_size
+            block = (max(depth, 2 * arch.z_multiple), tile_size, tile_size)
+        plan = volume_inference.plan_blocks(
+            network, volumes.spatial, z_multiple=arch.z_multiple, memory_budget=budget, block=block,
+            batch_size=batch_size,
+        )  # fmt: skip
+        return volumes, volume_inference.iter_slabs(network, image, volumes, plan, progress=progress)
 
     def read_layout(self, image, axes: str | None = None, *, rgb: bool | None = None, name: str = "image"):
         """``(image, layout)``: ``image`` with its axes in canonical order, and where its
@@ -570,6 +592,27 @@ def _with_tta(network: TiledNetwork) -> TiledNetwork:
     from .inference import dihedral_average
 
     return dataclasses.replace(network, infer=functools.partial(dihedral_average, network.infer))
+
+
+def _planes_layout(volumes: Layout) -> Layout:
+    """The plane layout of a volume layout (Z back among the stack axes)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        volumes, plane_shape=(*volumes.plane_shape, volumes.spatial[0]), spatial=tuple(volumes.spatial[1:])
+    )
+
+
+def _slabs_as_planes(rows):
+    """``(volume_index, done, labels)`` slabs of consecutive Z-planes as whole planes
+    ``((*volume_index, z), True, plane)``, in order."""
+    z_done: dict[tuple[int, ...], int] = {}
+    for index, _, slab in rows:
+        z = z_done.get(index, 0)
+        for plane in slab:
+            yield (*index, z), True, plane
+            z += 1
+        z_done[index] = z
 
 
 def _label_rows(bands: Iterator[Band], layout: Layout, values: np.ndarray, dtype, maker):

@@ -29,6 +29,8 @@ from .training_setup import (
     finish_config,
     new_config,
     new_start,
+    planned_depth,
+    volume_settings,
 )
 from .unet import build_network
 
@@ -225,6 +227,8 @@ class Trainer:
         axes: str | Sequence[str | None] | None = None,
         channel_names: Sequence[str] | None = None,
         gray: bool = False,
+        voxel_size: Sequence[float] | None = None,
+        voxel_unit: str = "",
     ):
         self.settings = s = settings or TrainingSettings()
         s.validate()
@@ -235,12 +239,14 @@ class Trainer:
         self._stopped = ""
         self._started = 0.0
         recipe = NewModel(
-            preset, base_filters, depth, kernel_l2, normalization, scale, target_size, class_names, channel_names, gray
-        )
+            preset, base_filters, depth, kernel_l2, normalization, scale, target_size, class_names, channel_names, gray,
+            voxel_size, voxel_unit,
+        )  # fmt: skip
         if model is not None:
             start = continued_start(model, s, value_map)
         else:
             start = new_start(labels, self.names, s, recipe, value_map, allow_many_classes=allow_many_classes)
+        volume_settings(s, *planned_depth(recipe, model))
         planes, n_channels = prepare_planes(
             images,
             labels,
@@ -250,7 +256,7 @@ class Trainer:
             value_map=start.value_map,
             normalization=start.normalization,
             scale=start.scale,
-            patch_size=s.patch_size,
+            patch_size=s.patch_shape,
             n_channels=start.n_channels,
             border_width=s.border_width,
             w0=s.w0,
@@ -260,8 +266,9 @@ class Trainer:
             class_balance_power=s.class_balance,
             class_weights=start.class_weights,
             gray=start.gray,
+            ndim=s.ndim,
         )
-        config = start.config or new_config(start, recipe, n_channels, s.label_mode)
+        config = start.config or new_config(start, recipe, n_channels, s.label_mode, s.ndim)
         #: How ``auto`` chose the network ("" when the preset was named, or continued).
         self.preset_note = "" if model is not None else resolve_preset(preset)[1]
         self.precision = resolve_precision(s.precision)
@@ -306,7 +313,7 @@ class Trainer:
         self.guided_pixels = 0
         #: What the forest guide did, for the log and the panel ("" when off).
         self.guide_note = ""
-        if wants_forest_guide(train_planes, s, value_map):
+        if s.ndim == 2 and wants_forest_guide(train_planes, s, value_map):
             guide = ForestGuide(
                 train_planes,
                 val_planes,
@@ -318,11 +325,11 @@ class Trainer:
             train_planes = guide.planes
             self._first_guess, self._forest_seen = guide.forest, guide.guessed
             self.guided_pixels, self.guide_note = guide.guided_pixels, guide.note(s.guide_weight)
-        sampler = PatchSampler(train_planes, s.patch_size, augment=s.augment, elastic=s.elastic)
+        sampler = PatchSampler(train_planes, s.patch_shape, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None
         if val_planes:
             val_x, val_y, val_objects = validation_patches(
-                val_planes, s.patch_size, max_patches=max(64, 2 * s.batch_size), seed=s.seed
+                val_planes, s.patch_shape, max_patches=max(64, 2 * s.batch_size), seed=s.seed
             )
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes, val_objects)
         patches = sampler.patches_per_epoch()

@@ -15,7 +15,14 @@ import numpy as np
 
 from . import __version__
 from .arrays import to_canonical
-from .config import ClassInfo, ModelConfig, Normalization, TrainingSettings, architecture_from_preset
+from .config import (
+    ClassInfo,
+    ModelConfig,
+    Normalization,
+    TrainingSettings,
+    architecture_from_preset,
+    z_pools_for,
+)
 from .dataset import check_not_instances, collect_classes, split_validation
 from .errors import InputError
 from .instances import INSTANCE_CLASSES, class_balance
@@ -47,6 +54,9 @@ class NewModel:
     class_names: dict[int, str] | None = None
     channel_names: Sequence[str] | None = None
     gray: bool = False
+    #: The images' voxel size ``[Z, Y, X]`` (None: not known) and its unit.
+    voxel_size: Sequence[float] | None = None
+    voxel_unit: str = ""
 
 
 @dataclass
@@ -96,6 +106,9 @@ def continued_start(model, settings: TrainingSettings, value_map: dict | None = 
     config = copy.deepcopy(model.config)
     if config.card:  # a model card describes the model it started from, not this one
         config.card = {"started_from": started_from(config.card)}
+    if settings.ndim != config.ndim:
+        settings.ndim = config.ndim  # a model's dimensionality is its own
+        settings.patch_depth = settings.patch_depth if config.ndim == 3 else None
     mode = config.training.label_mode
     if settings.label_mode != mode:
         raise InputError(
@@ -149,7 +162,7 @@ def new_start(
     )
 
 
-def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str) -> ModelConfig:
+def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str, ndim: int = 2) -> ModelConfig:
     """The settings of a new model for ``start``'s classes and ``n_channels`` channels."""
     from .resources import resolve_preset
 
@@ -160,7 +173,10 @@ def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str)
         base_filters=recipe.base_filters,
         depth=recipe.depth,
         kernel_l2=recipe.kernel_l2,
+        ndim=ndim,
     )
+    if ndim == 3:
+        arch.z_pools = z_pools_for(recipe.voxel_size, arch.depth)
     names_by_value = dict(INSTANCE_CLASSES) if label_mode == "instances" else (recipe.class_names or {})
     config = ModelConfig(
         architecture=arch,
@@ -169,6 +185,8 @@ def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str)
         scale=start.scale,
         value_map=start.value_map,
         gray_input=start.gray,
+        voxel_size=[float(v) for v in recipe.voxel_size or []],
+        voxel_unit=recipe.voxel_unit if recipe.voxel_size else "",
     )
     if recipe.channel_names is not None:
         if len(recipe.channel_names) != n_channels:
@@ -184,11 +202,18 @@ def finish_config(config: ModelConfig, settings: TrainingSettings, planes, *, co
     """Record in ``config`` how it is trained, and for instance masks the sizes of the
     training objects, the smallest object and seed kept, and (for a new model) the
     class weights that prediction undoes."""
-    k = config.architecture.size_multiple
+    arch = config.architecture
+    k = arch.size_multiple
     if settings.patch_size % k:
         raise InputError(
             f"patch size {settings.patch_size} is not a multiple of {k} (2**depth for depth "
-            f"{config.architecture.depth}); try {max(k, settings.patch_size // k * k)}"
+            f"{arch.depth}); try {max(k, settings.patch_size // k * k)}"
+        )
+    kz = arch.z_multiple
+    if arch.ndim == 3 and settings.patch_depth % kz:
+        raise InputError(
+            f"patch depth {settings.patch_depth} is not a multiple of {kz} (the Z halvings of this 3D network); "
+            f"try {max(kz, settings.patch_depth // kz * kz)}"
         )
     config.training = settings
     config.tile_size = settings.patch_size
@@ -206,12 +231,33 @@ def finish_config(config: ModelConfig, settings: TrainingSettings, planes, *, co
         config.min_seed_size = int(round(MIN_SEED_SHARE * config.object_areas[0]))
 
 
+def planned_depth(recipe: NewModel, model=None) -> tuple[int, int | None]:
+    """``(depth, z_pools)`` of the network a run will train: ``model``'s, or a new one's."""
+    from .config import PRESETS
+    from .resources import resolve_preset
+
+    if model is not None:
+        return model.config.architecture.depth, model.config.architecture.z_pools
+    depth = recipe.depth or PRESETS[resolve_preset(recipe.preset)[0]]["depth"]
+    return depth, z_pools_for(recipe.voxel_size, depth)
+
+
+def volume_settings(settings: TrainingSettings, depth: int, z_pools: int | None) -> None:
+    """Give a 3D run a patch depth where none was set: the Y-X side shortened by as
+    much as Z is coarser (the levels that halve Y and X only), on the network's Z grid."""
+    if settings.ndim != 3 or settings.patch_depth is not None:
+        return
+    z_pools = depth if z_pools is None else z_pools
+    kz = 2**z_pools
+    settings.patch_depth = max(kz, settings.patch_size // 2 ** (depth - z_pools) // kz * kz)
+
+
 def choose_validation(planes, settings: TrainingSettings, class_values) -> tuple[list, list, str]:
     """``(train_planes, val_planes, note)``: the held-out split, or none (and why, in
     ``note``) when the held-out annotation is too small to tell a good epoch from a bad
     one; training then uses every stroke and keeps the last (annealed) weights."""
     train_planes, val_planes = split_validation(
-        planes, settings.val_fraction, patch=settings.patch_size, seed=settings.seed
+        planes, settings.val_fraction, patch=settings.patch_shape, seed=settings.seed
     )
     if not val_planes:
         return train_planes, val_planes, ""
@@ -236,7 +282,8 @@ def too_small_to_judge(val_planes, class_values) -> str:
 
 
 def object_areas(planes, scale: float) -> list[float]:
-    """Percentiles 5, 50 and 95 of the training objects' areas, in full-resolution pixels."""
+    """Percentiles 5, 50 and 95 of the training objects' areas (volumes, for 3D
+    objects), in full-resolution pixels (voxels)."""
     areas = []
     for p in planes:
         if p.instances is not None:

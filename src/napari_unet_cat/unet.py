@@ -9,7 +9,7 @@ from ._backend import keras
 layers = keras.layers
 
 
-def _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size) -> None:
+def _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size, ndim, z_pools) -> None:
     """Raise ``ValueError`` naming the first argument of :func:`build_unet` out of range."""
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2. Received: n_classes={n_classes}")
@@ -21,6 +21,10 @@ def _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2,
         raise ValueError(f"depth must be between 1 and 6. Received: depth={depth}")
     if kernel_l2 < 0:
         raise ValueError(f"kernel_l2 must not be negative. Received: kernel_l2={kernel_l2}")
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 (planes) or 3 (volumes). Received: ndim={ndim}")
+    if z_pools is not None and not 0 <= z_pools <= depth:
+        raise ValueError(f"z_pools must be between 0 and depth={depth}. Received: z_pools={z_pools}")
     if input_size is not None and input_size % 2**depth:
         raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
 
@@ -36,15 +40,20 @@ def build_unet(
     bn_momentum: float = 0.9,
     input_size: int | None = None,
     seed: int | None = None,
+    ndim: int = 2,
+    z_pools: int | None = None,
     name: str = "unet",
 ) -> keras.Model:
-    """Build a U-Net that outputs one logit per class and pixel.
+    """Build a U-Net that outputs one logit per class and pixel (or voxel).
 
     Each level has two 3x3 convolutions, each followed by batch normalization and ReLU;
     ``depth`` 2x2 max-poolings go down, doubling the filters at each level; 2x2
     stride-2 transposed convolutions go up, their output concatenated with the skip
     connection of the same level; a 1x1 convolution gives the logits. The defaults
-    are the original network (64 to 1024 filters, about 31 M parameters).
+    are the original network (64 to 1024 filters, about 31 M parameters). With
+    ``ndim=3`` it is the 3D U-Net of Çiçek et al. (2016): 3x3x3 convolutions, and 2x2x2
+    poolings on the deepest ``z_pools`` levels, 1x2x2 (Y and X only) above them, so that
+    a volume whose Z is coarser than Y and X is first pooled towards isotropic voxels.
 
     Args:
         n_classes: Number of classes (logits per pixel), at least 2.
@@ -57,15 +66,29 @@ def build_unet(
             Keras's 0.99) lets them settle within the few hundred steps of a short
             training run, so inference matches training.
         input_size: Fixed square input side, or ``None`` for any size (the default).
+        ndim: 2 for planes ``(Y, X)``, 3 for volumes ``(Z, Y, X)``.
+        z_pools: With ``ndim=3``, how many levels (the deepest) also pool Z; ``None``
+            for all of them. Volume depths must be multiples of ``2**z_pools``.
         seed: Seed of the initial weights, so that the same seed builds the same
             network; ``None`` draws them from Keras's global random state.
         name: Name of the model.
 
     Returns:
         A ``keras.Model`` mapping ``(batch, Y, X, n_channels)`` images to
-        ``(batch, Y, X, n_classes)`` logits (float32 even under mixed precision).
+        ``(batch, Y, X, n_classes)`` logits (float32 even under mixed precision); with
+        ``ndim=3``, ``(batch, Z, Y, X, ...)``.
     """
-    _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size)
+    _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size, ndim, z_pools)
+    z_pools = depth if z_pools is None else z_pools
+    conv, pool, up = (
+        (layers.Conv2D, layers.MaxPooling2D, layers.Conv2DTranspose)
+        if ndim == 2
+        else (layers.Conv3D, layers.MaxPooling3D, layers.Conv3DTranspose)
+    )
+
+    def halving(level: int):
+        return 2 if ndim == 2 or level >= depth - z_pools else (1, 2, 2)
+
     regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
     layer_count = itertools.count()
 
@@ -76,7 +99,7 @@ def build_unet(
 
     def conv_block(x, filters: int, prefix: str):
         for i in (1, 2):
-            x = layers.Conv2D(
+            x = conv(
                 filters,
                 3,
                 padding="same",
@@ -90,27 +113,27 @@ def build_unet(
             x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
         return x
 
-    inputs = keras.Input(shape=(input_size, input_size, n_channels), name="image")
+    inputs = keras.Input(shape=(None,) * (ndim - 2) + (input_size, input_size, n_channels), name="image")
     x = inputs
     skips = []
     for level in range(depth):
         x = conv_block(x, base_filters * 2**level, f"down{level + 1}")
         skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+        x = pool(halving(level), name=f"down{level + 1}_pool")(x)
     x = conv_block(x, base_filters * 2**depth, "bottom")
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
-        x = layers.Conv2DTranspose(
+        x = up(
             filters,
-            2,
-            strides=2,
+            halving(level),
+            strides=halving(level),
             kernel_initializer=initializer(keras.initializers.GlorotUniform),
             kernel_regularizer=regularizer,
             name=f"up{level + 1}_upconv",
         )(x)
         x = layers.Concatenate(name=f"up{level + 1}_concat")([skips[level], x])
         x = conv_block(x, filters, f"up{level + 1}")
-    logits = layers.Conv2D(
+    logits = conv(
         n_classes, 1, kernel_initializer=initializer(keras.initializers.GlorotUniform), dtype="float32", name="logits"
     )(x)
     return keras.Model(inputs, logits, name=name)
@@ -160,4 +183,6 @@ def build_network(config, dtype_policy: str = "float32", seed: int | None = None
             batch_norm=arch.batch_norm,
             kernel_l2=arch.kernel_l2,
             seed=seed,
+            ndim=arch.ndim,
+            z_pools=arch.z_pools,
         )
