@@ -29,6 +29,7 @@ from .segment_file import (
     predict_or_stream,
     write_outputs,
 )
+from .volume_modes import check_volume_mode
 
 #: The folder's summary of the measurements: one row per image.
 SUMMARY_NAME = "objects.csv"
@@ -99,6 +100,7 @@ def segment_folder(
     trust_package_code: bool = False,
     measure: bool = False,
     pixel_size: tuple[float, ...] | None = None,
+    volume: str | None = None,
 ) -> BatchReport:
     """Segment every image in ``input_dir`` into ``output_dir`` as ``<stem>.tif``.
 
@@ -138,6 +140,11 @@ def segment_folder(
         measure: Also write ``<stem>_objects.csv`` (a row per object: see
             :func:`~napari_unet_cat.measurements.measure`) and the folder's ``objects.csv``
             (a row per image), in ``pixel_size`` units (µm; default: each file's own).
+        pixel_size: ``(Y, X)`` or ``(Z, Y, X)``, the pixel (voxel) size of the images,
+            for the measurements and the ``three-axes`` volume mode.
+        volume: How a 2D model answers a z-stack: ``planes``, ``stitch``, ``xy`` or
+            ``three-axes`` (see :mod:`~napari_unet_cat.volume_modes`); default: the
+            measured best where a file's axes name a Z (see ``axes``), else ``planes``.
 
     Returns:
         A :class:`BatchReport`.
@@ -167,6 +174,7 @@ def segment_folder(
             trust_package_code=bool(trust_package_code),
             measure=bool(measure),
             pixel_size=None if pixel_size is None else tuple(float(v) for v in pixel_size),
+            volume=None if volume is None else check_volume_mode(volume),
         )
         check_same_model(output_dir, options.fingerprint, overwrite)
         remove_leftovers(output_dir)

@@ -20,6 +20,7 @@ from .config import (
 )
 from .errors import InputError, UNetCatError
 from .resources import PRECISIONS, resolve_preset
+from .volume_modes import DEFAULT_VOLUME_MODE, VOLUME_MODES
 
 
 def _checked(convert, ok, expected: str):
@@ -91,7 +92,23 @@ def _add_train(sub) -> None:
     )
     t.add_argument("--base-filters", type=_positive_int, help="override the preset's filters at the first level")
     t.add_argument("--depth", type=_positive_int, help="override the preset's number of poolings")
-    t.add_argument("--patch-size", type=_positive_int, default=128, help="training patch side (default 128)")
+    t.add_argument(
+        "--patch-size", type=_positive_int, help="training patch side, Y and X (default 128; 64 with --ndim 3)"
+    )
+    t.add_argument(
+        "--ndim",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2 (default): a network of planes, which segments z-stacks in 3D too (see predict --volume); 3: a 3D "
+        "U-Net of volumes (z-stacks with a Z axis, from the file or --axes ZYX), trained on 3D patches",
+    )
+    t.add_argument(
+        "--patch-depth",
+        type=_positive_int,
+        help="with --ndim 3: the Z side of a training patch (default: the Y-X side, less where Z is coarser)",
+    )
+    _add_voxel_size(t, "the images' voxel size, Z Y X, in um (default: the first image file's own, if it states one)")
     t.add_argument(
         "--batch-size", type=_positive_int, help="patches per step (default 20; 8 with --sparse, for short runs)"
     )
@@ -231,12 +248,18 @@ def _add_predict(sub) -> None:
         help="also write <stem>_objects.csv (a row per object: size, place, shape, intensities) and objects.csv "
         "(a row per image)",
     )
+    _add_voxel_size(
+        p,
+        "pixel size in um, Y X (or Z Y X), for the measurements and the three-axes volume mode (default: the "
+        "file's own, if it states one)",
+    )
     p.add_argument(
-        "--pixel-size",
-        nargs="+",
-        type=_positive_float,
-        metavar="SIZE",
-        help="pixel size in um, Y X (or Z Y X) for the measurements (default: the file's own, if it states one)",
+        "--volume",
+        choices=VOLUME_MODES,
+        help="how a 2D model answers a z-stack: planes (each on its own, as a time series), stitch (plane objects "
+        "linked by overlap), xy (3D objects from the planes' probabilities) or three-axes (the XY, XZ and YZ planes' "
+        f"probabilities averaged, 3D objects); default: {DEFAULT_VOLUME_MODE} where the file's axes (or --axes) "
+        "name a Z, else planes. A 3D model's answer is 3D whatever this says",
     )
     p.add_argument(
         "--trust-package-code",
@@ -357,6 +380,13 @@ def _add_axes(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_voxel_size(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--voxel-size", "--pixel-size", dest="pixel_size", nargs="+", type=_positive_float, metavar="SIZE",
+        help=help_text,
+    )  # fmt: skip
+
+
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
@@ -413,6 +443,8 @@ def _train(args) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
+        ndim=resume.config.ndim if resume is not None else args.ndim,
+        patch_depth=args.patch_depth,
         learning_rate=learning_rate,
         val_fraction=args.val_fraction,
         label_mode=_label_mode(args),
@@ -449,12 +481,14 @@ def _train(args) -> int:
         allow_many_classes=args.many_classes,
         axes=image_axes,
         gray=args.gray,
+        **_training_voxel_size(args),
     )
     arch = trainer.config.architecture
+    samples = "volumes" if arch.ndim == 3 else "planes"
     print(
-        f"training on {len(images)} image(s) ({trainer.data.n_train_planes} planes for training, "
+        f"training on {len(images)} image(s) ({trainer.data.n_train_planes} {samples} for training, "
         f"{trainer.data.n_val_planes} for validation), classes {trainer.config.class_values}, "
-        f"{arch.preset} U-Net ({arch.base_filters} base filters, depth {arch.depth}, "
+        f"{arch.preset} {'3D ' if arch.ndim == 3 else ''}U-Net ({arch.base_filters} base filters, depth {arch.depth}, "
         f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
         flush=True,
     )
@@ -471,6 +505,21 @@ def _train(args) -> int:
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
+
+
+def _training_voxel_size(args) -> dict:
+    """``{"voxel_size", "voxel_unit"}`` for a new model: given, else the first image's own."""
+    from .io import list_images, read_pixel_size
+
+    if args.pixel_size is not None:
+        if len(args.pixel_size) != 3:
+            raise InputError(f"--voxel-size takes three sizes, Z Y X (received {len(args.pixel_size)})")
+        return {"voxel_size": list(args.pixel_size), "voxel_unit": "um"}
+    for path in list_images(args.images)[:1]:
+        found = read_pixel_size(path)
+        if found is not None and all(a in found[0] for a in "zyx"):
+            return {"voxel_size": [found[0][a] for a in "zyx"], "voxel_unit": found[1]}
+    return {}
 
 
 def _label_mode(args) -> str:
@@ -521,6 +570,7 @@ def _predict(args) -> int:
             trust_package_code=args.trust_package_code,
             measure=args.measure,
             pixel_size=args.pixel_size,
+            volume=args.volume,
         )
     finally:
         if bar is not None:
@@ -559,12 +609,18 @@ def _info(args) -> int:
     builtin = builtin_model_name(args.model)
     where = f" (built-in, {builtin_path(builtin, verify=False)})" if builtin else ""
     print(f"{args.model}: napari-unet-cat model{where} (made by version {c.package_version or '?'})")
+    kind = "3D U-Net of volumes" if arch.ndim == 3 else "U-Net of planes"
     print(
-        f"  network: {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
+        f"  network: {kind}, {arch.preset}, {arch.base_filters} base filters, depth {arch.depth}, "
         f"{model.keras_model.count_params():,} parameters"
     )
     colour = " (RGB images are read as gray)" if c.gray_input else ""
-    print(f"  input: {arch.n_channels} channel(s){colour}, scale {c.scale:g}, trained on {c.tile_size}-pixel patches")
+    patch = "x".join(map(str, c.training.patch_shape))
+    print(f"  input: {arch.n_channels} channel(s){colour}, scale {c.scale:g}, trained on {patch}-pixel patches")
+    if c.voxel_size:
+        size = " x ".join(f"{v:g}" for v in c.voxel_size)
+        pooling = f"; Z halved at {arch.z_pools} of {arch.depth} levels" if arch.z_pools is not None else ""
+        print(f"  voxel size (Z, Y, X) of its training images: {size} {c.voxel_unit}{pooling}")
     print(f"  fingerprint: {model.fingerprint()} (recorded in the log of every folder it segments)")
     names = ", ".join(f"{x.value}" + (f" ({x.name})" if x.name else "") for x in c.classes)
     print(f"  classes: {names} ({c.training.label_mode} labels)")

@@ -17,6 +17,8 @@ values as stored: not normalized). Columns, 2D and 3D alike:
 
 from __future__ import annotations
 
+import warnings
+
 import csv
 import io
 import os
@@ -84,7 +86,11 @@ def measure(
     properties = ["label", "area", "centroid", "bbox", *(SHAPES_2D if ndim == 2 else SHAPES_3D)]
     if values is not None:
         properties += ["intensity_mean", "intensity_min", "intensity_max"]
-    found = regionprops_table(labels.astype(np.int64, copy=False), values, properties=properties)
+    with warnings.catch_warnings():
+        # An object too thin for a convex hull (one plane, one row) has no solidity:
+        # scikit-image warns and gives inf or NaN, which the table keeps as it is.
+        warnings.simplefilter("ignore", (UserWarning, RuntimeWarning))
+        found = regionprops_table(labels.astype(np.int64, copy=False), values, properties=properties)
     table = _named_columns(found, ndim, values)
     if object_classes is not None:
         table = {"label": table["label"], "class": object_classes[table["label"]], **table}

@@ -16,6 +16,7 @@ from .errors import InputError
 from .io import file_stem, write_tiff
 from .measurements import measure, write_csv
 from .package_model import is_package_model
+from .volume_modes import resolve_volume_mode
 
 #: Images with more values than this are segmented straight into their (tiled) mask
 #: file, band by band, instead of as a whole array in memory.
@@ -47,6 +48,8 @@ class SegmentOptions:
     #: The pixel size along (Z,) Y, X for the measurements (None: the file's own, if any).
     pixel_size: tuple[float, ...] | None = None
     unit: str = "um"
+    #: How a 2D model answers a z-stack (:mod:`~napari_unet_cat.volume_modes`; None: by its axes).
+    volume: str | None = None
 
 
 def output_paths(image_path: Path, output_dir: Path) -> tuple[Path, Path]:
@@ -75,14 +78,22 @@ def predict_or_stream(model, image, path: Path, output_dir: Path, options: Segme
     result = _predict(model, image, path, output_dir, options, notes)
     if not options.measure:
         return result
-    array = image[0]
+    array, axes = image
+    spatial = 3 if _answers_in_3d(model, axes, options) else 2
     if result is None:
         labels = tifffile.imread(output_paths(path, output_dir)[0])
-        write_csv(objects_path(path, output_dir), measure_labels(labels, array, path, model, options))
+        write_csv(objects_path(path, output_dir), measure_labels(labels, array, path, model, options, spatial))
         return None
     labels = result["outputs"][result["main"]] if "outputs" in result else result["labels"]
-    result["objects"] = measure_labels(labels, array, path, model, options)
+    result["objects"] = measure_labels(labels, array, path, model, options, spatial)
     return result
+
+
+def _answers_in_3d(model, axes: str | None, options: SegmentOptions) -> bool:
+    """Whether the mask's objects are 3D: a volume model's, or a 2D model's in a volume mode."""
+    if is_package_model(model):
+        return model.ndim == 3
+    return model.config.ndim == 3 or resolve_volume_mode(model, axes, options.volume) != "planes"
 
 
 def _predict(model, image, path: Path, output_dir: Path, options: SegmentOptions, notes: dict | None):
@@ -105,6 +116,9 @@ def _predict(model, image, path: Path, output_dir: Path, options: SegmentOptions
     }
     objects = {"instances": options.instances, "min_size": options.min_size, "split": options.split}
     output = "instances" if options.objects else "classes"
+    mode = resolve_volume_mode(model, axes, options.volume)
+    if mode != "planes":
+        return _predict_volumes(model, image, axes, path, options, mode, output, common)
     if not options.probabilities and np.prod(np.shape(image), dtype=np.int64) > STREAM_PIXELS:
         model.predict_to_tiff(
             image, output_paths(path, output_dir)[0], name=str(path), output=output, **objects, **common
@@ -128,6 +142,36 @@ def _predict(model, image, path: Path, output_dir: Path, options: SegmentOptions
     return result
 
 
+def _predict_volumes(model, image, axes, path: Path, options: SegmentOptions, mode: str, output: str, common: dict):
+    """What :func:`_predict` gives for the volumes of a z-stack by a 2D model in ``mode``."""
+    from .volume_modes import segment_stack
+
+    common = {k: v for k, v in common.items() if k != "axes"}
+    if options.split:
+        raise InputError("--split applies to plane objects; volume modes find objects in 3D")
+    found = segment_stack(
+        model, image, axes, mode=mode, voxel_size=_voxel_size(path, options, model), output=output,
+        probabilities=options.probabilities or options.classes, instances=options.instances,
+        min_size=options.min_size, **common,
+    )  # fmt: skip
+    probs = found["probabilities"]
+    result = {"labels": found["labels"], "probabilities": probs if options.probabilities else None, "classes": None}
+    if options.classes:
+        if probs is None:
+            result["classes"] = segment_stack(model, image, axes, mode="planes", output="classes", **common)["labels"]
+        else:
+            result["classes"] = model.labels_from_probabilities(probs, output="classes")
+    return result
+
+
+def _voxel_size(path: Path, options: SegmentOptions, model) -> tuple[float, ...] | None:
+    """The voxel size ``(Z, Y, X)``: given, else the file's own, else the model's training images'."""
+    size, _ = _pixel_size(path, options, 3)
+    if size is None and len(model.config.voxel_size) == 3:
+        return tuple(model.config.voxel_size)
+    return size
+
+
 def main_output(model) -> str:
     """A package's main output, written as ``<stem>.tif``: its first label output, or
     else its first output."""
@@ -140,13 +184,12 @@ def objects_path(image_path: Path, output_dir: Path) -> Path:
     return output_dir / f"{file_stem(image_path)}_objects.csv"
 
 
-def measure_labels(labels, image, path: Path, model, options: SegmentOptions):
+def measure_labels(labels, image, path: Path, model, options: SegmentOptions, spatial: int = 2):
     """The measurements of a mask of ``image`` (see :func:`~napari_unet_cat.measurements.measure`):
-    objects as they are numbered, or a class map's connected parts; in 3D for a volume
-    model's mask, else plane by plane with a ``plane`` column (a stack of planes, or of
-    time points). The pixel size is ``options.pixel_size``, else the file's own."""
+    objects as they are numbered, or a class map's connected parts; in 3D (``spatial``
+    3) for 3D objects, else plane by plane with a ``plane`` column (a stack of planes, or
+    of time points). The pixel size is ``options.pixel_size``, else the file's own."""
     labels = np.asarray(labels)
-    spatial = 3 if is_package_model(model) and model.ndim == 3 else 2
     channels = _channels_last(image, labels.shape)
     classes = not (options.objects or getattr(model, "is_instance_model", False))
     if is_package_model(model):

@@ -118,7 +118,7 @@ def orthogonal_probabilities(model, volume: np.ndarray, *, stretch: float = 1.0,
     for order in ((1, 0, 2), (2, 0, 1)):
         side = np.transpose(iso, order + tuple(range(3, iso.ndim)))
         probs = model.predict(side, axes=axes, output="probabilities", **options)
-        back = np.transpose(probs, np.argsort(order).tolist() + [3])
+        back = np.transpose(probs, [*np.argsort(order).tolist(), 3])
         total += resample_z(back, depth)
     return total / 3
 
@@ -153,17 +153,98 @@ def segment_volume(
     in volume ``mode`` (see the module's description); ``output`` ``classes`` gives the
     class map (``xy`` and ``three-axes`` from the volume's probabilities), else objects.
     ``options`` go to :meth:`UNetModel.predict`."""
+    labels, _ = volume_answer(
+        model, volume, mode=mode, voxel_size=voxel_size, output=output, instances=instances, min_size=min_size,
+        **options,
+    )  # fmt: skip
+    return labels
+
+
+def volume_answer(
+    model, volume, *, mode: str, voxel_size=None, output=None, instances=None, min_size=None, **options
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(labels, probabilities)`` of :func:`segment_volume` (probabilities None in the
+    ``planes`` and ``stitch`` modes, which find objects plane by plane)."""
     check_volume_mode(mode)
     volume = np.asarray(volume)
     axes = "ZYX" + ("C" if volume.ndim == 4 else "")
     if mode in ("planes", "stitch"):
         labels = model.predict(volume, axes=axes, output=output, instances=instances, min_size=min_size, **options)
         objects = model.wants_objects(output, instances)
-        return stitch_planes(labels) if mode == "stitch" and objects else labels
+        return (stitch_planes(labels) if mode == "stitch" and objects else labels), None
     if mode == "xy":
         probs = model.predict(volume, axes=axes, output="probabilities", **options)
     else:
         probs = orthogonal_probabilities(model, volume, stretch=z_stretch(voxel_size), **options)
     if not model.wants_objects(output, instances):
-        return model.labels_from_probabilities(probs, output="classes")
-    return volume_objects(model, probs, instances=instances, min_size=min_size)
+        return model.labels_from_probabilities(probs, output="classes"), probs
+    return volume_objects(model, probs, instances=instances, min_size=min_size), probs
+
+
+def resolve_volume_mode(model, axes: str | None, mode: str | None) -> str:
+    """The volume mode a 2D ``model`` gives an image of canonical ``axes``: the mode
+    asked for, else :data:`DEFAULT_VOLUME_MODE` where the axes name a Z, else ``planes``
+    (a stack of unknown meaning, a time series). 3D models and foreign packages: ``planes``
+    (their answer is whatever their network gives)."""
+    if mode is not None:
+        check_volume_mode(mode)
+    if getattr(getattr(model, "config", None), "ndim", 3) != 2:
+        return "planes"
+    if mode is None:
+        return DEFAULT_VOLUME_MODE if axes is not None and "Z" in axes else "planes"
+    if mode != "planes" and (axes is None or "Z" not in axes):
+        known = f"axes {axes}" if axes else "axes the file does not state"
+        raise InputError(f"volume mode {mode!r} needs a Z axis, but the image has {known}: give --axes, e.g. ZYX")
+    return mode
+
+
+def segment_stack(
+    model,
+    image,
+    axes: str,
+    *,
+    mode: str,
+    voxel_size: Sequence[float] | None = None,
+    output: str = "classes",
+    probabilities: bool = False,
+    **options,
+) -> dict:
+    """``{"labels", "probabilities"}`` of an image of canonical ``axes`` holding a Z
+    (``TZYX``, ``ZYXC``...) by a 2D ``model`` in volume ``mode``, volume by volume (one
+    per time point); probabilities only when asked for (and not in ``stitch`` mode)."""
+    z = axes.index("Z")
+    stack = len(axes) - 2 - (axes[-1] in "CS")
+    if z != stack - 1:
+        raise InputError(f"the Z axis must be the last stack axis, just before Y and X (received axes {axes})")
+    shape = np.shape(image)
+    labels, probs = None, None
+    for index in np.ndindex(*shape[:z]):
+        found, p = volume_answer(
+            model, np.asarray(image[index]), mode=mode, voxel_size=voxel_size, output=output, **options
+        )
+        if labels is None:
+            labels = np.zeros(shape[:z] + found.shape, np.uint32)
+        labels[index] = found
+        if probabilities and p is not None:
+            probs = np.zeros(shape[:z] + p.shape, np.float32) if probs is None else probs
+            probs[index] = p
+    if model.wants_objects(output, options.get("instances")):
+        labels = _number_across(labels, z)
+    return {"labels": _smallest(labels), "probabilities": probs}
+
+
+def _number_across(labels: np.ndarray, z: int) -> np.ndarray:
+    """Objects of each volume numbered on from the volume before (one label per object)."""
+    count = 0
+    for index in np.ndindex(*labels.shape[:z]):
+        volume = labels[index]
+        n = int(volume.max(initial=0))
+        labels[index] = np.where(volume > 0, volume + count, 0)
+        count += n
+    return labels
+
+
+def _smallest(labels: np.ndarray) -> np.ndarray:
+    from .arrays import smallest_int_dtype
+
+    return labels.astype(smallest_int_dtype(max(1, int(labels.max(initial=0)))), copy=False)
