@@ -17,11 +17,10 @@ values as stored: not normalized). Columns, 2D and 3D alike:
 
 from __future__ import annotations
 
-import warnings
-
 import csv
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
