@@ -140,11 +140,9 @@ def segment_folder(
         measure: Also write ``<stem>_objects.csv`` (a row per object: see
             :func:`~napari_unet_cat.measurements.measure`) and the folder's ``objects.csv``
             (a row per image), in ``pixel_size`` units (µm; default: each file's own).
-        pixel_size: ``(Y, X)`` or ``(Z, Y, X)``, the pixel (voxel) size of the images,
-            for the measurements and the ``three-axes`` volume mode.
-        volume: How a 2D model answers a z-stack: ``planes``, ``stitch``, ``xy`` or
-            ``three-axes`` (see :mod:`~napari_unet_cat.volume_modes`); default: the
-            measured best where a file's axes name a Z (see ``axes``), else ``planes``.
+            ``pixel_size`` (``(Y, X)`` or ``(Z, Y, X)``) serves the ``three-axes`` volume mode too.
+        volume: How a 2D model answers a z-stack (:mod:`~napari_unet_cat.volume_modes`;
+            default: by each file's axes, see :func:`~napari_unet_cat.volume_modes.resolve_volume_mode`).
 
     Returns:
         A :class:`BatchReport`.
@@ -160,22 +158,13 @@ def segment_folder(
     _prepare_output_folder(input_dir, output_dir)
     with FolderLock(output_dir):
         options = SegmentOptions(
-            tile_size=tile_size,
-            probabilities=probabilities,
-            test_time_augmentation=test_time_augmentation,
-            objects=objects,
-            instances=instances,
-            min_size=None if min_size is None else int(min_size),
-            split=bool(split),
-            classes=bool(classes and objects),
-            fingerprint=model.fingerprint(),
-            axes=axes,
-            auto_scale=bool(auto_scale),
-            trust_package_code=bool(trust_package_code),
-            measure=bool(measure),
+            tile_size=tile_size, probabilities=probabilities, test_time_augmentation=test_time_augmentation,
+            objects=objects, instances=instances, min_size=None if min_size is None else int(min_size),
+            split=bool(split), classes=bool(classes and objects), fingerprint=model.fingerprint(), axes=axes,
+            auto_scale=bool(auto_scale), trust_package_code=bool(trust_package_code), measure=bool(measure),
             pixel_size=None if pixel_size is None else tuple(float(v) for v in pixel_size),
             volume=None if volume is None else check_volume_mode(volume),
-        )
+        )  # fmt: skip
         check_same_model(output_dir, options.fingerprint, overwrite)
         remove_leftovers(output_dir)
         run = _FolderRun(model, images, output_dir, options, progress)

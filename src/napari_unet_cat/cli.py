@@ -431,6 +431,15 @@ def _train(args) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     resume = load_model(args.resume) if args.resume else None
+    ndim = resume.config.ndim if resume is not None else args.ndim
+    voxel = _training_voxel_size(args) if resume is None else {}
+    if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
+        from .volume_modes import z_stretch
+        from .volume_training import planes_of_volumes
+
+        stretch = z_stretch(voxel.get("voxel_size") or (resume.config.voxel_size if resume else None))
+        images, labels, names, image_axes = planes_of_volumes(images, labels, names, image_axes, stretch=stretch)
+        print(f"z-stacks: training on their XY, XZ and YZ planes ({len(images)} planes in all)", flush=True)
     # Resolved once, so that the network and its learning rate agree.
     preset, preset_note = resolve_preset(args.preset)
     if args.learning_rate:
@@ -443,7 +452,7 @@ def _train(args) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
-        ndim=resume.config.ndim if resume is not None else args.ndim,
+        ndim=ndim,
         patch_depth=args.patch_depth,
         learning_rate=learning_rate,
         val_fraction=args.val_fraction,
@@ -481,7 +490,7 @@ def _train(args) -> int:
         allow_many_classes=args.many_classes,
         axes=image_axes,
         gray=args.gray,
-        **_training_voxel_size(args),
+        **voxel,
     )
     arch = trainer.config.architecture
     samples = "volumes" if arch.ndim == 3 else "planes"

@@ -224,6 +224,10 @@ def _prepare_sample(
     """One annotated plane or volume (None when nothing in it is annotated)."""
     ndim = len(patch)
     mapped = apply_value_map(np.asarray(labels), value_map)
+    if ndim == 3 and mode != "sparse":  # a few painted slices: the others are not annotated
+        from .volume_training import unpainted_as_ignored
+
+        mapped = unpainted_as_ignored(mapped)
     spatial = mapped.shape
     work = scaled_shape(spatial[-2:], scale)
     resize = resize_plane if ndim == 2 else resize_yx

@@ -29,6 +29,20 @@ def _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2,
         raise ValueError(f"input_size must be a multiple of 2**depth={2**depth}. Received: input_size={input_size}")
 
 
+#: Convolution, pooling and up-convolution layers of planes and of volumes.
+_LAYERS = {
+    2: (layers.Conv2D, layers.MaxPooling2D, layers.Conv2DTranspose),
+    3: (layers.Conv3D, layers.MaxPooling3D, layers.Conv3DTranspose),
+}
+
+
+def _halvings(ndim: int, depth: int, z_pools: int | None) -> list:
+    """Each level's pooling size: 2, or (1, 2, 2) for a volume's levels above the
+    deepest ``z_pools`` (those keep Z)."""
+    z_pools = depth if z_pools is None else z_pools
+    return [2 if ndim == 2 or level >= depth - z_pools else (1, 2, 2) for level in range(depth)]
+
+
 def build_unet(
     n_classes: int = 2,
     n_channels: int = 1,
@@ -67,8 +81,7 @@ def build_unet(
             training run, so inference matches training.
         input_size: Fixed square input side, or ``None`` for any size (the default).
         ndim: 2 for planes ``(Y, X)``, 3 for volumes ``(Z, Y, X)``.
-        z_pools: With ``ndim=3``, how many levels (the deepest) also pool Z; ``None``
-            for all of them. Volume depths must be multiples of ``2**z_pools``.
+        z_pools: Volumes: how many levels (the deepest) also pool Z (``None``: all).
         seed: Seed of the initial weights, so that the same seed builds the same
             network; ``None`` draws them from Keras's global random state.
         name: Name of the model.
@@ -79,15 +92,8 @@ def build_unet(
         ``ndim=3``, ``(batch, Z, Y, X, ...)``.
     """
     _check_unet_arguments(n_classes, n_channels, base_filters, depth, kernel_l2, input_size, ndim, z_pools)
-    z_pools = depth if z_pools is None else z_pools
-    conv, pool, up = (
-        (layers.Conv2D, layers.MaxPooling2D, layers.Conv2DTranspose)
-        if ndim == 2
-        else (layers.Conv3D, layers.MaxPooling3D, layers.Conv3DTranspose)
-    )
-
-    def halving(level: int):
-        return 2 if ndim == 2 or level >= depth - z_pools else (1, 2, 2)
+    conv, pool, up = _LAYERS[ndim]
+    halving = _halvings(ndim, depth, z_pools)
 
     regularizer = keras.regularizers.L2(kernel_l2) if kernel_l2 > 0 else None
     layer_count = itertools.count()
@@ -119,14 +125,14 @@ def build_unet(
     for level in range(depth):
         x = conv_block(x, base_filters * 2**level, f"down{level + 1}")
         skips.append(x)
-        x = pool(halving(level), name=f"down{level + 1}_pool")(x)
+        x = pool(halving[level], name=f"down{level + 1}_pool")(x)
     x = conv_block(x, base_filters * 2**depth, "bottom")
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = up(
             filters,
-            halving(level),
-            strides=halving(level),
+            halving[level],
+            strides=halving[level],
             kernel_initializer=initializer(keras.initializers.GlorotUniform),
             kernel_regularizer=regularizer,
             name=f"up{level + 1}_upconv",

@@ -23,6 +23,7 @@ from ..errors import UNetCatError
 from ..instances import PlaneNumbering
 from ..package_model import is_package_model
 from ..uncertainty import entropy_map
+from ..volume_modes import DEFAULT_VOLUME_MODE, VOLUME_MODES, resolve_volume_mode, volume_answer
 from .layers import labels_shape_for, layer_input, layers_of, model_input, output_axes_of
 from .panel import Panel, notify_error, unless_closed
 from .prediction_layers import add_package_outputs, add_prediction, add_uncertainty
@@ -59,6 +60,7 @@ def predict_layer(
     scale: float | str | None = None,
     trust_package_code: bool = False,
     uncertainty: bool = False,
+    volume: str | None = None,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model, scale,
@@ -69,7 +71,10 @@ def predict_layer(
     from the layer (:meth:`~napari_unet_cat.segmenter.UNetModel.estimate_scale`). The
     scale returned is the one used. Objects are numbered across the planes of a stack.
     Lazy (dask) layers are read tile by tile. A bioimage.io package of another tool
-    returns ``(outputs, None, model, None, None)`` instead, ``outputs`` by output name."""
+    returns ``(outputs, None, model, None, None)`` instead, ``outputs`` by output name.
+    A 3D model, or a 2D model in a ``volume`` mode other than ``planes`` (None: by the
+    layer's axes, see :func:`~napari_unet_cat.volume_modes.resolve_volume_mode`),
+    predicts volume by volume: its objects are 3D."""
     if not hasattr(model, "predict"):
         model = Session.load(model, trust_package_code=trust_package_code)
     if is_package_model(model):
@@ -83,27 +88,26 @@ def predict_layer(
         scale = round(estimate, 3) if estimate is not None else None
     predictor = model.at_scale(scale) if scale else model
     shape = labels_shape_for(data, data_axes)
-    n_stack = len(shape) - 2
+    mode = "3d" if predictor.config.ndim == 3 else resolve_volume_mode(predictor, data_axes, volume)
+    n_stack = len(shape) - (2 if mode == "planes" else 3)
     indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
     objects = kind == "instances" or (kind is None and model.is_instance_model)
     labels = probs = doubt = None
     numbering = PlaneNumbering()
     wanted = probabilities or uncertainty
+    common = {
+        "output": kind,
+        "instances": "components" if output == "components" else None,
+        "min_size": min_size,
+        "tile_size": tile_size,
+        "test_time_augmentation": tta,
+    }
     for i, index in enumerate(indices):
         plane = np.asarray(data[index]) if index else data
-        result = predictor.predict(
-            plane,
-            tile_size,
-            wanted,
-            output=kind,
-            instances="components" if output == "components" else None,
-            min_size=min_size,
-            axes=data_axes[n_stack:],
-            test_time_augmentation=tta,
-            name=f"layer '{layer.name}'",
+        plane_labels, plane_probs = _predict_part(
+            predictor, plane, data_axes[n_stack:], mode, wanted, name=f"layer '{layer.name}'", **common
         )
-        plane_labels, plane_probs = result if wanted else (result, None)
         if labels is None:
             labels = np.zeros(shape, np.uint32 if objects else plane_labels.dtype)
             probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
@@ -117,6 +121,20 @@ def predict_layer(
     if objects:
         labels = numbering.fit(labels)
     return labels, probs, model, predictor.config.scale, doubt
+
+
+def _predict_part(predictor, part, axes: str, mode: str, wanted: bool, *, name: str, **options):
+    """``(labels, probabilities or None)`` of one plane (``mode`` ``planes``) or one
+    volume (a 3D model's, or a 2D model's in a volume mode)."""
+    if mode in ("planes", "3d"):
+        tile_size = options.pop("tile_size")
+        result = predictor.predict(part, tile_size, wanted, axes=axes, name=name, **options)
+        return result if wanted else (result, None)
+    labels, probs = volume_answer(predictor, part, mode=mode, **options)
+    if wanted and probs is None:  # stitch: objects plane by plane, probabilities asked for too
+        keep = {k: options[k] for k in ("tile_size", "test_time_augmentation")}
+        probs = predictor.predict(part, axes=axes, output="probabilities", name=name, **keep)
+    return labels, probs
 
 
 def start_prediction(
@@ -134,6 +152,7 @@ def start_prediction(
     scale: float | str | None = None,
     trust_package_code: bool = False,
     uncertainty: bool = False,
+    volume: str | None = None,
     on_error: Callable[[str], None] = notify_error,
     on_progress: Callable[[int, int], None] | None = None,
     on_done: Callable[[object], None] | None = None,
@@ -161,6 +180,7 @@ def start_prediction(
         scale=scale,
         trust_package_code=trust_package_code,
         uncertainty=uncertainty,
+        volume=volume,
         # napari's activity bar only where no progress bar of ours shows it: its animation
         # repaints the window all the while, which software OpenGL (remote desktops,
         # machines without a GPU) pays for with the CPU the network needs (a third of a
@@ -228,6 +248,13 @@ class SegmentWidget(Panel):
             "0.5 for objects twice as large"
         )
         self.auto_scale = CheckBox(text="estimate the scale from the image", value=False)
+        self.volume = ComboBox(label="z-stacks", choices=["auto", *VOLUME_MODES], value="auto")
+        self.volume.tooltip = (
+            "how a 2D model answers a z-stack: planes (each on its own), stitch (plane objects linked by overlap), "
+            "xy (3D objects from the planes' probabilities) or three-axes (XY, XZ and YZ planes averaged, 3D "
+            f"objects); auto: {DEFAULT_VOLUME_MODE} where the viewer calls the stack axis z, else planes. A 3D "
+            "model's objects are 3D whatever this says"
+        )
         self.uncertainty = CheckBox(text="also add where it is unsure (and rank the objects)", value=False)
         self.trust = CheckBox(text="trust the package's code (bioimage.io packages of other tools)", value=False)
         self.trust.tooltip = "let a package's pytorch_state_dict or keras_hdf5 weights run the Python code it carries"
@@ -260,6 +287,7 @@ class SegmentWidget(Panel):
                 self.min_size,
                 self.scale,
                 self.auto_scale,
+                self.volume,
                 self.uncertainty,
                 self.trust,
                 self.run_button,
@@ -363,11 +391,23 @@ class SegmentWidget(Panel):
             scale="auto" if self.auto_scale.value else (self.scale.value or None),
             trust_package_code=self.trust.value,
             uncertainty=self.uncertainty.value,
+            volume=self._volume_mode(),
             on_error=fail,
             on_progress=progress,
             on_done=finished,
             on_finished=self._finished,
         )
+
+    def _volume_mode(self) -> str:
+        """The volume mode chosen, ``auto`` made :data:`DEFAULT_VOLUME_MODE` where the
+        viewer labels the layer's last stack axis ``z`` (as readers of z-stacks do), else
+        ``planes``."""
+        if self.volume.value != "auto":
+            return self.volume.value
+        layer = self.image.value
+        stack = layer.ndim - 2  # napari counts no colour axis
+        labels = list(self.viewer.dims.axis_labels)[-layer.ndim :] if stack >= 1 else []
+        return DEFAULT_VOLUME_MODE if labels and str(labels[stack - 1]).lower() == "z" else "planes"
 
     @unless_closed
     def _finished(self) -> None:

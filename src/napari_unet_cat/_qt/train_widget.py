@@ -20,9 +20,17 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..config import PRESET_CHOICES, PRESET_LEARNING_RATES, PRESETS, TrainingSettings
+from ..config import (
+    PLANE_PATCH_SIZE,
+    PRESET_CHOICES,
+    PRESET_LEARNING_RATES,
+    PRESETS,
+    VOLUME_PATCH_SIZE,
+    TrainingSettings,
+)
 from ..errors import UNetCatError
 from ..uncertainty import entropy_map
+from ..volume_training import planes_of_volumes
 from .layers import (
     background_value,
     labels_shape_for,
@@ -42,6 +50,12 @@ if TYPE_CHECKING:
     import napari.viewer
 
 PREVIEW_NAME = "U-Net preview"
+#: What the network sees: planes (a 2D U-Net) or volumes (a 3D U-Net).
+DIMS = {"planes (2D U-Net)": 2, "volumes (3D U-Net)": 3}
+DIMS_TIP = (
+    "planes: a 2D network (it segments z-stacks in 3D too, see Segment's z-stacks); volumes: a 3D U-Net trained on "
+    "3D patches of z-stacks. On a z-stack, paint whole slices (in any orientation): the slices left empty are not used"
+)
 UNCERTAINTY_NAME = "U-Net uncertainty"
 START_FROM = ("a new model", "the last model of this session", "a model file")
 
@@ -115,9 +129,10 @@ class TrainWidget(Panel):
             value=prefs.network,
             tooltip="auto: classic on a GPU, light on a CPU",
         )
+        self.dims = ComboBox(label="sees", choices=list(DIMS), value=next(iter(DIMS)), tooltip=DIMS_TIP)
         self.base_filters = SpinBox(label="width (0 = preset)", value=0, min=0, max=256)
         self.epochs = SpinBox(label="epochs", value=50, min=1, max=100_000)
-        self.patch_size = SpinBox(label="patch size", value=128, min=16, max=2048, step=16)
+        self.patch_size = SpinBox(label="patch size", value=PLANE_PATCH_SIZE, min=16, max=2048, step=16)
         self.batch_size = SpinBox(label="batch size (0 = auto)", value=0, min=0, max=1024)
         self.batch_size.tooltip = "patches per step; auto: 20, or 8 for sparse strokes (more steps in a short run)"
         self.learning_rate = LineEdit(label="learning rate", value=_preset_rate(prefs.network))
@@ -147,6 +162,7 @@ class TrainWidget(Panel):
                 self.all_pairs,
                 self.mode,
                 self.preset,
+                self.dims,
                 self.base_filters,
                 self.epochs,
                 self.patch_size,
@@ -177,6 +193,7 @@ class TrainWidget(Panel):
         # Each preset brings its learning rate (the field stays editable).
         self.preset.changed.connect(lambda name: setattr(self.learning_rate, "value", _preset_rate(name)))
         self.start_from.changed.connect(self._on_start_from)
+        self.dims.changed.connect(self._on_dims_choice)
         self.labels.changed.connect(self._offer_instances)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
@@ -194,6 +211,14 @@ class TrainWidget(Panel):
         self.image.reset_choices()
         self.labels.reset_choices()
         self.channels.reset_choices()
+
+    def _on_dims_choice(self, choice: str) -> None:
+        """A 3D patch holds a slab of planes: volumes start from a smaller side."""
+        volumes = DIMS[choice] == 3
+        if volumes and self.patch_size.value == PLANE_PATCH_SIZE:
+            self.patch_size.value = VOLUME_PATCH_SIZE
+        elif not volumes and self.patch_size.value == VOLUME_PATCH_SIZE:
+            self.patch_size.value = PLANE_PATCH_SIZE
 
     def _on_start_from(self, choice: str) -> None:
         """Show the file field for a model file; for a built-in model, take its label
@@ -292,6 +317,7 @@ class TrainWidget(Panel):
             learning_rate=learning_rate,
             val_fraction=self.val_fraction.value,
             label_mode=MODES[self.mode.value],
+            ndim=DIMS[self.dims.value],
         )
         settings.validate()
         return settings
@@ -369,15 +395,23 @@ class TrainWidget(Panel):
         if stop_event.is_set():
             raise TrainingStopped("stopped before training began")
         channel_names = inputs[0][2] if len(inputs) == 1 and inputs[0][2] else None
+        images, axes = [d for d, _, _, _ in inputs], [a for _, a, _, _ in inputs]
+        labels = [lab.data for *_, lab in inputs]
+        names = [f"'{im.name}' / '{lab.name}'" for im, lab in pairs]
+        if resume is not None:
+            settings.ndim = resume.config.ndim
+        if settings.ndim == 2 and settings.label_mode != "sparse" and any("Z" in a for a in axes):
+            # Whole slices painted on a stack: its XY planes, the unpainted ones left out.
+            images, labels, names, axes = planes_of_volumes(images, labels, names, axes, views=("xy",))
         trainer = Trainer(
-            [data for data, _, _, _ in inputs],
-            [labels.data for _, _, _, labels in inputs],
-            axes=[axes for _, axes, _, _ in inputs],
+            images,
+            labels,
+            axes=axes,
             channel_names=channel_names,
             settings=settings,
             preset=preset,
             base_filters=base_filters,
-            names=[f"'{im.name}' / '{lab.name}'" for im, lab in pairs],
+            names=names,
             model=resume,
             on_step=lambda step, steps, loss: self.relay.step.emit(step, steps, f"{loss:.4f}"),
             stop_event=stop_event,
@@ -386,7 +420,8 @@ class TrainWidget(Panel):
         notes = [n for n in (trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
         if notes:
             self.relay.note.emit("; ".join(notes))
-        if self._preview_source is not None and not stop_event.is_set():
+        volumes = trainer.config.ndim == 3
+        if self._preview_source is not None and not stop_event.is_set() and not volumes:
             # Something useful to look at in seconds: a random forest's guess from the
             # same strokes, until the network's first epoch has ended.
             index, plane, axes = self._preview_plane()
@@ -396,10 +431,29 @@ class TrainWidget(Panel):
             # After Stop, end now: a preview of a large plane would take seconds more.
             if self._preview_source is not None and not stop_event.is_set():
                 index, plane, axes = self._preview_plane()
-                labels, probabilities = trainer.model.predict(plane, axes=axes, return_probabilities=True)
+                if volumes:
+                    labels, probabilities = self._preview_slice(trainer.model)
+                else:
+                    labels, probabilities = trainer.model.predict(plane, axes=axes, return_probabilities=True)
                 preview = (index, labels, entropy_map(probabilities) if self._preview_doubt else None)
             yield report, preview
         return trainer.model
+
+    def _preview_slice(self, model):
+        """A 3D model's ``(labels, probabilities)`` of the plane on screen: the volume's
+        planes within a patch's depth of it are segmented, and that plane kept."""
+        data, axes, _ = self._preview_input
+        index = self._preview_index
+        if not index:
+            raise UNetCatError("a 3D model's preview needs a z-stack")
+        *volume, z = index
+        reach = model.config.training.patch_depth or 16
+        depth = int(np.shape(data)[len(volume)])
+        start, stop = max(0, z - reach), min(depth, z + reach + 1)
+        volume = tuple(volume)
+        slab = np.asarray(data[(*volume, slice(start, stop))])
+        labels, probabilities = model.predict(slab, axes=axes[len(volume) :], return_probabilities=True)
+        return labels[z - start], probabilities[z - start]
 
     def _preview_plane(self):
         """``(index, plane, axes)`` of the plane on screen of the preview's input."""

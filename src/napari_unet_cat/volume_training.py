@@ -1,0 +1,119 @@
+"""Training data from volumes: which of their planes were painted, and 2D training planes
+in every orientation the annotation reaches.
+
+A person annotating a z-stack paints a few slices, in whichever orientation napari shows
+(XY, XZ or YZ), and leaves the rest. :func:`unpainted_as_ignored` finds those slices: the
+planes, along the axis where the fewest hold any label, that do hold one; the others are
+not annotated (ignored by the loss), while within a painted slice 0 is background.
+
+A 2D network learns from a volume's XY planes, and also from its XZ and YZ planes,
+resampled so that their pixels are square (:func:`volume_planes`): the 2D-on-three-axes
+mode then sees in each view what it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .arrays import IGNORE_INDEX
+from .volume_modes import resample_z
+
+#: A volume whose labels reach fewer than this share of its planes along some axis was
+#: painted slice by slice along that axis (the others are not annotated).
+PAINTED_SHARE = 0.5
+VIEWS = ("xy", "xz", "yz")
+
+
+def painted_axis(labels: np.ndarray) -> int | None:
+    """The axis of a ``(Z, Y, X)`` label volume along which it was painted slice by slice
+    (fewer than :data:`PAINTED_SHARE` of the planes hold a label, fewest first), or
+    None for a volume annotated throughout (or not at all)."""
+    labelled = np.asarray(labels) > 0
+    if not labelled.any():
+        return None
+    shares = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        shares.append(labelled.any(axis=others).mean())
+    axis = int(np.argmin(shares))
+    return axis if shares[axis] < PAINTED_SHARE else None
+
+
+def unpainted_as_ignored(labels: np.ndarray) -> np.ndarray:
+    """``labels`` (``(Z, Y, X)``, int32) with the planes nobody painted set to -1 (not
+    annotated), when the volume was painted slice by slice (see :func:`painted_axis`);
+    unchanged (as int32) otherwise. Values already negative stay so."""
+    out = np.asarray(labels).astype(np.int32, copy=True)
+    axis = painted_axis(out)
+    if axis is None:
+        return out
+    others = tuple(a for a in range(3) if a != axis)
+    painted = (out > 0).any(axis=others)
+    index = [slice(None)] * 3
+    index[axis] = ~painted
+    out[tuple(index)] = IGNORE_INDEX
+    return out
+
+
+def volume_planes(
+    volume: np.ndarray,
+    labels: np.ndarray,
+    *,
+    stretch: float = 1.0,
+    views: Sequence[str] = VIEWS,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """2D training planes of a volume ``(Z, Y, X[, C])`` and its labels ``(Z, Y, X)``:
+    the XY planes, and (in ``views``) the XZ and YZ planes of the volume resampled along
+    Z by ``stretch`` (pixels per Z step) so that their pixels are square. Unpainted
+    slices are ignored (:func:`unpainted_as_ignored`); planes without any annotated
+    pixel are left out. Returns ``(images, labels, views)``, one entry per plane."""
+    volume, labels = np.asarray(volume), unpainted_as_ignored(labels)
+    images_out, labels_out, names = [], [], []
+    for view in views:
+        if view == "xy":
+            image_view, label_view = volume, labels
+        else:
+            depth = max(1, round(volume.shape[0] * stretch))
+            iso_image = resample_z(volume.astype(np.float32), depth)
+            iso_labels = resample_z(labels, depth, labels=True)
+            order = (1, 0, 2) if view == "xz" else (2, 0, 1)
+            image_view = np.transpose(iso_image, order + tuple(range(3, volume.ndim)))
+            label_view = np.transpose(iso_labels, order)
+        for image_plane, label_plane in zip(image_view, label_view):
+            if (label_plane >= 0).any():
+                images_out.append(np.ascontiguousarray(image_plane))
+                labels_out.append(np.ascontiguousarray(label_plane))
+                names.append(view)
+    return images_out, labels_out, names
+
+
+def planes_of_volumes(
+    images: Sequence,
+    labels: Sequence,
+    names: Sequence[str],
+    axes: Sequence[str | None],
+    *,
+    stretch: float = 1.0,
+    views: Sequence[str] = VIEWS,
+) -> tuple[list, list, list[str], list[str | None]]:
+    """A 2D network's training inputs, with each z-stack (canonical ``axes`` naming a Z,
+    Z the last stack axis: ``ZYX``, ``TZYXC``...) replaced by its planes in ``views``
+    (:func:`volume_planes`); other images pass unchanged. Returns ``(images, labels,
+    names, axes)``, a plane named ``<name> xz 12`` after its volume, view and place."""
+    out = ([], [], [], [])
+    for image, lab, name, ax in zip(images, labels, names, axes):
+        if ax is None or "Z" not in ax or ax.index("Z") != len(ax) - 3 - (ax[-1] in "CS"):
+            for store, value in zip(out, (image, lab, name, ax)):
+                store.append(value)
+            continue
+        z = ax.index("Z")
+        plane_axes = ax[z + 1 :]
+        for index in np.ndindex(*np.shape(image)[:z]):
+            found = volume_planes(np.asarray(image[index]), np.asarray(lab[index]), stretch=stretch, views=views)
+            where = f"{name} {'/'.join(map(str, index))} " if index else f"{name} "
+            for k, (plane, plane_labels, view) in enumerate(zip(*found)):
+                for store, value in zip(out, (plane, plane_labels, f"{where}{view} {k}", plane_axes)):
+                    store.append(value)
+    return out
