@@ -3,8 +3,8 @@
 :func:`export_bioimageio` writes a package in the current bioimage.io model format (0.5),
 with ``bioimageio.spec``'s own classes (the optional extra ``[bioimageio]``):
 
-- the input ``image`` with axes batch, channel, y, x; the spatial size ``min + n*step`` on
-  the network's ``2**depth`` grid, ``min`` leaving room for the halo;
+- the input ``image`` with axes batch, channel, y, x (z, y, x for a 3D model); the
+  spatial size ``min + n*step`` on the network's grid, ``min`` leaving room for the halo;
 - preprocessing ``scale_range`` with the model's percentiles, per sample (per channel if
   the model normalizes so), the same ``(x - low) / (high - low)`` our prediction applies;
 - the output ``probabilities``: one channel per class (softmax inside the network), with
@@ -100,14 +100,21 @@ def packaged_model_bytes(path: str | os.PathLike) -> bytes:
     raise ModelFileError(f"{path} is a bioimage.io package, but not one exported by napari-unet-cat")
 
 
+#: Largest Z side of a 3D model's test tensors.
+TEST_DEPTH = 64
+
+
 def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:
-    """``sample`` as one ``(Y, X, C)`` plane with the model's channels (alpha dropped)."""
+    """``sample`` as one ``(Y, X, C)`` plane (a 3D model's: one ``(Z, Y, X, C)`` volume)
+    with the model's channels (alpha dropped)."""
     plane = np.asarray(sample)
     n_channels = model.n_channels
-    if plane.ndim == 2:
+    spatial = model.config.ndim
+    if plane.ndim == spatial:
         plane = plane[..., None]
-    if plane.ndim != 3:
-        raise InputError(f"the sample {name} must be one 2D image (Y, X) or (Y, X, C); received shape {plane.shape}")
+    if plane.ndim != spatial + 1:
+        what = "one 2D image (Y, X) or (Y, X, C)" if spatial == 2 else "one volume (Z, Y, X) or (Z, Y, X, C)"
+        raise InputError(f"the sample {name} must be {what}; received shape {plane.shape}")
     if plane.shape[-1] == 4 and n_channels == 3:
         plane = plane[..., :3]
     if model.config.gray_input and n_channels == 1 and plane.shape[-1] in (3, 4):
@@ -115,7 +122,7 @@ def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:
 
         # Colour read as prediction reads it: the same gray layout.
         plane = channels_last(plane, infer_layout(plane.shape, n_channels=1, gray=True, name=name))
-    if plane.shape[-1] != n_channels and plane.shape[0] == n_channels:
+    if spatial == 2 and plane.shape[-1] != n_channels and plane.shape[0] == n_channels:
         plane = np.moveaxis(plane, 0, -1)
     if plane.shape[-1] != n_channels:
         raise InputError(
@@ -125,16 +132,35 @@ def _sample_plane(model: UNetModel, sample, name: str) -> np.ndarray:
     return plane
 
 
-def _test_crop(plane: np.ndarray, minimum: int, multiple: int, name: str) -> np.ndarray:
-    """The sample's central square, on the network's grid, at most ``TEST_SIDE`` pixels."""
-    side = min(plane.shape[0], plane.shape[1], max(TEST_SIDE, minimum)) // multiple * multiple
-    if side < minimum:
-        raise InputError(
-            f"the sample {name} is {plane.shape[0]}x{plane.shape[1]} pixels; the package's test image needs at "
-            f"least {minimum}x{minimum} (the network's halo on each side, and one {multiple}-pixel block)"
-        )
-    top, left = (plane.shape[0] - side) // 2, (plane.shape[1] - side) // 2
-    return np.ascontiguousarray(plane[top : top + side, left : left + side])
+def _geometry(model: UNetModel) -> list[tuple[str, int, int, int]]:
+    """``(axis, grid step, halo, smallest side)`` of each spatial axis of the package.
+
+    A plane model's halo is its receptive margin. A 3D model's would ask for blocks over
+    200 voxels a side at depth 4, so it declares two grid steps (our own blocks keep about
+    a quarter of their side): tiles then agree to well under a percent of probability."""
+    arch = model.config.architecture
+    k, halo = arch.size_multiple, model.halo
+    if arch.ndim == 2:
+        return [(a, k, halo, (2 * halo) // k * k + k) for a in ("y", "x")]
+    kz = arch.z_multiple
+    return [("z", kz, 2 * kz, 5 * kz)] + [(a, k, min(halo, 2 * k), 5 * k) for a in ("y", "x")]
+
+
+def _test_crop(plane: np.ndarray, geometry, name: str) -> np.ndarray:
+    """The sample's centre, on the network's grid, at most ``TEST_SIDE`` pixels a side
+    (``TEST_DEPTH`` in Z)."""
+    box = []
+    for n, (axis, step, _, minimum) in zip(plane.shape, geometry):
+        largest = TEST_DEPTH if axis == "z" else TEST_SIDE
+        side = min(n, max(largest, minimum)) // step * step
+        if side < minimum:
+            sides = "x".join(str(g[3]) for g in geometry)
+            raise InputError(
+                f"the sample {name} is {'x'.join(map(str, plane.shape[:-1]))} pixels; the package's test image needs "
+                f"at least {sides} (the network's halo on each side, and one block of its grid)"
+            )
+        box.append(slice((n - side) // 2, (n - side) // 2 + side))
+    return np.ascontiguousarray(plane[tuple(box)])
 
 
 def export_network(model: UNetModel):
@@ -151,10 +177,11 @@ def export_network(model: UNetModel):
     if weights:
         kernel, bias = network.get_layer("logits").get_weights()
         network.get_layer("logits").set_weights([kernel, bias - np.log(np.asarray(weights, np.float32))])
-    image = keras.Input(shape=(model.n_channels, None, None), name="image")
-    logits = network(keras.layers.Permute((2, 3, 1), name="channels_last")(image))
+    n = model.config.ndim
+    image = keras.Input(shape=(model.n_channels,) + (None,) * n, name="image")
+    logits = network(keras.layers.Permute((*range(2, n + 2), 1), name="channels_last")(image))
     probabilities = keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
-    channels_first = keras.layers.Permute((3, 1, 2), name="probabilities")(probabilities)
+    channels_first = keras.layers.Permute((n + 1, *range(1, n + 1)), name="probabilities")(probabilities)
     return keras.Model(image, channels_first, name="unet_probabilities")
 
 
@@ -192,8 +219,9 @@ def _readme(model: UNetModel, name: str, description: str, formats: list[str]) -
         "",
         "## Input",
         "",
-        f"Images with axes (batch, channel, y, x), {arch.n_channels} channel(s), sides a multiple of "
-        f"{arch.size_multiple}. Each image is normalized by its own percentiles ({config.normalization.low} "
+        f"Images with axes (batch, channel, {'z, ' if arch.ndim == 3 else ''}y, x), {arch.n_channels} channel(s), "
+        f"sides a multiple of {arch.size_multiple}{f' (Z: {arch.z_multiple})' if arch.ndim == 3 else ''}. "
+        f"Each image is normalized by its own percentiles ({config.normalization.low} "
         f"to 0, {config.normalization.high} to 1, "
         f"{'per channel' if config.normalization.per_channel else 'over all channels'}): the preprocessing "
         "in this package. Large images are segmented tile by tile; the output halo is the context each "
@@ -214,7 +242,7 @@ def _readme(model: UNetModel, name: str, description: str, formats: list[str]) -
     lines += ["", "## Training", ""]
     training = config.training
     lines.append(
-        f"{len(config.history)} epochs, batch {training.batch_size}, {training.patch_size}x{training.patch_size} "
+        f"{len(config.history)} epochs, batch {training.batch_size}, {'x'.join(map(str, training.patch_shape))} "
         f"patches, Adam at {training.learning_rate:g}, label mode `{training.label_mode}`."
     )
     lines += ["", "## Validation", ""]
@@ -289,12 +317,9 @@ def export_bioimageio(
     arch = config.architecture
     formats = _check_export(model, Path(path), weight_formats)
     path = Path(path)
-    k = arch.size_multiple
-    halo = model.halo
-    minimum = (2 * halo) // k * k + k
-    plane = _sample_plane(model, sample, sample_name)
-    crop = _test_crop(plane, minimum, k, sample_name)
-    probabilities = model.predict(crop, output="probabilities", tile_size=crop.shape[0], border=0)
+    geometry = _geometry(model)
+    crop = _test_crop(_sample_plane(model, sample, sample_name), geometry, sample_name)
+    probabilities = _whole_probabilities(model, crop)
     classes = np.asarray(model.class_values)[np.argmax(probabilities, axis=-1)]
     class_names = [c.name or f"class_{c.value}" for c in config.classes]
     channel_names = list(config.channel_names) or [f"channel{i}" for i in range(arch.n_channels)]
@@ -306,12 +331,13 @@ def export_bioimageio(
         tmp = Path(tmp)
         np.save(tmp / "test_input.npy", np.moveaxis(crop.astype(np.float32), -1, 0)[None])
         np.save(tmp / "test_output.npy", np.moveaxis(probabilities.astype(np.float32), -1, 0)[None])
-        _cover(crop, classes, tmp / "cover.png")
+        middle = crop.shape[0] // 2 if arch.ndim == 3 else ...  # a volume's cover: its middle plane
+        _cover(crop[middle], classes[middle], tmp / "cover.png")
         (tmp / "README.md").write_text(_readme(model, name, description, formats), encoding="utf-8")
         save_model(model, tmp / PACKAGED_MODEL)
         network = export_network(model)
-        weights = _weights(network, tmp, formats, arch.n_channels, v0_5)
-        inputs, outputs = _tensors(model, tmp, minimum, halo, channel_names, class_names, v0_5)
+        weights = _weights(network, tmp, formats, (arch.n_channels,) + (None,) * arch.ndim, v0_5)
+        inputs, outputs = _tensors(model, tmp, geometry, channel_names, class_names, v0_5)
         descr = v0_5.ModelDescr(
             name=name,
             description=description,
@@ -320,7 +346,7 @@ def export_bioimageio(
             license=license,
             documentation=v0_5.FileDescr(source=tmp / "README.md"),
             covers=[v0_5.FileDescr(source=tmp / "cover.png")],
-            tags=sorted({"unet", "segmentation", "napari-unet-cat", "2d", *tags}),
+            tags=sorted({"unet", "segmentation", "napari-unet-cat", f"{arch.ndim}d", *tags}),
             inputs=[inputs],
             outputs=[outputs],
             weights=v0_5.WeightsDescr(**weights),
@@ -337,6 +363,15 @@ def export_bioimageio(
         )
         _write_package(descr, path, save_bioimageio_package)
     return path
+
+
+def _whole_probabilities(model: UNetModel, crop: np.ndarray) -> np.ndarray:
+    """Probabilities of the test crop in one pass of the network, normalized as the
+    package's preprocessing does (what bioimage.io's model test recomputes)."""
+    from .arrays import apply_normalization, percentile_range
+
+    normalized = apply_normalization(crop, *percentile_range(crop, model.config.normalization))
+    return model.tile_probabilities(normalized[None])[0]
 
 
 def _package_text(name, description, authors, class_names: list[str], n_channels: int):
@@ -377,12 +412,12 @@ def _check_export(model: UNetModel, path: Path, weight_formats: Sequence[str]) -
     return formats
 
 
-def _weights(network, tmp: Path, formats: list[str], n_channels: int, v0_5) -> dict:
-    """The weight descriptions of ``network`` in ``formats``, their files written in ``tmp``."""
+def _weights(network, tmp: Path, formats: list[str], input_shape: tuple, v0_5) -> dict:
+    """The weight descriptions of ``network`` (input ``(channels, *spatial)``, batch
+    left out) in ``formats``, their files written in ``tmp``."""
     from ._backend import keras
 
     backend = keras.backend.backend()
-    arch_channels = n_channels
     weights = {}
     if "keras_v3" in formats:
         network.save(tmp / "weights.keras")
@@ -402,7 +437,7 @@ def _weights(network, tmp: Path, formats: list[str], n_channels: int, v0_5) -> d
         archive.add_endpoint(
             name="serve",
             fn=lambda image: {"probabilities": network(image, training=False)},
-            input_signature=[tf.TensorSpec((None, arch_channels, None, None), tf.float32, name="image")],
+            input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="image")],
         )
         archive.write_out(str(bundle), verbose=False)
         zipped = Path(shutil.make_archive(str(tmp / "tf_saved_model"), "zip", bundle))
@@ -413,20 +448,21 @@ def _weights(network, tmp: Path, formats: list[str], n_channels: int, v0_5) -> d
         )
     if "onnx" in formats:
         parent = "keras_v3" if "keras_v3" in weights else None  # converted from it
-        weights["onnx"] = _onnx_weights(network, tmp / "weights.onnx", arch_channels, v0_5, parent)
+        weights["onnx"] = _onnx_weights(network, tmp / "weights.onnx", input_shape, v0_5, parent)
     return weights
 
 
-def _tensors(model: UNetModel, tmp: Path, minimum: int, halo: int, channel_names, class_names, v0_5):
+def _tensors(model: UNetModel, tmp: Path, geometry, channel_names, class_names, v0_5):
     """The input and output tensor descriptions: axes, sizes on the network's grid,
     the percentile preprocessing, the halo, and the test tensors in ``tmp``."""
     config = model.config
-    k = config.architecture.size_multiple
     spatial = [
-        v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=minimum, step=k)) for a in ("y", "x")
+        v0_5.SpaceInputAxis(id=v0_5.AxisId(a), size=v0_5.ParameterizedSize(min=minimum, step=step))
+        for a, step, _, minimum in geometry
     ]
     norm = config.normalization
-    scale_axes = ("y", "x") if norm.per_channel else ("channel", "y", "x")
+    names = tuple(a for a, *_ in geometry)
+    scale_axes = names if norm.per_channel else ("channel", *names)
     inputs = v0_5.InputTensorDescr(
         id=v0_5.TensorId("image"),
         axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[_identifier(c) for c in channel_names]), *spatial],
@@ -453,7 +489,7 @@ def _tensors(model: UNetModel, tmp: Path, minimum: int, halo: int, channel_names
                     halo=halo,
                     size=v0_5.SizeReference(tensor_id=v0_5.TensorId("image"), axis_id=v0_5.AxisId(a)),
                 )
-                for a in ("y", "x")
+                for a, _, halo, _ in geometry
             ),
         ],
         test_tensor=v0_5.FileDescr(source=tmp / "test_output.npy"),
@@ -477,7 +513,7 @@ def _write_package(descr, path: Path, save_bioimageio_package) -> None:
         raise InputError(f"the bioimage.io description of {path.name} does not validate: {err}") from err
 
 
-def _onnx_weights(network, path: Path, n_channels: int, v0_5, parent: str | None):
+def _onnx_weights(network, path: Path, input_shape: tuple, v0_5, parent: str | None):
     """The network as ONNX (Keras's own export: tf2onnx on TensorFlow, jax2onnx on JAX)."""
     from ._backend import keras
 
@@ -485,7 +521,7 @@ def _onnx_weights(network, path: Path, n_channels: int, v0_5, parent: str | None
         import onnx
     except ImportError:
         raise InputError("ONNX weights need the onnx and tf2onnx packages: pip install onnx tf2onnx") from None
-    spec = keras.InputSpec(shape=(None, n_channels, None, None), dtype="float32", name="image")
+    spec = keras.InputSpec(shape=(None, *input_shape), dtype="float32", name="image")
     try:
         network.export(str(path), format="onnx", verbose=False, input_signature=[spec])
     except ImportError as err:
