@@ -829,3 +829,62 @@ def test_training_on_corrections_fine_tunes_and_segments_again_keeping_the_edits
     assert tuned.config.corrections[-1]["objects_changed"] >= 1
     np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, corrected)  # the edits are kept
     assert "round 1" in segment.status.value
+
+
+def test_a_z_stack_trains_a_3d_unet_from_painted_slices_and_segments_in_3d(make_napari_viewer, qtbot, tmp_path):
+    from napari_unet_cat._qt.session import SESSION_MODEL
+    from napari_unet_cat._qt.train_widget import DIMS, INSTANCES_MODE
+    from napari_unet_cat.synthetic import make_volume
+
+    from .test_volumes import one_label_per_object
+
+    viewer = make_napari_viewer()
+    volume, truth = make_volume((16, 48, 48), seed=4, radius=(5.0, 8.0))
+    painted = np.zeros_like(truth)
+    painted[[4, 11]] = truth[[4, 11]]  # two slices painted, the rest left empty
+    viewer.add_image(volume, name="nuclei")
+    viewer.add_labels(painted, name="nuclei labels")
+    viewer.dims.set_current_step(0, 7)
+    train = _dock(viewer, "Train U-Net")
+    train.mode.value = INSTANCES_MODE
+    train.dims.value = next(k for k, v in DIMS.items() if v == 3)
+    assert train.patch_size.value == 64  # volumes start from a smaller patch
+    _fast(train, epochs=1)
+    train.base_filters.value = 4
+    train.patch_size.value = 16
+    train.batch_size.value = 2
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.model is not None and train.model.config.ndim == 3, train.status.value
+    assert viewer.layers["U-Net preview"].data.shape == volume.shape  # the slice on screen, in its place
+    assert train.preview_history == ["U-Net"]  # no plane forest for volumes
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.source.value = SESSION_MODEL
+    segment.image.value = viewer.layers["nuclei"]
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    objects = viewer.layers["nuclei U-Net"].data
+    assert objects.shape == volume.shape and one_label_per_object(objects)
+
+    # A 2D model answers a stack the viewer calls z with 3D objects.
+    flat = train_2d(volume, truth)
+    segment.source.value = "a model file"
+    segment.model_path.value = flat.save(tmp_path / "flat.keras")
+    assert segment._volume_mode() == "planes"  # the viewer does not say the axis is z
+    viewer.dims.axis_labels = ("z", "y", "x")
+    assert segment._volume_mode() == "three-axes"
+    viewer.layers.remove("nuclei U-Net")
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    objects = viewer.layers["nuclei U-Net"].data
+    assert objects.shape == volume.shape and one_label_per_object(objects)
+
+
+def train_2d(volume, truth):
+    """A tiny 2D instance model trained on a volume's planes."""
+    from napari_unet_cat.training import train
+
+    return train(
+        [volume], [truth], axes="ZYX", epochs=1, steps_per_epoch=2, patch_size=32, label_mode="instances",
+        base_filters=4, depth=2, preset="light",
+    )  # fmt: skip
