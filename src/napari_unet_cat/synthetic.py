@@ -115,7 +115,6 @@ def make_instance_image(
     towards its rim, placed so that many of them touch or overlap (a later cell covers an
     earlier one), as nuclei in a dense field do.
     """
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -143,14 +142,7 @@ def make_instance_image(
         inside = r2 <= 1.0
         instances[inside] = value
         intensity[inside] = rng.uniform(0.45, 0.9) * (1.0 - 0.45 * r2[inside])
-    background = 0.12 + 0.05 * gaussian_filter(rng.normal(0, 1, shape), 8.0)
-    image = gaussian_filter(intensity, 0.8) + background + rng.normal(0, 0.03, shape)
-    image = np.clip(image * 255, 0, 255).astype(np.uint8)
-    # Cells wholly covered by later ones are gone: number the rest 1..N.
-    present = np.unique(instances[instances > 0])
-    table = np.zeros(n + 1, np.uint16)
-    table[present] = np.arange(1, present.size + 1, dtype=np.uint16)
-    return image, table[instances]
+    return _finish(rng, instances, intensity, n, background_sigma=8.0)
 
 
 def make_volume(
@@ -168,7 +160,6 @@ def make_volume(
     them touching. ``z_step`` is the spacing of the planes in units of the pixel size
     (2: Z twice as coarse as Y and X, as in most confocal stacks).
     """
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     zz, yy, xx = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
@@ -191,7 +182,16 @@ def make_volume(
         inside = r2 <= 1.0
         instances[inside] = value
         intensity[inside] = rng.uniform(0.45, 0.9) * (1.0 - 0.45 * r2[inside])
-    background = 0.12 + 0.05 * gaussian_filter(rng.normal(0, 1, shape), 6.0)
+    return _finish(rng, instances, intensity, n, background_sigma=6.0)
+
+
+def _finish(rng, instances: np.ndarray, intensity: np.ndarray, n: int, *, background_sigma: float):
+    """The image of drawn objects (uint8: slightly blurred, over a smooth background,
+    with noise) and their mask, numbered 1..N: objects wholly covered by later ones are gone."""
+    from scipy.ndimage import gaussian_filter
+
+    shape = instances.shape
+    background = 0.12 + 0.05 * gaussian_filter(rng.normal(0, 1, shape), background_sigma)
     image = gaussian_filter(intensity, 0.8) + background + rng.normal(0, 0.03, shape)
     image = np.clip(image * 255, 0, 255).astype(np.uint8)
     present = np.unique(instances[instances > 0])
