@@ -147,20 +147,22 @@ def _geometry(model: UNetModel) -> list[tuple[str, int, int, int]]:
 
 
 def _test_crop(plane: np.ndarray, geometry, name: str) -> np.ndarray:
-    """The sample's centre, on the network's grid, at most ``TEST_SIDE`` pixels a side
-    (``TEST_DEPTH`` in Z)."""
-    box = []
+    """The sample's central square (a 3D model's: its central square prism), on the
+    network's grid, at most ``TEST_SIDE`` pixels a side (``TEST_DEPTH`` in Z)."""
+    sides = []
     for n, (axis, step, _, minimum) in zip(plane.shape, geometry):
         largest = TEST_DEPTH if axis == "z" else TEST_SIDE
-        side = min(n, max(largest, minimum)) // step * step
-        if side < minimum:
-            sides = "x".join(str(g[3]) for g in geometry)
-            raise InputError(
-                f"the sample {name} is {'x'.join(map(str, plane.shape[:-1]))} pixels; the package's test image needs "
-                f"at least {sides} (the network's halo on each side, and one block of its grid)"
-            )
-        box.append(slice((n - side) // 2, (n - side) // 2 + side))
-    return np.ascontiguousarray(plane[tuple(box)])
+        sides.append(min(n, max(largest, minimum)) // step * step)
+    square = min(sides[-2:])
+    sides[-2:] = [square, square]
+    if any(side < g[3] for side, g in zip(sides, geometry)):
+        needed = "x".join(str(g[3]) for g in geometry)
+        raise InputError(
+            f"the sample {name} is {'x'.join(map(str, plane.shape[:-1]))} pixels; the package's test image needs "
+            f"at least {needed} (the network's halo on each side, and one block of its grid)"
+        )
+    box = tuple(slice((n - side) // 2, (n - side) // 2 + side) for n, side in zip(plane.shape, sides))
+    return np.ascontiguousarray(plane[box])
 
 
 def export_network(model: UNetModel):
