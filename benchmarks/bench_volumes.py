@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, help="nuclei3d/real (two volumes)")
     parser.add_argument("--synthetic", type=Path, help="nuclei3d/synthetic (train/ and test/)")
     parser.add_argument("--budget", type=float, default=3.0, help="minutes of training per method (default 3)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS), help="none: only score --stardist")
     parser.add_argument("--sparse", action="store_true", help="also train from 3 painted slices per volume")
     parser.add_argument("--stardist", type=Path, help="folder bench_stardist3d.py wrote (scored, not run)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "volumes.json")
@@ -226,12 +226,12 @@ def main() -> None:
         for k in range(len(real)):
             train, test = [real[k]], [v for i, v in enumerate(real) if i != k]
             stardist_sets[f"real-{test[0][0]}"] = test
-            for sparse in (False, True) if args.sparse else (False,):
+            for sparse in (False, True) if args.sparse and args.methods else (False,):
                 runs += run_split(f"real-{test[0][0]}", train, test, REAL_VOXEL, args, sparse)
     if args.synthetic:
         train, test = read_set(args.synthetic / "train"), read_set(args.synthetic / "test")
         stardist_sets["synthetic"] = test
-        for sparse in (False, True) if args.sparse else (False,):
+        for sparse in (False, True) if args.sparse and args.methods else (False,):
             runs += run_split("synthetic", train, test, (1.0, 1.0, 1.0), args, sparse)
     if args.stardist:
         runs += score_stardist(args.stardist, stardist_sets)
