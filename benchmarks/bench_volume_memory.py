@@ -4,8 +4,8 @@
 
 A small 3D instance model is trained for ``--train-seconds`` on synthetic nuclei volumes,
 then, for each depth, a ``depth x side x side`` uint16 volume of synthetic nuclei (one
-64x128x128 volume tiled, on disk, memory-mapped) is segmented straight into a TIFF of
-objects (``predict_to_tiff``) by a child process whose peak resident memory is read
+64x128x128 volume tiled, on disk, memory-mapped) is segmented straight into a TIFF
+(``predict_to_tiff``, ``--output`` classes or objects) by a child process whose peak resident memory is read
 (its ``VmHWM``) when it ends. Records, one JSON line in ``--out``: per depth the volume's size, seconds
 and peak RSS, and the ratio of the peaks. WORK needs room for the volumes (2 bytes a
 voxel) and their masks.
@@ -30,7 +30,7 @@ from napari_unet_cat.loading import load_model
 model = load_model(sys.argv[1])
 volume = np.load(sys.argv[2], mmap_mode="r")
 t0 = time.perf_counter()
-model.predict_to_tiff(volume, sys.argv[3], axes="ZYX", output="instances")
+model.predict_to_tiff(volume, sys.argv[3], axes="ZYX", output=sys.argv[4])
 seconds = time.perf_counter() - t0
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]
 print(seconds, int(peak) / 1024)
@@ -68,6 +68,12 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1024)
     parser.add_argument("--depths", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--output",
+        choices=("classes", "instances"),
+        default="classes",
+        help="classes: the engine's own memory; instances: plus the objects held until complete",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "volume-memory.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -79,7 +85,7 @@ def main() -> None:
         make_volume_file(volume, depth, args.side)
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(model), str(volume), str(args.work / f"objects_{depth}.tif")],
+            [sys.executable, "-c", CHILD, str(model), str(volume), str(args.work / f"out_{depth}.tif"), args.output],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         seconds, peak_mb = map(float, done.stdout.strip().splitlines()[-1].split())
@@ -93,7 +99,7 @@ def main() -> None:
         print(json.dumps(run), flush=True)
         runs.append(run)
         volume.unlink()
-    record = {"benchmark": "volume-memory", **machine_info(), "runs": runs}
+    record = {"benchmark": "volume-memory", "output": args.output, **machine_info(), "runs": runs}
     if len(runs) >= 2:
         record["peak_ratio"] = round(runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"], 3)
     print(json.dumps(record), flush=True)

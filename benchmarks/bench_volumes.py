@@ -211,7 +211,9 @@ def main() -> None:
     parser.add_argument("--real", type=Path, help="nuclei3d/real (two volumes)")
     parser.add_argument("--synthetic", type=Path, help="nuclei3d/synthetic (train/ and test/)")
     parser.add_argument("--budget", type=float, default=3.0, help="minutes of training per method (default 3)")
-    parser.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS), help="none: only score --stardist")
+    parser.add_argument(
+        "--methods", nargs="*", choices=METHODS, default=list(METHODS), help="none: only score --stardist"
+    )
     parser.add_argument("--sparse", action="store_true", help="also train from 3 painted slices per volume")
     parser.add_argument("--stardist", type=Path, help="folder bench_stardist3d.py wrote (scored, not run)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "volumes.json")
