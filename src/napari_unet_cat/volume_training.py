@@ -68,19 +68,25 @@ def volume_planes(
     the XY planes, and (in ``views``) the XZ and YZ planes of the volume resampled along
     Z by ``stretch`` (pixels per Z step) so that their pixels are square. Unpainted
     slices are ignored (:func:`unpainted_as_ignored`); planes without any annotated
-    pixel are left out. Returns ``(images, labels, views)``, one entry per plane."""
-    volume, labels = np.asarray(volume), unpainted_as_ignored(labels)
+    pixel are left out. A lazy ``volume`` (dask, zarr) is read only at the annotated XY
+    planes when ``views`` is ``("xy",)``. Returns ``(images, labels, views)``, one entry
+    per plane."""
+    labels = unpainted_as_ignored(labels)
     images_out, labels_out, names = [], [], []
+    whole = None
     for view in views:
         if view == "xy":
-            image_view, label_view = volume, labels
-        else:
-            depth = max(1, round(volume.shape[0] * stretch))
-            iso_image = resample_z(volume.astype(np.float32), depth)
-            iso_labels = resample_z(labels, depth, labels=True)
-            order = (1, 0, 2) if view == "xz" else (2, 0, 1)
-            image_view = np.transpose(iso_image, order + tuple(range(3, volume.ndim)))
-            label_view = np.transpose(iso_labels, order)
+            for z, label_plane in enumerate(labels):
+                if (label_plane >= 0).any():
+                    images_out.append(np.ascontiguousarray(np.asarray(volume[z])))
+                    labels_out.append(np.ascontiguousarray(label_plane))
+                    names.append(view)
+            continue
+        whole = np.asarray(volume, np.float32) if whole is None else whole
+        depth = max(1, round(whole.shape[0] * stretch))
+        order = (1, 0, 2) if view == "xz" else (2, 0, 1)
+        image_view = np.transpose(resample_z(whole, depth), order + tuple(range(3, whole.ndim)))
+        label_view = np.transpose(resample_z(labels, depth, labels=True), order)
         for image_plane, label_plane in zip(image_view, label_view):
             if (label_plane >= 0).any():
                 images_out.append(np.ascontiguousarray(image_plane))
@@ -111,7 +117,8 @@ def planes_of_volumes(
         z = ax.index("Z")
         plane_axes = ax[z + 1 :]
         for index in np.ndindex(*np.shape(image)[:z]):
-            found = volume_planes(np.asarray(image[index]), np.asarray(lab[index]), stretch=stretch, views=views)
+            volume = image[index] if index else image
+            found = volume_planes(volume, np.asarray(lab[index]), stretch=stretch, views=views)
             where = f"{name} {'/'.join(map(str, index))} " if index else f"{name} "
             for k, (plane, plane_labels, view) in enumerate(zip(*found)):
                 for store, value in zip(out, (plane, plane_labels, f"{where}{view} {k}", plane_axes)):
