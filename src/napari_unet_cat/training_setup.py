@@ -108,7 +108,8 @@ def continued_start(model, settings: TrainingSettings, value_map: dict | None = 
         config.card = {"started_from": started_from(config.card)}
     if settings.ndim != config.ndim:
         settings.ndim = config.ndim  # a model's dimensionality is its own
-        settings.patch_depth = settings.patch_depth if config.ndim == 3 else None
+        if config.ndim == 2:
+            settings.patch_depth = None
     mode = config.training.label_mode
     if settings.label_mode != mode:
         raise InputError(

@@ -216,35 +216,20 @@ def segment_stack(
     stack = len(axes) - 2 - (axes[-1] in "CS")
     if z != stack - 1:
         raise InputError(f"the Z axis must be the last stack axis, just before Y and X (received axes {axes})")
+    from .instances import PlaneNumbering
+
     shape = np.shape(image)
     labels, probs = None, None
+    objects = model.wants_objects(output, options.get("instances"))
+    numbering = PlaneNumbering()  # each volume's objects numbered on from the volume before
     for index in np.ndindex(*shape[:z]):
         found, p = volume_answer(
             model, np.asarray(image[index]), mode=mode, voxel_size=voxel_size, output=output, **options
         )
         if labels is None:
-            labels = np.zeros(shape[:z] + found.shape, np.uint32)
-        labels[index] = found
+            labels = np.zeros(shape[:z] + found.shape, np.uint32 if objects else found.dtype)
+        labels[index] = numbering.add(found) if objects else found
         if probabilities and p is not None:
             probs = np.zeros(shape[:z] + p.shape, np.float32) if probs is None else probs
             probs[index] = p
-    if model.wants_objects(output, options.get("instances")):
-        labels = _number_across(labels, z)
-    return {"labels": _smallest(labels), "probabilities": probs}
-
-
-def _number_across(labels: np.ndarray, z: int) -> np.ndarray:
-    """Objects of each volume numbered on from the volume before (one label per object)."""
-    count = 0
-    for index in np.ndindex(*labels.shape[:z]):
-        volume = labels[index]
-        n = int(volume.max(initial=0))
-        labels[index] = np.where(volume > 0, volume + count, 0)
-        count += n
-    return labels
-
-
-def _smallest(labels: np.ndarray) -> np.ndarray:
-    from .arrays import smallest_int_dtype
-
-    return labels.astype(smallest_int_dtype(max(1, int(labels.max(initial=0)))), copy=False)
+    return {"labels": numbering.fit(labels) if objects else labels, "probabilities": probs}
