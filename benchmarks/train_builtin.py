@@ -396,13 +396,18 @@ def main() -> None:
         "--steps",
         nargs="+",
         default=["train", "settle", "package", "extent"],
-        choices=["train", "settle", "package", "extent", "validate"],
+        choices=["train", "settle", "package", "extent", "validate", "score"],
     )
     parser.add_argument("--models", nargs="+", default=["nuclei"], help="for validate: model files or built-in names")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "builtin.json")
+    parser.add_argument("--model", choices=["nuclei", "pets"], default="nuclei", help="which built-in model")
+    parser.add_argument("--feral", type=Path, help="pets: the feral cats folder, trained on beside DATA")
+    parser.add_argument("--stage", type=int, default=1, help="pets: 1 makes a new model, N continues stage N-1")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     base = {"code": code_version(), "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if args.model == "pets":
+        return pets_steps(args, base)
     for step, minutes in (("train", args.minutes), ("settle", args.settle_minutes)):
         if step in args.steps:
             base["bare_fit_images_per_s"] = round(bare_fit_images_per_second(n_channels=1), 2)
@@ -424,6 +429,24 @@ def main() -> None:
         )
     if "extent" in args.steps:
         append_record(args.out, {**base, **choose_extent(args.data, args.seed)})
+
+
+def pets_steps(args, base: dict) -> None:
+    """The steps of the built-in pets model (``builtin_pets.py``)."""
+    import builtin_pets
+
+    steps = [s for s in args.steps if s in ("train", "package", "score")] if args.steps != [
+        "train", "settle", "package", "extent"] else ["train", "package", "score"]  # fmt: skip
+    if "train" in steps:
+        base["bare_fit_images_per_s"] = round(bare_fit_images_per_second(n_channels=3), 2)
+        record = {**base, **builtin_pets.train(args.data, args.feral, args.work, args.minutes, args.stage, args.seed)}
+        append_record(args.out, record)
+        print(f"stage {args.stage}: {record['epochs']} epochs, {record['patches_seen']} patches, "
+              f"{record['train_seconds']:.0f} s, best validation loss {record['best_val_loss']}")  # fmt: skip
+    if "package" in steps:
+        append_record(args.out, {**base, **builtin_pets.package(args.data, args.feral, args.work, args.out)})
+    if "score" in steps:
+        append_record(args.out, {**base, **builtin_pets.score(args.data, args.feral)})
 
 
 if __name__ == "__main__":

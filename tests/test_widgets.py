@@ -22,7 +22,10 @@ WAIT_MS = 240_000
 
 
 def _fast(widget, epochs=6):
-    """Small settings so that a test trains in seconds on two cores."""
+    """Small settings so that a test trains in seconds on two cores: a new tiny network
+    (not a built-in one, which ``auto`` would choose for these bright-on-dark images)."""
+    if widget.start_from.value.startswith("auto"):
+        widget.start_from.value = "a new model"
     widget.base_filters.value = 8
     widget.epochs.value = epochs
     widget.patch_size.value = 64
@@ -508,6 +511,33 @@ def test_the_preview_shows_a_first_guess_before_the_first_epoch_ends(painted, qt
     # The panel said which one the preview showed, each time.
     said = train.preview_messages
     assert "random forest" in said[0] and "preview: the U-Net after epoch 1" in said[1] and len(said) == 3
+
+
+def test_strokes_on_fluorescence_start_from_the_builtin_nuclei_model(painted, qtbot):
+    """By default, strokes on bright objects on a dark background fine-tune the built-in
+    nuclei network (a new output layer for the strokes' classes), whose own answer is the
+    first preview; the panel says so, and the shipped file stays as it was."""
+    from napari_unet_cat.builtin import builtin_path, file_sha256
+
+    viewer, _, mask = painted
+    shipped = file_sha256(builtin_path("nuclei"))
+    train = _dock(viewer, "Train U-Net")
+    assert train.start_from.value.startswith("auto")
+    train.epochs.value = 1
+    train.patch_size.value = 64
+    train.batch_size.value = 4
+    train.val_fraction.value = 0.0
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.preview_history == ["first guess (the starting model, before training)", "U-Net"]
+    assert "started from built-in: nuclei" in train.preview_messages[0]
+    model = train.model
+    assert model.class_values == [1, 2] and model.config.gray_input and not model.config.is_instance_model
+    assert model.config.architecture.base_filters == 16  # the built-in network's, not a new one's
+    # The nuclei network finds the synthetic cells after one short epoch.
+    shown = viewer.layers["U-Net preview"].data
+    assert foreground_iou(shown > 0, mask > 0) > 0.5
+    assert file_sha256(builtin_path("nuclei")) == shipped
 
 
 def test_the_loss_plot_paints_each_series_it_has(qtbot):

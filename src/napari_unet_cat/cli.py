@@ -191,6 +191,12 @@ def _add_train_run(t: argparse.ArgumentParser) -> None:
         "--scale", type=_positive_float, default=1.0, help="train and predict at this fraction of full resolution"
     )
     t.add_argument("--target-size", type=_positive_int, help="scale so the median longer side becomes N pixels")
+    t.add_argument(
+        "--long-side",
+        type=_positive_int,
+        help="photos: resize each image so its longer side is N pixels, in training and in prediction "
+        "(whatever the camera's resolution; masks come back at the photo's own size)",
+    )
     t.add_argument("--no-augment", action="store_true", help="no flips, rotations, deformation or jitter")
     t.add_argument(
         "--forest-guide",
@@ -203,8 +209,16 @@ def _add_train_run(t: argparse.ArgumentParser) -> None:
         "--resume",
         type=Path,
         metavar="MODEL",
-        help="continue training this model file, or fine-tune a built-in model (e.g. nuclei); the learning rate "
-        "then defaults to a tenth of the model's",
+        help="continue training this model file, or fine-tune a built-in model (e.g. nuclei, pets) on masks of "
+        "its own classes (labelme names it knows keep its values); the learning rate then defaults to a tenth of "
+        "the model's",
+    )
+    t.add_argument(
+        "--start-from",
+        metavar="MODEL",
+        help="a new model of your masks' classes that starts from this model's network (a built-in model such as "
+        "pets or nuclei, or a file) instead of from nothing: its layers, how it reads images, and a new output "
+        "layer initialized from its own (the lowest class is the background); learning rate as with --resume",
     )
     t.add_argument(
         "--gray",
@@ -425,13 +439,18 @@ def _train(args) -> int:
         raise InputError(f"--out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}")
     if not args.out.parent.exists():
         raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
+    if args.resume and args.start_from:
+        raise InputError("give --resume (the same classes, trained further) or --start-from (new classes), not both")
+    resume = load_model(args.resume) if args.resume else None
+    pretrained = load_model(args.start_from) if args.start_from else None
+    known = {c.name: c.value for c in resume.config.classes if c.name} if resume is not None else None
     images, labels, names, class_names, warnings, image_axes = load_training_pairs(
-        args.images, args.masks, axes=args.axes
+        args.images, args.masks, axes=args.axes, known_classes=known
     )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    resume = load_model(args.resume) if args.resume else None
-    ndim = resume.config.ndim if resume is not None else args.ndim
+    start = resume or pretrained
+    ndim = start.config.ndim if start is not None else args.ndim
     voxel = _training_voxel_size(args) if resume is None else {}
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
         from .volume_modes import z_stretch
@@ -444,8 +463,8 @@ def _train(args) -> int:
     preset, preset_note = resolve_preset(args.preset)
     if args.learning_rate:
         learning_rate = args.learning_rate
-    elif resume is not None:  # fine-tuning: a tenth of the rate the model was trained with
-        learning_rate = resume.config.training.learning_rate / 10
+    elif start is not None:  # fine-tuning: a tenth of the rate the model was trained with
+        learning_rate = start.config.training.learning_rate / 10
     else:
         learning_rate = PRESET_LEARNING_RATES[preset]
     settings = TrainingSettings(
@@ -482,10 +501,12 @@ def _train(args) -> int:
         depth=args.depth,
         scale=args.scale,
         target_size=args.target_size,
+        long_side=args.long_side,
         value_map=parse_value_map(args.map) or None,
         class_names=class_names,
         names=names,
         model=resume,
+        pretrained=pretrained,
         checkpoint=args.out,
         allow_many_classes=args.many_classes,
         axes=image_axes,
@@ -501,8 +522,10 @@ def _train(args) -> int:
         f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
         flush=True,
     )
-    if preset_note and resume is None:
+    if preset_note and start is None:
         print(f"network: {preset_note}", flush=True)
+    if pretrained is not None:
+        print(f"network: started from {args.start_from}, a new output layer for classes {trainer.config.class_values}")
     if trainer.validation_note:
         print(f"note: {trainer.validation_note}", flush=True)
     if trainer.guide_note:
@@ -625,7 +648,8 @@ def _info(args) -> int:
     )
     colour = " (RGB images are read as gray)" if c.gray_input else ""
     patch = "x".join(map(str, c.training.patch_shape))
-    print(f"  input: {arch.n_channels} channel(s){colour}, scale {c.scale:g}, trained on {patch}-pixel patches")
+    size = f"each image resized to a longer side of {c.long_side} pixels" if c.long_side else f"scale {c.scale:g}"
+    print(f"  input: {arch.n_channels} channel(s){colour}, {size}, trained on {patch}-pixel patches")
     if c.voxel_size:
         size = " x ".join(f"{v:g}" for v in c.voxel_size)
         pooling = f"; Z halved at {arch.z_pools} of {arch.depth} levels" if arch.z_pools is not None else ""

@@ -284,6 +284,10 @@ class ModelConfig:
     classes: list[ClassInfo] = field(default_factory=list)
     normalization: Normalization = field(default_factory=Normalization)
     scale: float = 1.0
+    #: Photos: each image is resized so that its longer side is this many pixels, in
+    #: training and prediction alike, instead of by ``scale`` (None: ``scale`` holds).
+    #: A photo's subject fills about the same share of it whatever the camera's pixels.
+    long_side: int | None = None
     tile_size: int = 128
     training: TrainingSettings = field(default_factory=TrainingSettings)
     value_map: dict[int, int | str] = field(default_factory=dict)
@@ -329,6 +333,10 @@ class ModelConfig:
     def class_values(self) -> list[int]:
         return [c.value for c in self.classes]
 
+    def scale_for(self, spatial: Sequence[int]) -> float:
+        """The scale the network sees an image of ``spatial`` (..., Y, X) pixels at."""
+        return working_scale(self.scale, self.long_side, spatial)
+
     @property
     def is_instance_model(self) -> bool:
         """Trained on instance masks: predictions are objects by default."""
@@ -354,6 +362,7 @@ class ModelConfig:
             classes=[_build(ClassInfo, c) for c in data.get("classes", [])],
             normalization=_build(Normalization, data.get("normalization", {})),
             scale=float(data.get("scale", 1.0)),
+            long_side=None if data.get("long_side") is None else int(data["long_side"]),
             tile_size=int(data.get("tile_size", 128)),
             training=_build(TrainingSettings, training),
             value_map={(k if k == NONZERO else int(k)): v for k, v in data.get("value_map", [])},
@@ -372,6 +381,14 @@ class ModelConfig:
             voxel_size=[float(v) for v in data.get("voxel_size", [])],
             voxel_unit=str(data.get("voxel_unit", "")),
         )
+
+
+def working_scale(scale: float, long_side: int | None, spatial: Sequence[int]) -> float:
+    """``scale``, or with ``long_side`` the scale that makes the longer of the last two
+    sides of ``spatial`` that many pixels."""
+    if long_side is None:
+        return float(scale)
+    return float(long_side) / max(1, max(int(n) for n in spatial[-2:]))
 
 
 def _build(kind: type, values: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ from .arrays import (
     resize_yx,
     scaled_shape,
 )
-from .config import Normalization
+from .config import Normalization, working_scale
 from .errors import InputError, TrainingStopped
 from .instances import class_balance, instance_targets, looks_like_instances, separation_weights
 
@@ -130,6 +130,7 @@ def prepare_planes(
     class_weights: Sequence[float] | None = None,
     gray: bool = False,
     ndim: int = 2,
+    long_side: int | None = None,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes (or, with ``ndim=3``, volumes) of each (image, labels) pair,
     ready for sampling.
@@ -146,6 +147,8 @@ def prepare_planes(
     None: guessed). ``gray``: colour images become one channel, the mean of their colours.
     ``ndim=3`` takes the last stack axis as Z: each volume is one sample (``patch_size``
     then an int for every axis or a ``(Z, Y, X)`` tuple), its objects and weights 3D.
+    ``long_side``: instead of ``scale``, each image is resized so its longer side is that
+    many pixels.
     """
     if mode == "instances" and class_weights is not None and len(class_weights) != 3:
         raise ValueError(
@@ -176,7 +179,8 @@ def prepare_planes(
             where = f"{name} {'plane' if ndim == 2 else 'volume'} {index}" if index else name
             plane = _prepare_sample(
                 image, lab[index], layout, index, where, mode=mode, class_values=class_values, value_map=value_map,
-                normalization=normalization, scale=scale, patch=patch, border_width=border_width,
+                normalization=normalization, scale=working_scale(scale, long_side, layout.spatial), patch=patch,
+                border_width=border_width,
             )  # fmt: skip
             if plane is not None:
                 plane.image_index = image_index

@@ -375,12 +375,17 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str =
 
 
 def load_training_pairs(
-    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, *, axes: str | None = None
+    image_dir: str | os.PathLike,
+    mask_dir: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    known_classes: dict[str, int] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[str], dict[int, str], list[str], list[str | None]]:
     """Read every (image, mask) pair of two folders for training.
 
     Masks may be label images or labelme ``.json`` files (label names numbered
-    consistently across files). Unmatched files are reported, not fatal, as long as
+    consistently across files; a name in ``known_classes``, a trained model's, gets that
+    model's value). Unmatched files are reported, not fatal, as long as
     one pair remains. Images come in the package's axis order (channels last), from
     ``axes`` or what each file says (see :func:`read_image_with_axes`); masks have the
     image's axes without the channels.
@@ -396,7 +401,7 @@ def load_training_pairs(
     if not pairs:
         raise InputError(f"no image in {image_dir} has a mask of the same name in {mask_dir}")
     json_masks = [m for _, m in pairs if m.suffix.lower() == ".json"]
-    values = label_names(json_masks) if json_masks else None
+    values = label_names(json_masks, known_classes) if json_masks else None
     images, labels, names, image_axes = [], [], [], []
     for image_path, mask_path in pairs:
         image, image_axis_names = read_image_with_axes(image_path, axes)

@@ -48,13 +48,18 @@ def is_labelme_file(path: str | os.PathLike) -> bool:
     return isinstance(data, dict) and isinstance(data.get("shapes"), list)
 
 
-def label_names(paths: Iterable[str | os.PathLike]) -> dict[str, int]:
-    """Class values for every label name in the files: sorted names get 1, 2, ..."""
+def label_names(paths: Iterable[str | os.PathLike], known: dict[str, int] | None = None) -> dict[str, int]:
+    """Class values for every label name in the files: the names in ``known`` (a model's
+    named classes, when one is trained further) keep its values; the others, sorted,
+    get the next values (1, 2, ... when nothing is known)."""
     names: set[str] = set()
     for path in paths:
         names.update(shape.get("label", "") for shape in _load(Path(path))["shapes"])
     names.discard(BACKGROUND)
-    return {BACKGROUND: 0, **{name: i + 1 for i, name in enumerate(sorted(names))}}
+    values = {BACKGROUND: 0, **(known or {})}
+    for name in sorted(names - set(values)):
+        values[name] = max(values.values()) + 1
+    return values
 
 
 def read_labelme(

@@ -73,7 +73,8 @@ class UNetModel:
         """This model, predicting at ``scale`` of full resolution instead of its own (the
         network is shared, not copied): for objects of another size than it was trained
         on, e.g. ``at_scale(0.5)`` for nuclei twice as large as a scale-1 model's. The
-        smallest object and seed kept grow with the objects (by ``(own / scale)**2``)."""
+        smallest object and seed kept grow with the objects (by ``(own / scale)**2``).
+        A model that resizes each photo to a long side then uses ``scale`` instead."""
         import copy
 
         if not 0 < scale <= 4:
@@ -81,6 +82,7 @@ class UNetModel:
         config = copy.deepcopy(self.config)
         area = (config.scale / scale) ** 2
         config.scale = float(scale)
+        config.long_side = None
         config.min_object_size = int(round(config.min_object_size * area))
         config.min_seed_size = int(round(config.min_seed_size * area))
         config.object_areas = [a * area for a in config.object_areas]
@@ -142,8 +144,9 @@ class UNetModel:
         return float(np.clip(scale, 0.05, 4.0))
 
     # -- prediction --------------------------------------------------------------------
-    def tiled_network(self) -> TiledNetwork:
-        """This model as the tiled engine sees it (:class:`~napari_unet_cat.inference.TiledNetwork`)."""
+    def tiled_network(self, spatial: tuple[int, ...] | None = None) -> TiledNetwork:
+        """This model as the tiled engine sees it (:class:`~napari_unet_cat.inference.TiledNetwork`),
+        for an image of ``spatial`` pixels (its scale, where the model resizes each photo)."""
         arch = self.config.architecture
         return TiledNetwork(
             infer=self.tile_probabilities,
@@ -152,7 +155,7 @@ class UNetModel:
             receptive_radius=arch.receptive_radius,
             bytes_per_pixel=BYTES_PER_PIXEL_PER_FILTER * arch.base_filters,
             normalization=self.config.normalization,
-            scale=self.config.scale,
+            scale=self.config.scale if spatial is None else self.config.scale_for(spatial),
         )
 
     @property
@@ -496,7 +499,7 @@ class UNetModel:
         from .resources import memory_budget as free_memory_budget
 
         image, layout = self.read_layout(image, axes, rgb=rgb, name=name)
-        network = self.tiled_network()
+        network = self.tiled_network(layout.spatial)
         if test_time_augmentation:
             network = _with_tta(network)
         budget = free_memory_budget() if memory_budget is None else int(memory_budget)

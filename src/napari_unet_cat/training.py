@@ -30,8 +30,10 @@ from .training_setup import (
     new_config,
     new_start,
     planned_depth,
+    pretrained_start,
     volume_settings,
 )
+from .transfer import copy_weights, head_sources, transferred_config
 from .unet import build_network
 
 StepCallback = Callable[[int, int, float], None]
@@ -178,6 +180,9 @@ class Trainer:
             at full size by prediction).
         target_size: Instead of ``scale``: scale so the median longer image side becomes
             this many pixels.
+        long_side: Instead of ``scale``: resize each image so its longer side is this
+            many pixels, in training and in prediction (photos, whose subject fills
+            about the same share of the picture whatever the camera).
         value_map: Raw label value -> class value, or ``"ignore"``.
         class_names: Optional names of class values.
         names: Names of the images, for messages (default ``image 1``, ...).
@@ -229,6 +234,8 @@ class Trainer:
         gray: bool = False,
         voxel_size: Sequence[float] | None = None,
         voxel_unit: str = "",
+        long_side: int | None = None,
+        pretrained: UNetModel | None = None,
     ):
         self.settings = s = settings or TrainingSettings()
         s.validate()
@@ -240,10 +247,14 @@ class Trainer:
         self._started = 0.0
         recipe = NewModel(
             preset, base_filters, depth, kernel_l2, normalization, scale, target_size, class_names, channel_names, gray,
-            voxel_size, voxel_unit,
+            voxel_size, voxel_unit, long_side,
         )  # fmt: skip
+        #: The trained network this new model starts from (None: from nothing, or continued).
+        self.pretrained = pretrained if model is None else None
         if model is not None:
             start = continued_start(model, s, value_map)
+        elif self.pretrained is not None:
+            start = pretrained_start(labels, self.names, s, self.pretrained.config, value_map, allow_many_classes)
         else:
             start = new_start(labels, self.names, s, recipe, value_map, allow_many_classes=allow_many_classes)
         volume_settings(s, *planned_depth(recipe, model))
@@ -267,13 +278,19 @@ class Trainer:
             class_weights=start.class_weights,
             gray=start.gray,
             ndim=s.ndim,
+            long_side=start.long_side,
         )
-        config = start.config or new_config(start, recipe, n_channels, s.label_mode, s.ndim)
+        if start.config is not None:
+            config = start.config
+        elif self.pretrained is not None:
+            config = transferred_config(self.pretrained.config, start.class_values, s, class_names)
+        else:
+            config = new_config(start, recipe, n_channels, s.label_mode, s.ndim)
         #: How ``auto`` chose the network ("" when the preset was named, or continued).
         self.preset_note = "" if model is not None else resolve_preset(preset)[1]
         self.precision = resolve_precision(s.precision)
         self._scope = distribution_scope(s.data_parallel)
-        self.keras_model = self._network(config, model)
+        self.keras_model = self._network(config, model or self.pretrained)
         finish_config(config, s, planes, continued=model is not None)
         self.config = config
         self.history = start.history
@@ -285,11 +302,19 @@ class Trainer:
         self._steps_run = 0
 
     def _network(self, config: ModelConfig, model: UNetModel | None):
-        """A new network for ``config``, or a copy of ``model``'s, its variables made under
-        this run's distribution and precision."""
+        """A new network for ``config``, or a copy of ``model``'s (its output layer made
+        for this run's classes when ``model`` is the pretrained start), its variables
+        made under this run's distribution and precision."""
         if model is None:
             with self._scope():
                 return build_network(config, self.precision, seed=self.settings.seed)
+        if model is self.pretrained:
+            source = model.config
+            sources = head_sources(source.class_values, config.class_values)
+            with self._scope():
+                network = build_network(config, self.precision)
+                copy_weights(model.keras_model, network, sources, source.class_prior_weights)
+            return network
         weights = model.keras_model.get_weights()  # read outside any other strategy
         with self._scope():
             network = build_network(config, self.precision)
@@ -313,7 +338,7 @@ class Trainer:
         self.guided_pixels = 0
         #: What the forest guide did, for the log and the panel ("" when off).
         self.guide_note = ""
-        if s.ndim == 2 and wants_forest_guide(train_planes, s, value_map):
+        if s.ndim == 2 and self.pretrained is None and wants_forest_guide(train_planes, s, value_map):
             guide = ForestGuide(
                 train_planes,
                 val_planes,
@@ -479,10 +504,15 @@ class Trainer:
         """A fast guess of one plane's labels before the network has learnt anything: a
         random forest on filter features, trained on this trainer's annotated pixels
         (:class:`~napari_unet_cat.first_guess.FirstGuess`), in a second or two. Labels as
-        the model will give them: class values, or objects for instance masks."""
+        the model will give them: class values, or objects for instance masks. A model
+        started from a trained network guesses with that network instead (see
+        :attr:`first_guess_kind`)."""
         from .arrays import apply_normalization, infer_layout, percentile_range, read_window
         from .first_guess import FirstGuess
         from .instances import ObjectMaker
+
+        if self.pretrained is not None:
+            return self._predictor().predict(image, axes=axes)
 
         if self._first_guess is None:
             self._first_guess = FirstGuess(self.data.planes, len(self.config.class_values), seed=self.settings.seed)
@@ -494,7 +524,7 @@ class Trainer:
             raise InputError(f"a first guess is made for one plane; received shape {np.shape(image)}")
         plane = read_window(image, layout, (), np.arange(layout.spatial[0]), np.arange(layout.spatial[1]))
         plane = apply_normalization(plane, *percentile_range(plane, self.config.normalization))
-        scale = self.config.scale
+        scale = self.config.scale_for(layout.spatial)
         if scale != 1.0:
             plane = resize_plane(plane, scaled_shape(layout.spatial, scale))
         probabilities = next(
@@ -546,6 +576,13 @@ class Trainer:
         if self.epochs_done == 0 and self._best_weights is None:
             raise TrainingStopped("training stopped before the first epoch finished: no model to keep")
         return self._predictor()
+
+    @property
+    def first_guess_kind(self) -> str:
+        """What :meth:`first_guess` shows: the random forest, or the network started from."""
+        if self.pretrained is None:
+            return "first guess (random forest)"
+        return "first guess (the starting model, before training)"
 
     def _predictor(self) -> UNetModel:
         if self._view is None or self._view.keras_model is not self.keras_model:

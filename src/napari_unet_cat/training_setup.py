@@ -57,6 +57,9 @@ class NewModel:
     #: The images' voxel size ``[Z, Y, X]`` (None: not known) and its unit.
     voxel_size: Sequence[float] | None = None
     voxel_unit: str = ""
+    #: Instead of ``scale``: resize each image so its longer side is this many pixels
+    #: (photos; see :attr:`~napari_unet_cat.config.ModelConfig.long_side`).
+    long_side: int | None = None
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Start:
     normalization: Normalization
     scale: float
     gray: bool
+    #: Each image resized to this longer side instead of by ``scale`` (None: ``scale``).
+    long_side: int | None = None
     #: The continued model's channels (None: read from the images).
     n_channels: int | None = None
     #: A copy of the continued model's settings (None: a new model).
@@ -122,6 +127,7 @@ def continued_start(model, settings: TrainingSettings, value_map: dict | None = 
         normalization=config.normalization,
         scale=config.scale,
         gray=config.gray_input,
+        long_side=config.long_side,
         n_channels=config.architecture.n_channels,
         config=config,
         history=list(config.history),
@@ -150,6 +156,11 @@ def new_start(
         scale = float(recipe.target_size / np.median(sides))
     if not 0 < scale <= 4:
         raise InputError(f"scale must be in (0, 4] (received {scale})")
+    if recipe.long_side is not None:
+        if recipe.long_side < 16:
+            raise InputError(f"the long side must be at least 16 pixels (received {recipe.long_side})")
+        if settings.ndim != 2:
+            raise InputError("a long side resizes photos: it is for 2D models, not --ndim 3")
     if settings.label_mode != "instances" and not allow_many_classes:
         check_not_instances(labels, names, settings.label_mode, value_map)
     normalization = recipe.normalization or Normalization()
@@ -160,7 +171,23 @@ def new_start(
         normalization=normalization,
         scale=scale,
         gray=bool(recipe.gray),
+        long_side=None if recipe.long_side is None else int(recipe.long_side),
     )
+
+
+def pretrained_start(
+    labels: Sequence, names: Sequence[str], settings: TrainingSettings, source: ModelConfig, value_map=None,
+    allow_many_classes: bool = False,
+) -> Start:  # fmt: skip
+    """The start of a new model of ``labels``' classes on a trained network's layers:
+    the classes read from ``labels``, the way images are read (channels, normalization,
+    scale or long side, colour) taken from the trained model's ``source`` settings."""
+    if settings.ndim != source.ndim:
+        raise InputError(f"a {source.ndim}D model cannot start a {settings.ndim}D one (received ndim {settings.ndim})")
+    recipe = NewModel(normalization=copy.deepcopy(source.normalization), scale=source.scale)
+    start = new_start(labels, names, settings, recipe, value_map, allow_many_classes=allow_many_classes)
+    start.long_side, start.gray, start.n_channels = source.long_side, source.gray_input, source.architecture.n_channels
+    return start
 
 
 def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str, ndim: int = 2) -> ModelConfig:
@@ -184,6 +211,7 @@ def new_config(start: Start, recipe: NewModel, n_channels: int, label_mode: str,
         classes=[ClassInfo(v, names_by_value.get(v, "")) for v in start.class_values],
         normalization=start.normalization,
         scale=start.scale,
+        long_side=start.long_side,
         value_map=start.value_map,
         gray_input=start.gray,
         voxel_size=[float(v) for v in recipe.voxel_size or []],

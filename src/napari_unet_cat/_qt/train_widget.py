@@ -58,13 +58,16 @@ DIMS_TIP = (
 )
 UNCERTAINTY_NAME = "U-Net uncertainty"
 START_FROM = ("a new model", "the last model of this session", "a model file")
+#: The default: the built-in model that fits the image (a photo: pets; fluorescence:
+#: nuclei), else a new model.
+AUTO_START = "auto: a built-in model that fits the image"
 
 
 def start_choices() -> list[str]:
-    """Where training starts: the choices above, then each built-in model to fine-tune."""
+    """Where training starts: auto, the choices above, then each built-in model."""
     from ..builtin import builtin_models
 
-    return [*START_FROM, *(m.label for m in builtin_models().values())]
+    return [AUTO_START, *START_FROM, *(m.label for m in builtin_models().values())]
 
 
 MODES = {
@@ -137,10 +140,11 @@ class TrainWidget(Panel):
         self.batch_size.tooltip = "patches per step; auto: 20, or 8 for sparse strokes (more steps in a short run)"
         self.learning_rate = LineEdit(label="learning rate", value=_preset_rate(prefs.network))
         self.val_fraction = FloatSpinBox(label="validation share", value=0.1, min=0.0, max=0.9, step=0.05)
-        self.start_from = ComboBox(label="start from", choices=start_choices(), value=START_FROM[0])
+        self.start_from = ComboBox(label="start from", choices=start_choices(), value=AUTO_START)
         self.start_from.tooltip = (
-            "a new model, one to continue, or a built-in model to fine-tune on your corrections (its file is "
-            "never changed: save the result to a file of your own)"
+            "auto: strokes on a colour photo start from the built-in pets model, on fluorescence from the built-in "
+            "nuclei model (a new output layer for your classes), else a new model; or a new model, one to "
+            "continue, or a built-in model (its file is never changed: save the result to a file of your own)"
         )
         self.resume_path = FileEdit(
             label="model file to continue", mode="r", filter="*.keras", value=prefs.model_folder
@@ -227,7 +231,7 @@ class TrainWidget(Panel):
         from ..loading import builtin_config
 
         self.resume_path.visible = choice == START_FROM[2]
-        name = builtin_model_name(choice) if choice not in START_FROM else None
+        name = builtin_model_name(choice) if choice not in (*START_FROM, AUTO_START) else None
         if name is None:
             return
         config = builtin_config(name)
@@ -292,8 +296,11 @@ class TrainWidget(Panel):
         return [(self.image.value, self.labels.value)]
 
     def _resume(self):
-        """What to continue from: ``None``, the session's model, or a model file's path."""
+        """What to start from: ``None``, the session's model, a model file's path, a
+        built-in model's name, or :data:`AUTO_START`."""
         choice = self.start_from.value
+        if choice == AUTO_START:
+            return choice
         if choice == START_FROM[1]:
             if Session.model is None:
                 raise UNetCatError("no model to continue: train one in this session first, or choose a model file")
@@ -368,6 +375,7 @@ class TrainWidget(Panel):
             preset=self.preset.value,
             base_filters=self.base_filters.value or None,
             resume=resume,
+            own_rate=self.learning_rate.value != _preset_rate(self.preset.value),
             stop_event=self._stop_event,
             # No napari activity bar: ours shows the epochs (see start_prediction for why).
             _ignore_errors=True,  # reported by _on_error
@@ -380,7 +388,7 @@ class TrainWidget(Panel):
         self.stop_button.enabled = True
         self.worker.start()
 
-    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, stop_event):
+    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, own_rate, stop_event):
         """Runs on the worker thread: build the trainer, then one yield per epoch.
 
         The layers' data go in as they are: a lazy (dask, zarr) layer is read plane by
@@ -390,13 +398,12 @@ class TrainWidget(Panel):
         from ..errors import TrainingStopped
         from ..training import Trainer
 
-        if isinstance(resume, (Path, str)):
-            resume = Session.load(resume)
         if stop_event.is_set():
             raise TrainingStopped("stopped before training began")
         channel_names = inputs[0][2] if len(inputs) == 1 and inputs[0][2] else None
         images, axes = [d for d, _, _, _ in inputs], [a for _, a, _, _ in inputs]
         labels = [lab.data for *_, lab in inputs]
+        resume, pretrained, start_note = self._starting_model(resume, images[0], axes[0], labels, settings, own_rate)
         names = [f"'{im.name}' / '{lab.name}'" for im, lab in pairs]
         if resume is not None:
             settings.ndim = resume.config.ndim
@@ -413,11 +420,12 @@ class TrainWidget(Panel):
             base_filters=base_filters,
             names=names,
             model=resume,
+            pretrained=pretrained,
             on_step=lambda step, steps, loss: self.relay.step.emit(step, steps, f"{loss:.4f}"),
             stop_event=stop_event,
         )
         self.trainer = trainer
-        notes = [n for n in (trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
+        notes = [n for n in (start_note, trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
         if notes:
             self.relay.note.emit("; ".join(notes))
         volumes = trainer.config.ndim == 3
@@ -438,6 +446,32 @@ class TrainWidget(Panel):
                 preview = (index, labels, entropy_map(probabilities) if self._preview_doubt else None)
             yield report, preview
         return trainer.model
+
+    def _starting_model(self, choice, image, axes: str, labels, settings: TrainingSettings, own_rate: bool):
+        """``(model to continue, network to start from, note)`` for the start chosen
+        (see :meth:`_resume`); runs on the worker. A built-in model is continued when the
+        annotations are of its own kind, else a new model starts from its network, at a
+        tenth of its learning rate unless the field was changed (``own_rate``)."""
+        from ..builtin import builtin_model_name
+        from ..transfer import can_continue, fitting_builtin
+
+        note = ""
+        if choice == AUTO_START:
+            name, why = fitting_builtin(image, axes) if settings.ndim == 2 else (None, "")
+            if name is None:
+                return None, None, ""
+            note = f"started from built-in: {name} ({why})"
+        elif isinstance(choice, str) and builtin_model_name(choice) is not None:
+            name = builtin_model_name(choice)
+            note = f"started from built-in: {name}"
+        else:
+            return (Session.load(choice) if isinstance(choice, (Path, str)) else choice), None, ""
+        model = Session.load(name)
+        if not own_rate:
+            settings.learning_rate = model.config.training.learning_rate / 10
+        if can_continue(model.config, settings.label_mode, labels):
+            return model, None, note + ", trained further on your annotations"
+        return None, model, note + ", with a new output layer for your classes"
 
     def _preview_slice(self, model):
         """A 3D model's ``(labels, probabilities)`` of the plane on screen: the volume's
@@ -474,10 +508,12 @@ class TrainWidget(Panel):
     def _on_epoch(self, value) -> None:
         report, preview = value
         if report is None:  # the first guess, before any epoch
-            self.preview_kind = "first guess (random forest)"
+            self.preview_kind = self.trainer.first_guess_kind
             self.preview_history.append(self.preview_kind)
             self._show_preview(*preview)
-            self.status.value = "preview: a random forest's first guess, until the U-Net's first epoch ends"
+            self.status.value = f"preview: the {self.preview_kind}, until the U-Net's first epoch ends" + (
+                f"\n({self._note})" if self._note else ""
+            )
             self.preview_messages.append(self.status.value)
             return
         self.preview_kind = "U-Net" if preview is not None else ""
