@@ -66,7 +66,9 @@ def test_strokes_fine_tune_the_builtin_nuclei_network_whose_answer_comes_first()
     nuclei = load_model("nuclei")
     settings = TrainingSettings(label_mode="sparse", epochs=1, steps_per_epoch=2, batch_size=4, patch_size=64)
     trainer = Trainer([image], [strokes], settings=settings, pretrained=nuclei)
-    assert trainer.guide_note == "" and trainer.first_guess_kind.startswith("first guess (the starting model")
+    assert trainer.first_guess_kind.startswith("first guess (the starting model")
+    # Its confident answers guide the unpainted pixels (not a forest's).
+    assert trainer.guide_note.startswith("the starting model guesses") and trainer.guided_pixels > 0
     guess = trainer.first_guess(image)  # the nuclei network's own answer, before any step
     assert foreground_iou(guess, mask, value=2) > 0.7
     model = trainer.run()

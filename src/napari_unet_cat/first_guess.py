@@ -145,28 +145,38 @@ def wants_forest_guide(planes, settings, value_map: dict) -> bool:
 
 
 class ForestGuide:
-    """Training planes whose unpainted pixels carry a forest's confident guesses.
+    """Training planes whose unpainted pixels carry confident guesses: a forest's learnt
+    from the strokes, or (``guess``) another source's, such as the trained network a
+    model starts from (:func:`~napari_unet_cat.transfer.network_guess`).
 
     The forest learns from the training strokes only; pixels held out for validation
     stay out. Strokes weigh 1 in the loss, guessed pixels ``guide_weight``.
 
     Attributes:
-        forest: The :class:`FirstGuess` learnt from the strokes (the preview's first guess too).
+        forest: The :class:`FirstGuess` learnt from the strokes (the preview's first
+            guess too); None when ``guess`` is given.
         planes: The guided training planes.
         guessed: ``(image, probabilities)`` of the first planes guessed, for the preview.
-        guided_pixels: Pixels the forest labelled.
+        guided_pixels: Pixels the guesses labelled.
     """
 
-    def __init__(self, train_planes, val_planes, n_classes: int, *, seed: int, confidence: float, weight: float):
+    def __init__(
+        self, train_planes, val_planes, n_classes: int, *, seed: int, confidence: float, weight: float, guess=None,
+        source: str = "",
+    ):  # fmt: skip
         from .dataset import TrainingPlane
 
-        self.forest = FirstGuess(train_planes, n_classes, seed=seed, max_planes=len(train_planes))
+        self.forest = None
+        if guess is None:
+            self.forest = FirstGuess(train_planes, n_classes, seed=seed, max_planes=len(train_planes))
+            guess, source = self.forest.probabilities, "a random forest on the strokes' filter features"
+        self.source = source or "the guesses"
         self.guessed: list[tuple[np.ndarray, np.ndarray]] = []
         self.guided_pixels = 0
         held_out = _held_out_pixels(val_planes)
         self.planes = []
         for p in train_planes:
-            probabilities = self.forest.probabilities(p.image)
+            probabilities = guess(p.image)
             if len(self.guessed) < KEEP_GUESSES:
                 self.guessed.append((p.image, probabilities))
             sure = (probabilities.max(axis=-1) >= confidence) & (p.targets < 0)
@@ -186,7 +196,7 @@ class ForestGuide:
         """What the guide did, for the log and the panel."""
         total = sum(int((p.weights > 0).sum()) for p in self.planes)
         return (
-            f"a random forest on the strokes' filter features guesses {self.guided_pixels:,} unpainted pixels "
+            f"{self.source} guesses {self.guided_pixels:,} unpainted pixels "
             f"({100 * self.guided_pixels / max(total, 1):.0f}% of those trained on), at {weight:g} of a stroke's weight"
         )
 

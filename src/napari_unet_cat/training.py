@@ -33,7 +33,7 @@ from .training_setup import (
     pretrained_start,
     volume_settings,
 )
-from .transfer import copy_weights, head_sources, transferred_config
+from .transfer import copy_weights, head_sources, network_guess, transferred_config
 from .unet import build_network
 
 StepCallback = Callable[[int, int, float], None]
@@ -338,7 +338,13 @@ class Trainer:
         self.guided_pixels = 0
         #: What the forest guide did, for the log and the panel ("" when off).
         self.guide_note = ""
-        if s.ndim == 2 and self.pretrained is None and wants_forest_guide(train_planes, s, value_map):
+        if s.ndim == 2 and wants_forest_guide(train_planes, s, value_map):
+            # Strokes started from a trained network are guided by its own confident
+            # answers (which know where objects end); others by a forest's.
+            guess = source = None
+            if self.pretrained is not None:
+                sources = head_sources(self.pretrained.config.class_values, class_values)
+                guess, source = network_guess(self.pretrained, sources), "the starting model"
             guide = ForestGuide(
                 train_planes,
                 val_planes,
@@ -346,9 +352,12 @@ class Trainer:
                 seed=s.seed,
                 confidence=s.guide_confidence,
                 weight=s.guide_weight,
+                guess=guess,
+                source=source,
             )
             train_planes = guide.planes
-            self._first_guess, self._forest_seen = guide.forest, guide.guessed
+            self._first_guess = guide.forest
+            self._forest_seen = guide.guessed if guide.forest is not None else []
             self.guided_pixels, self.guide_note = guide.guided_pixels, guide.note(s.guide_weight)
         sampler = PatchSampler(train_planes, s.patch_shape, augment=s.augment, elastic=s.elastic)
         val_x = val_y = val_objects = None

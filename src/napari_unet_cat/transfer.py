@@ -145,3 +145,24 @@ def can_continue(config: ModelConfig, label_mode: str, labels: Sequence) -> bool
     known = set(config.class_values) | ({0} if label_mode == "sparse" else set())
     known |= {int(v) for v in config.value_map if v != NONZERO}
     return all(set(np.unique(np.asarray(lab)).tolist()) <= known for lab in labels)
+
+
+def network_guess(model, sources: list):
+    """A function of a prepared training plane (normalized, at the working scale,
+    ``(Y, X, C)``) to the probabilities ``model`` gives it, its classes summed into the
+    new classes by ``sources`` (see :func:`head_sources`): the guesses that guide the
+    unpainted pixels of a model started from ``model``."""
+    import dataclasses
+
+    from .inference import in_memory_layout, plan_tiles, plane_bands
+    from .resources import memory_budget
+
+    network = dataclasses.replace(model.tiled_network(), scale=1.0)
+
+    def guess(plane: np.ndarray) -> np.ndarray:
+        plan = plan_tiles(network, plane.shape[:2], memory_budget=memory_budget())
+        bands = plane_bands(network, plane, in_memory_layout(plane), (), plan, normalized=True)
+        probabilities = np.concatenate([band for _, band in bands])
+        return np.stack([probabilities[..., rows].sum(axis=-1) for rows in sources], axis=-1)
+
+    return guess
