@@ -38,7 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "src" / "napari_unet_cat" / "models" / "pets.keras"
-#: The photos' working size and the network: chosen in docs/builtin-models.md.
+#: The photos' working size and the network (docs/benchmarks.md, "The built-in pets model").
 LONG_SIDE = 160
 NETWORK = ["--preset", "light", "--depth", "5"]
 CLASS_NAMES = {0: "background", 1: "cat", 2: "dog"}
@@ -99,20 +99,22 @@ def train(pets: Path, feral: Path | None, work: Path, minutes: float, stage: int
     }
 
 
-def pixel_scores(model, folder: Path) -> dict:
-    """Cat, dog and pet IoU of ``model`` over every photo of ``folder`` (pixels pooled,
-    the undecided band ignored), the cat-vs-dog confusion and the seconds taken."""
+def pixel_scores(model, photos) -> dict:
+    """Cat, dog and pet IoU of ``model`` over ``photos`` (a folder with ``images/`` and
+    ``masks/``, or a list of photo paths whose masks are in ``../masks``), pixels pooled,
+    the undecided band ignored; the cat-vs-dog confusion and the seconds taken."""
     from napari_unet_cat.io import read_image, read_labels
 
+    if isinstance(photos, Path):
+        photos = sorted((photos / "images").iterdir())
     counts = np.zeros((3, 3), np.int64)  # truth x prediction, background/cat/dog
     started = time.perf_counter()
-    paths = sorted((folder / "images").iterdir())
-    for path in paths:
-        truth = np.asarray(read_labels(folder / "masks" / f"{path.stem}.png"))
+    for path in photos:
+        truth = np.asarray(read_labels(path.parent.parent / "masks" / f"{path.stem}.png"))
         predicted = np.asarray(model.predict(read_image(path)))
         known = truth != UNDECIDED
         counts += np.bincount(3 * truth[known].astype(np.int64) + predicted[known], minlength=9).reshape(3, 3)
-    return {**scores_of_counts(counts), "photos": len(paths), "predict_seconds": time.perf_counter() - started}
+    return {**scores_of_counts(counts), "photos": len(photos), "predict_seconds": time.perf_counter() - started}
 
 
 def scores_of_counts(counts: np.ndarray) -> dict:
