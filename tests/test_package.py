@@ -73,7 +73,7 @@ def _check_the_wheels_builtin_model(wheel, folder):
     assert wheel.stat().st_size < 30e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
     with zipfile.ZipFile(wheel) as archive:
         index = json.loads(archive.read("napari_unet_cat/models/index.json"))
-        paths = {name: archive.extract(f"napari_unet_cat/models/{entry['file']}", folder) for name, entry in index.items()}
+        paths = {name: archive.extract(f"napari_unet_cat/models/{e['file']}", folder) for name, e in index.items()}
     assert "nuclei" in paths
     for name, path in paths.items():
         assert file_sha256(path) == index[name]["sha256"], name
