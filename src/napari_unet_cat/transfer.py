@@ -79,6 +79,10 @@ def transferred_config(
         channel_names=list(source.channel_names),
     )
     config.architecture.n_classes = len(class_values)
+    if source.card:  # the new model's card says where it started, not the source's scores
+        from .training_setup import started_from
+
+        config.card = {"started_from": started_from(source.card)}
     return config
 
 
