@@ -105,3 +105,27 @@ def test_the_image_chooses_the_builtin_model():
     brightfield = 255 - fluorescence
     assert builtin_for_image(brightfield, ["nuclei", "pets"])[0] is None
     assert builtin_for_image(np.zeros((8, 8, 2)), ["nuclei"])[0] is None
+
+
+def test_the_cli_starts_a_model_of_new_classes_from_a_builtin_one(tmp_path, capsys):
+    import tifffile
+
+    from napari_unet_cat.cli import main
+
+    image, objects = make_instance_image((96, 96), seed=6)
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", strokes_from_mask((objects > 0).astype(np.uint8), fraction=0.05))
+    out = tmp_path / "mine.keras"
+    argv = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--sparse"]
+    argv += ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "64", "--out", str(out)]
+    assert main([*argv, "--resume", "nuclei", "--start-from", "nuclei"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*argv, "--start-from", "nuclei"]) == 0
+    said = capsys.readouterr().out
+    assert "started from nuclei, a new output layer for classes [1, 2]" in said
+    assert "the starting model guesses" in said
+    model = load_model(out)
+    assert model.class_values == [1, 2] and "started_from" in model.config.card
+    assert model.config.training.learning_rate == pytest.approx(load_model("nuclei").config.training.learning_rate / 10)

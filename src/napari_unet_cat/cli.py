@@ -467,7 +467,41 @@ def _train(args) -> int:
         learning_rate = start.config.training.learning_rate / 10
     else:
         learning_rate = PRESET_LEARNING_RATES[preset]
-    settings = TrainingSettings(
+    settings = _training_settings(args, ndim, learning_rate)
+    trainer = Trainer(
+        images,
+        labels,
+        settings=settings,
+        preset=preset,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        scale=args.scale,
+        target_size=args.target_size,
+        long_side=args.long_side,
+        value_map=parse_value_map(args.map) or None,
+        class_names=class_names,
+        names=names,
+        model=resume,
+        pretrained=pretrained,
+        checkpoint=args.out,
+        allow_many_classes=args.many_classes,
+        axes=image_axes,
+        gray=args.gray,
+        **voxel,
+    )
+    _report_start(trainer, len(images), preset_note if start is None else "", args.start_from)
+    model = trainer.run(lambda r: print(r.summary(), flush=True))
+    model.save(args.out)
+    csv_path, plot_path = write_history(args.out, model.config.history)
+    print(f"model written to {args.out}; history in {csv_path} and {plot_path}")
+    if trainer.stopped:
+        print(f"training ended early ({trainer.stopped})")
+    return 0
+
+
+def _training_settings(args, ndim: int, learning_rate: float) -> TrainingSettings:
+    """The training settings the ``train`` arguments ask for."""
+    return TrainingSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
@@ -492,51 +526,26 @@ def _train(args) -> int:
         sigma=args.sigma,
         class_balance=args.class_balance,
     )
-    trainer = Trainer(
-        images,
-        labels,
-        settings=settings,
-        preset=preset,
-        base_filters=args.base_filters,
-        depth=args.depth,
-        scale=args.scale,
-        target_size=args.target_size,
-        long_side=args.long_side,
-        value_map=parse_value_map(args.map) or None,
-        class_names=class_names,
-        names=names,
-        model=resume,
-        pretrained=pretrained,
-        checkpoint=args.out,
-        allow_many_classes=args.many_classes,
-        axes=image_axes,
-        gray=args.gray,
-        **voxel,
-    )
+
+
+def _report_start(trainer, n_images: int, preset_note: str, started_from: str | None) -> None:
+    """What ``train`` is about to do: the data, the network and the notes of the setup."""
     arch = trainer.config.architecture
     samples = "volumes" if arch.ndim == 3 else "planes"
     print(
-        f"training on {len(images)} image(s) ({trainer.data.n_train_planes} {samples} for training, "
+        f"training on {n_images} image(s) ({trainer.data.n_train_planes} {samples} for training, "
         f"{trainer.data.n_val_planes} for validation), classes {trainer.config.class_values}, "
         f"{arch.preset} {'3D ' if arch.ndim == 3 else ''}U-Net ({arch.base_filters} base filters, depth {arch.depth}, "
         f"{trainer.keras_model.count_params():,} parameters), {trainer.steps_per_epoch} steps per epoch",
         flush=True,
     )
-    if preset_note and start is None:
-        print(f"network: {preset_note}", flush=True)
-    if pretrained is not None:
-        print(f"network: started from {args.start_from}, a new output layer for classes {trainer.config.class_values}")
-    if trainer.validation_note:
-        print(f"note: {trainer.validation_note}", flush=True)
-    if trainer.guide_note:
-        print(f"note: {trainer.guide_note}", flush=True)
-    model = trainer.run(lambda r: print(r.summary(), flush=True))
-    model.save(args.out)
-    csv_path, plot_path = write_history(args.out, model.config.history)
-    print(f"model written to {args.out}; history in {csv_path} and {plot_path}")
-    if trainer.stopped:
-        print(f"training ended early ({trainer.stopped})")
-    return 0
+    notes = [f"network: {preset_note}"] if preset_note else []
+    if started_from:
+        classes = trainer.config.class_values
+        notes.append(f"network: started from {started_from}, a new output layer for classes {classes}")
+    notes += [f"note: {n}" for n in (trainer.validation_note, trainer.guide_note) if n]
+    for note in notes:
+        print(note, flush=True)
 
 
 def _training_voxel_size(args) -> dict:
