@@ -55,7 +55,8 @@ def test_head_sources_map_background_to_background_and_objects_to_objects():
     new_kernel, new_bias = transferred_head(kernel, np.zeros(3), [[0], [1, 2]], prior_weights=[1.0, 1.0, np.e])
     assert new_kernel.shape == (1, 1, 4, 2)
     np.testing.assert_allclose(new_kernel[..., 1], kernel[..., 1:].mean(axis=-1))
-    np.testing.assert_allclose(new_bias, [0.0, -0.5])  # the prior correction folded in: -log(e) / 2
+    # The prior correction folded in (-log(e) / 2), and log 2 for two classes merged.
+    np.testing.assert_allclose(new_bias, [0.0, -0.5 + np.log(2)], rtol=1e-6)
 
 
 def test_strokes_fine_tune_the_builtin_nuclei_network_whose_answer_comes_first():

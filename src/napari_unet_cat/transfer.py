@@ -49,14 +49,16 @@ def head_sources(source_values: Sequence[int], target_values: Sequence[int], *, 
 
 def transferred_head(kernel: np.ndarray, bias: np.ndarray, sources: list, prior_weights: Sequence[float] = ()):
     """``(kernel, bias)`` of a new output layer whose class ``k`` is the mean of the
-    source classes ``sources[k]``. ``prior_weights``: the source's training class weights,
-    which its prediction divides out; folded into the bias here (``-log w``)."""
+    source classes ``sources[k]``, plus ``log(len(sources[k]))`` on its bias: the logit of
+    the merged classes is ``logsumexp`` of theirs, which that equals where they are equal
+    and bounds from below elsewhere. ``prior_weights``: the source's training class
+    weights, which its prediction divides out; folded into the bias here (``-log w``)."""
     bias = np.asarray(bias, np.float32)
     if len(prior_weights):
         bias = bias - np.log(np.asarray(prior_weights, np.float32))
     kernel = np.asarray(kernel, np.float32)
     new_kernel = np.stack([kernel[..., rows].mean(axis=-1) for rows in sources], axis=-1)
-    new_bias = np.asarray([bias[rows].mean() for rows in sources], np.float32)
+    new_bias = np.asarray([bias[rows].mean() + np.log(len(rows)) for rows in sources], np.float32)
     return new_kernel, new_bias
 
 
