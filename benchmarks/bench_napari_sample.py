@@ -135,15 +135,25 @@ class StallWatch:
         return [(float(ticks[i]), float(gaps[i])) for i in np.flatnonzero(gaps > STALL_LIMIT_S)]
 
 
-def headless_rate(image, strokes, settings, epochs: int) -> list[float]:
-    """Images/s per epoch of the same training without a viewer."""
+def headless_rate(image, strokes, settings, epochs: int, pretrained=None) -> list[float]:
+    """Images/s per epoch of the same training without a viewer (from the same start)."""
     import dataclasses
 
     from napari_unet_cat.training import Trainer
 
     settings = dataclasses.replace(settings, epochs=epochs)
-    trainer = Trainer([image], [strokes], settings=settings, preset="light")
+    trainer = Trainer([image], [strokes], settings=settings, preset="light", pretrained=pretrained)
     return [r.images_per_second for r in trainer.epochs()]
+
+
+def panel_start(choice: str, image):
+    """The built-in model the Train panel starts from for ``choice`` (None: a new one)."""
+    from napari_unet_cat.builtin import builtin_model_name
+    from napari_unet_cat.loading import load_model
+    from napari_unet_cat.transfer import fitting_builtin
+
+    name = fitting_builtin(image)[0] if choice.startswith("auto") else builtin_model_name(choice)
+    return load_model(name) if name else None
 
 
 def main() -> None:
@@ -205,7 +215,8 @@ def main() -> None:
     print(f"image {image_layer.data.shape}, {painted:.1f}% of pixels painted; settings: {settings}", flush=True)
     data = (np.asarray(image_layer.data), np.asarray(strokes_layer.data))
     headless_epochs = args.stop_after or 3
-    headless_before = [] if args.no_headless else headless_rate(*data, settings, headless_epochs)
+    start = panel_start(train.start_from.value, data[0])
+    headless_before = [] if args.no_headless else headless_rate(*data, settings, headless_epochs, start)
     for _ in range(20):
         QApplication.processEvents()
     print(f"viewer ready in {time.perf_counter() - opened:.1f} s", flush=True)
@@ -327,7 +338,7 @@ def main() -> None:
     if not args.no_headless and whole:
         # Headless before the widget's run and after it: a slower spell of the machine
         # then does not fall on one side only.
-        headless_after = headless_rate(*data, settings, headless_epochs)
+        headless_after = headless_rate(*data, settings, headless_epochs, start)
         headless = headless_before[1:] + headless_after[1:]
         record["headless_images_per_s"] = [round(r, 2) for r in headless_before + headless_after]
         record["widget_over_headless"] = round(float(np.median(whole)) / float(np.median(headless)), 3)

@@ -540,6 +540,40 @@ def test_strokes_on_fluorescence_start_from_the_builtin_nuclei_model(painted, qt
     assert file_sha256(builtin_path("nuclei")) == shipped
 
 
+def test_strokes_on_a_photo_start_from_the_builtin_pets_model(make_napari_viewer, qtbot):
+    """A colour photo: the built-in pets network is the start, at the photo's long side."""
+    from scipy.ndimage import binary_erosion
+    from skimage import data
+
+    from napari_unet_cat import load_model
+
+    photo = data.chelsea()
+    pets = load_model("pets")
+    animal = pets.predict(photo) > 0
+    strokes = np.zeros(photo.shape[:2], np.uint8)
+    rows, cols = np.nonzero(binary_erosion(animal, iterations=8))
+    strokes[rows[::40], cols[::40]] = 2
+    rows, cols = np.nonzero(binary_erosion(~animal, iterations=8))
+    strokes[rows[::40], cols[::40]] = 1
+    viewer = make_napari_viewer()
+    viewer.add_image(photo, name="chelsea", rgb=True)
+    viewer.add_labels(strokes, name="chelsea strokes")
+    train = _dock(viewer, "Train U-Net")
+    train.image.value, train.labels.value = viewer.layers["chelsea"], viewer.layers["chelsea strokes"]
+    train.epochs.value = 1
+    train.patch_size.value = 64
+    train.batch_size.value = 2
+    train.val_fraction.value = 0.0
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    assert train.preview_history[0] == "first guess (the starting model, before training)"
+    assert "started from built-in: pets (a colour photo)" in train.preview_messages[0]
+    model = train.model
+    assert model.class_values == [1, 2] and model.n_channels == 3
+    assert model.config.long_side == pets.config.long_side
+    assert viewer.layers["U-Net preview"].data.shape == photo.shape[:2]
+
+
 def test_the_loss_plot_paints_each_series_it_has(qtbot):
     from napari_unet_cat._qt.loss_plot import LossPlot
 
