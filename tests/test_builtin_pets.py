@@ -53,8 +53,11 @@ def test_a_phone_sized_photo_gets_a_mask_of_its_own_size(pets, chelsea):
     labels = pets.predict(big)
     assert labels.shape == big.shape[:2]
     small = pets.predict(chelsea)
-    agree = (labels[5::10, 5::10] == small).mean()
-    assert agree > 0.97, agree
+    seen_big = labels[5::10, 5::10]
+    # Both are seen at 160 pixels; they differ only by how much each resize smooths.
+    both, either = ((seen_big > 0) & (small > 0)).sum(), ((seen_big > 0) | (small > 0)).sum()
+    assert both / either > 0.85, both / either
+    assert (seen_big == CAT).mean() > 3 * (seen_big == DOG).mean()
 
 
 def test_the_labelme_workflow_fine_tunes_the_pets_model_and_leaves_it_as_shipped(tmp_path, chelsea, capsys):

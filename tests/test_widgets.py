@@ -559,6 +559,8 @@ def test_strokes_on_a_photo_start_from_the_builtin_pets_model(make_napari_viewer
     viewer.add_image(photo, name="chelsea", rgb=True)
     viewer.add_labels(strokes, name="chelsea strokes")
     train = _dock(viewer, "Train U-Net")
+    assert "built-in: pets" in train.start_from.choices
+    assert "built-in: pets" in _dock(viewer, "Segment with U-Net").source.choices
     train.image.value, train.labels.value = viewer.layers["chelsea"], viewer.layers["chelsea strokes"]
     train.epochs.value = 1
     train.patch_size.value = 64
