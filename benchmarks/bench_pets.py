@@ -76,7 +76,9 @@ def finetune(pets: Path, sizes: list[int], budgets: list[float], model_name: str
 
     photos = shuffled(pets / "test")
     held = photos[-EVAL_PHOTOS:]
-    rows = [{"start": "built-in, no training", "photos": 0, **pixel_scores(load_model(model_name), held)}]
+    zero_shot = pixel_scores(load_model(model_name), held)
+    zero_shot["scored_photos"] = zero_shot.pop("photos")
+    rows = [{"start": "built-in, no training", "photos": 0, **zero_shot}]
     for size in sizes:
         for budget in budgets:
             for start in ("built-in", "scratch"):
@@ -89,9 +91,12 @@ def finetune(pets: Path, sizes: list[int], budgets: list[float], model_name: str
                     argv += ["--time-budget", f"{budget:g}", "--epochs", "100000", "--out", str(out)]
                     seconds = train_cli(argv)
                     model = load_model(out)
-                    patches = int(sum(r.get("patches", 0) for r in model.config.history[-1000:]))
+                    before = len(load_model(model_name).config.history) if start == "built-in" else 0
+                    patches = int(sum(r.get("patches", 0) for r in model.config.history[before:]))
+                    scores = pixel_scores(model, held)
+                    scores["scored_photos"] = scores.pop("photos")
                     row = {"start": start, "photos": size, "minutes": budget, "train_seconds": round(seconds, 1)}
-                    rows.append({**row, "patches": patches, **pixel_scores(model, held)})
+                    rows.append({**row, "patches": patches, **scores})
                 r = rows[-1]
                 print(f"{start:9s} {size:2d} photos {budget:g} min: cat IoU {r['cat_iou']:.3f}, pet IoU "
                       f"{r['pet_iou']:.3f}, dog IoU {r['dog_iou']:.3f}", flush=True)  # fmt: skip

@@ -86,13 +86,14 @@ def test_a_model_trained_gray_on_rgb_reads_gray_and_rgb_alike(tmp_path):
 
 
 # -- the shipped model -------------------------------------------------------------------
-def test_the_shipped_model_matches_the_hash_of_its_index_and_of_the_docs():
+def test_the_shipped_models_match_the_hashes_of_their_index_and_of_the_docs():
     models = builtin_models()
-    assert "nuclei" in models
-    digest = file_sha256(models["nuclei"].path)
-    assert digest == models["nuclei"].sha256
+    assert {"nuclei", "pets"} <= set(models)
     docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "benchmarks.md").read_text()
-    assert digest in re.findall(r"\b[0-9a-f]{64}\b", docs), "the docs must give the shipped file's SHA-256"
+    for name, model in models.items():
+        digest = file_sha256(model.path)
+        assert digest == model.sha256, name
+        assert digest in re.findall(r"\b[0-9a-f]{64}\b", docs), f"the docs must give {name}'s SHA-256"
 
 
 def test_the_nuclei_model_finds_the_nuclei_of_a_synthetic_field(nuclei_model):
