@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import run_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "src" / "napari_unet_cat" / "models" / "pets.keras"
@@ -73,14 +74,8 @@ def train(pets: Path, feral: Path | None, work: Path, minutes: float, stage: int
         *start, "--time-budget", f"{minutes:g}", "--epochs", "100000", "--seed", str(seed),
         "--out", str(stage_path(work, stage)),
     ]  # fmt: skip
-    print("$", " ".join(argv), flush=True)
     log_path = work / f"stage-{stage}.log"
-    started = time.perf_counter()
-    with log_path.open("w") as log:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"training failed (exit {done.returncode}); see {log_path}")
+    seconds = run_logged(argv, log_path)
     from napari_unet_cat.loading import load_model
 
     history = load_model(stage_path(work, stage)).config.history

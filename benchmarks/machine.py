@@ -59,3 +59,20 @@ def append_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def run_logged(argv: list[str], log_path: Path) -> float:
+    """Run ``argv`` with its output in ``log_path``; the seconds it took.
+
+    Raises:
+        SystemExit: It failed (the log is named).
+    """
+    import subprocess
+
+    print("$", " ".join(argv), flush=True)
+    started = time.perf_counter()
+    with log_path.open("w") as log:
+        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} {argv[1]} failed (exit {done.returncode}); see {log_path}")
+    return time.perf_counter() - started

@@ -51,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import append_record, bare_fit_images_per_second, machine_info
+from machine import append_record, bare_fit_images_per_second, machine_info, run_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "src" / "napari_unet_cat" / "models" / "nuclei.keras"
@@ -111,14 +111,8 @@ def train(data: Path, work: Path, minutes: float, seed: int, *, settle: bool = F
         "--out",
         str(model_path),
     ]
-    print("$", " ".join(argv), flush=True)
     log_path = work / ("settle.log" if settle else "train.log")
-    started = time.perf_counter()
-    with log_path.open("w") as log:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"training failed (exit {done.returncode}); see {log_path}")
+    seconds = run_logged(argv, log_path)
     from napari_unet_cat.loading import load_model
 
     history = load_model(model_path).config.history
