@@ -290,6 +290,11 @@ class Trainer:
         self.preset_note = "" if model is not None else resolve_preset(preset)[1]
         self.precision = resolve_precision(s.precision)
         self._scope = distribution_scope(s.data_parallel)
+        #: For each class, the pretrained network's classes it starts from (see
+        #: :func:`~napari_unet_cat.transfer.head_sources`): its output layer and its guide.
+        self._head_sources = (
+            head_sources(self.pretrained.config.class_values, config.class_values) if self.pretrained else []
+        )
         self.keras_model = self._network(config, model or self.pretrained)
         finish_config(config, s, planes, continued=model is not None)
         self.config = config
@@ -309,11 +314,9 @@ class Trainer:
             with self._scope():
                 return build_network(config, self.precision, seed=self.settings.seed)
         if model is self.pretrained:
-            source = model.config
-            sources = head_sources(source.class_values, config.class_values)
             with self._scope():
                 network = build_network(config, self.precision)
-                copy_weights(model.keras_model, network, sources, source.class_prior_weights)
+                copy_weights(model.keras_model, network, self._head_sources, model.config.class_prior_weights)
             return network
         weights = model.keras_model.get_weights()  # read outside any other strategy
         with self._scope():
@@ -343,8 +346,7 @@ class Trainer:
             # answers (which know where objects end); others by a forest's.
             guess = source = None
             if self.pretrained is not None:
-                sources = head_sources(self.pretrained.config.class_values, class_values)
-                guess, source = network_guess(self.pretrained, sources), "the starting model"
+                guess, source = network_guess(self.pretrained, self._head_sources), "the starting model"
             guide = ForestGuide(
                 train_planes,
                 val_planes,
