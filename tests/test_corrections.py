@@ -52,3 +52,24 @@ def test_a_round_of_an_instance_model_trains_on_the_corrected_objects_alone():
     assert (regions[25:32, 5:12] == 7).all() and regions[24, 5] == 0  # the new object and its ring
     assert (regions[25:30, 25:30] == 0).all()  # the deleted one: background to learn
     assert regions[0, 39] == -1
+
+
+def test_a_round_rehearses_the_annotations_the_model_learnt_from_before(tiny_model):
+    from napari_unet_cat.corrections import rehearsal
+
+    earlier = [make_image((96, 96), seed=70 + i) for i in range(5)]
+    earlier_images, earlier_masks = [e[0] for e in earlier], [e[1] for e in earlier]
+    drawn, drawn_masks = rehearsal((earlier_images, earlier_masks), 2, seed=3)
+    where = [next(i for i, e in enumerate(earlier_images) if e is d) for d in drawn]
+    assert len(set(where)) == 2 and all(m is earlier_masks[i] for i, m in zip(where, drawn_masks))
+    assert len(rehearsal((earlier_images, earlier_masks), 9)[0]) == 5  # all there are
+    assert rehearsal(None, 3) == ([], [])
+    with pytest.raises(InputError, match="4 earlier label images"):
+        rehearsal((earlier_images, earlier_masks[:4]), 2)
+
+    image, mask = make_image((96, 96), seed=95)
+    tuned = train_on_corrections(
+        tiny_model, [image], [mask], earlier=(earlier_images, earlier_masks), seconds=3, names=["fixed"]
+    )
+    (record,) = tuned.config.corrections
+    assert record["images"] == ["fixed"] and record["rehearsed_images"] == 1

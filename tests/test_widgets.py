@@ -105,6 +105,9 @@ def test_train_on_strokes_then_segment_into_labels(painted, qtbot, tmp_path):
     preview = viewer.layers["U-Net preview"]
     assert preview.data.shape == image.shape and set(np.unique(preview.data)) <= {0, 2}  # background shows as 0
     assert train.model is not None and train.save_button.enabled
+    from napari_unet_cat._qt.session import Session  # what the model learnt from, for its rounds of corrections
+
+    assert Session.trained_on(train.model) == [(viewer.layers["cells"], viewer.layers["cells labels"])]
 
     train.save_path.value = tmp_path / "painted.keras"
     assert train.save() == tmp_path / "painted.keras"
@@ -848,8 +851,9 @@ def test_proofreading_merges_splits_deletes_and_napari_undoes_each(make_napari_v
 def test_segment_shows_where_it_is_unsure_and_ranks_the_objects(painted, qtbot, tiny_model):
     from napari_unet_cat._qt.session import SESSION_MODEL, Session
 
-    viewer, _, _ = painted
-    Session.set(tiny_model)
+    viewer, _, mask = painted
+    learnt_from = (viewer.layers["cells"], viewer.add_labels(mask, name="cells mask"))  # as if trained here
+    Session.set(tiny_model, trained_on=[learnt_from])
     segment = _dock(viewer, "Segment with U-Net")
     segment.source.value = SESSION_MODEL
     segment.image.value = viewer.layers["cells"]
@@ -875,8 +879,9 @@ def test_segment_shows_where_it_is_unsure_and_ranks_the_objects(painted, qtbot, 
 def test_training_on_corrections_fine_tunes_and_segments_again_keeping_the_edits(painted, qtbot, tiny_model):
     from napari_unet_cat._qt.session import SESSION_MODEL, Session
 
-    viewer, _, _ = painted
-    Session.set(tiny_model)
+    viewer, _, mask = painted
+    learnt_from = (viewer.layers["cells"], viewer.add_labels(mask, name="cells mask"))  # as if trained here
+    Session.set(tiny_model, trained_on=[learnt_from])
     segment = _dock(viewer, "Segment with U-Net")
     segment.source.value = SESSION_MODEL
     segment.image.value = viewer.layers["cells"]
@@ -894,7 +899,9 @@ def test_training_on_corrections_fine_tunes_and_segments_again_keeping_the_edits
     assert tuned is not tiny_model and tuned.config.corrections[-1]["images"] == ["cells U-Net"]
     assert tuned.config.corrections[-1]["objects_changed"] >= 1
     np.testing.assert_array_equal(viewer.layers["cells U-Net"].data, corrected)  # the edits are kept
-    assert "round 1" in segment.status.value
+    assert "round 1" in segment.status.value and "beside 1 it was trained on before" in segment.status.value
+    assert tuned.config.corrections[-1]["rehearsed_images"] == 1  # the annotations it learnt from, rehearsed
+    assert Session.trained_on(tuned) == [learnt_from]  # and rehearsed again by the next round
 
 
 def test_a_z_stack_trains_a_3d_unet_from_painted_slices_and_segments_in_3d(make_napari_viewer, qtbot, tmp_path):

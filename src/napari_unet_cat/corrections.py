@@ -2,8 +2,10 @@
 
 A model segments; a person corrects some objects (napari's brush, or the proofreading
 tools); :func:`train_on_corrections` fine-tunes the model on the corrected label images
-at a tenth of its learning rate for a short time, and records the round in the model's
-settings (``config.corrections``). The corrected images are then segmented again.
+at a tenth of its learning rate for a short time, beside some of the annotations it learnt
+from before (so that the round adds to what it knows rather than trading it for the few
+corrected objects), and records the round in the model's settings (``config.corrections``).
+The corrected images are then segmented again.
 """
 
 from __future__ import annotations
@@ -52,12 +54,26 @@ def corrected_regions(before: np.ndarray, after: np.ndarray, ring: int = RING) -
     return np.where(region, after.astype(np.int64), -1).astype(np.int32)
 
 
+def rehearsal(earlier: tuple[Sequence, Sequence] | None, n: int, seed: int = 0) -> tuple[list, list]:
+    """Up to ``n`` of the ``earlier`` ``(images, labels)`` a round trains on beside the
+    corrections (as many as there are corrected images: half the round, or less where
+    fewer are left), drawn anew each round by ``seed``."""
+    if earlier is None:
+        return [], []
+    images, labels = earlier
+    if len(images) != len(labels):
+        raise InputError(f"got {len(images)} earlier images and {len(labels)} earlier label images")
+    order = np.random.default_rng(seed).permutation(len(images))[: max(0, n)]
+    return [images[i] for i in order], [labels[i] for i in order]
+
+
 def train_on_corrections(
     model,
     images: Sequence,
     corrected: Sequence,
     *,
     before: Sequence | None = None,
+    earlier: tuple[Sequence, Sequence] | None = None,
     seconds: float = ROUND_SECONDS,
     names: Sequence[str] | None = None,
     axes: str | Sequence[str | None] | None = None,
@@ -75,6 +91,9 @@ def train_on_corrections(
         corrected: Their labels as corrected: objects for an instance model, class values
             (every pixel a class) for a semantic one.
         before: The labels as the model made them, to count the objects changed.
+        earlier: ``(images, labels)`` the model learnt from before (its training
+            annotations, as it was trained on them); each round rehearses as many of
+            them as there are corrected images (:func:`rehearsal`).
         seconds: How long to train (at a tenth of the first training's learning rate).
         names: Names of the images, for the record and messages.
         axes: The images' axes, as for :class:`~napari_unet_cat.training.Trainer`.
@@ -91,10 +110,11 @@ def train_on_corrections(
     started = time.perf_counter()
     targets = training_labels(model, corrected, before, only_corrected)
     trainer = round_trainer(
-        model, images, targets, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed
-    )
+        model, images, targets, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed,
+        earlier=rehearsal(earlier, len(images), seed),
+    )  # fmt: skip
     trainer.run(on_epoch)
-    return finish_round(model, trainer, started, before=before, corrected=corrected)
+    return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images))
 
 
 def training_labels(model, corrected, before=None, only_corrected: bool | None = None) -> list:
@@ -121,15 +141,21 @@ def round_trainer(
     axes=None,
     stop_event: threading.Event | None = None,
     seed: int = 0,
+    earlier: tuple[Sequence, Sequence] = ((), ()),
 ):
     """The :class:`~napari_unet_cat.training.Trainer` of one round (iterate its ``epochs()``
-    for progress, then :func:`finish_round`)."""
+    for progress, then :func:`finish_round`): the ``corrected`` images, then the
+    ``earlier`` ones it rehearses (see :func:`rehearsal`)."""
     from .config import TrainingSettings
     from .training import Trainer
 
     if not len(images) or len(images) != len(corrected):
         raise InputError(f"got {len(images)} images and {len(corrected)} corrected label images")
     names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
+    earlier_images, earlier_labels = earlier
+    images = [*images, *earlier_images]
+    corrected = [*corrected, *earlier_labels]
+    names += [f"earlier annotation {i + 1}" for i in range(len(earlier_images))]
     training = model.config.training
     settings = TrainingSettings(
         epochs=100_000,
@@ -146,15 +172,20 @@ def round_trainer(
         class_balance=training.class_balance,
         seed=seed,
     )
+    if axes is not None and not isinstance(axes, str):
+        axes = [*axes, *([None] * len(earlier_images))]
     return Trainer(images, corrected, settings=settings, model=model, names=names, axes=axes, stop_event=stop_event)
 
 
-def finish_round(model, trainer, started: float, *, before=None, corrected=None):
-    """The model ``trainer`` trained, with this round recorded in ``config.corrections``."""
+def finish_round(model, trainer, started: float, *, before=None, corrected=None, n_corrected: int | None = None):
+    """The model ``trainer`` trained, with this round recorded in ``config.corrections``
+    (its first ``n_corrected`` images the corrected ones, the rest rehearsed)."""
     tuned = trainer.model
+    n_corrected = len(trainer.names) if n_corrected is None else n_corrected
     record = {
         "round": len(model.config.corrections) + 1,
-        "images": list(trainer.names),
+        "images": list(trainer.names)[:n_corrected],
+        "rehearsed_images": len(trainer.names) - n_corrected,
         "seconds": round(time.perf_counter() - started, 1),
         "patches": int(sum(row.get("patches", 0) for row in trainer.history[len(model.config.history) :])),
     }

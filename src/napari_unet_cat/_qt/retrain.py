@@ -54,6 +54,7 @@ def retraining_inputs(viewer: napari.Viewer) -> dict:
     model = found[0][2]
     return {
         "model": model,
+        "earlier": earlier_annotations(viewer, model, [layer for layer, _, _, _ in found]),
         "images": [np.asarray(image.data) for _, image, _, _ in found],
         "corrected": [np.asarray(layer.data).copy() for layer, _, _, _ in found],
         "before": [written for _, _, _, written in found],
@@ -62,18 +63,35 @@ def retraining_inputs(viewer: napari.Viewer) -> dict:
     }
 
 
-def retrain_job(*, model, images, corrected, before, names, seconds: float, stop_event):
+def earlier_annotations(viewer: napari.Viewer, model, corrected_layers: list) -> tuple[list, list]:
+    """``(images, labels)`` of the layers ``model`` was trained on in this session (see
+    :meth:`Session.trained_on`) that are still open and not among ``corrected_layers``."""
+    from .session import Session
+
+    images, labels = [], []
+    for image, annotation in Session.trained_on(model):
+        if image in viewer.layers and annotation in viewer.layers and annotation not in corrected_layers:
+            images.append(np.asarray(image.data))
+            labels.append(np.asarray(annotation.data).copy())
+    return images, labels
+
+
+def retrain_job(*, model, images, corrected, before, names, earlier, seconds: float, stop_event):
     """Run on a worker: one round (see :func:`~napari_unet_cat.corrections.train_on_corrections`),
     yielding each epoch's report as it ends; returns the new model."""
     import time
 
-    from ..corrections import finish_round, round_trainer, training_labels
+    from ..corrections import finish_round, rehearsal, round_trainer, training_labels
 
     started = time.perf_counter()
     targets = training_labels(model, corrected, before)
-    trainer = round_trainer(model, images, targets, seconds=seconds, names=names, stop_event=stop_event)
+    seed = len(model.config.corrections)  # each round rehearses other earlier images
+    trainer = round_trainer(
+        model, images, targets, seconds=seconds, names=names, stop_event=stop_event, seed=seed,
+        earlier=rehearsal(earlier, len(images), seed),
+    )  # fmt: skip
     yield from trainer.epochs()
-    return finish_round(model, trainer, started, before=before, corrected=corrected)
+    return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images))
 
 
 def describe_round(model) -> str:
@@ -81,9 +99,11 @@ def describe_round(model) -> str:
     record = model.config.corrections[-1]
     changed = record.get("objects_changed")
     what = f"{changed} objects corrected in " if changed is not None else ""
+    rehearsed = record.get("rehearsed_images", 0)
+    beside = f" beside {rehearsed} it was trained on before" if rehearsed else ""
     return (
-        f"round {record['round']}: trained {record['seconds']:g} s on {what}{len(record['images'])} image(s); "
-        "segmenting them again (the corrected layers are kept)"
+        f"round {record['round']}: trained {record['seconds']:g} s on {what}{len(record['images'])} image(s)"
+        f"{beside}; segmenting them again (the corrected layers are kept)"
     )
 
 

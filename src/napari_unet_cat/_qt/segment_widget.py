@@ -443,7 +443,7 @@ class SegmentWidget(Panel):
             _ignore_errors=True,
         )
         self.worker.yielded.connect(self._on_round_epoch)
-        self.worker.returned.connect(lambda model: self._segment_again(model, image_layers))
+        self.worker.returned.connect(lambda model: self._segment_again(model, image_layers, inputs["model"]))
         self.worker.errored.connect(lambda err: self.fail(f"training on the corrections failed: {err}"))
         self.worker.finished.connect(self._finished)
         self.worker.start()
@@ -453,10 +453,11 @@ class SegmentWidget(Panel):
         self.status.value = f"training on the corrections: {report.summary()}"
 
     @unless_closed
-    def _segment_again(self, model, image_layers) -> None:
+    def _segment_again(self, model, image_layers, previous) -> None:
         from .retrain import describe_round
 
-        Session.set(model)  # the model of the session from now on: Train can go on from it
+        # The model of the session from now on (Train can go on from it), with what it learnt from before.
+        Session.set(model, trained_on=Session.trained_on(previous))
         self.status.value = describe_round(model)
         for layer in image_layers:
             start_prediction(self.viewer, model, layer, on_error=self.fail, on_done=self._resegmented)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -63,10 +64,24 @@ class Session:
 
     model: ClassVar[UNetModel | None] = None
     _cache: ClassVar[dict[tuple[str, float, bool], object]] = {}
+    #: The ``(Image layer, Labels layer)`` pairs each model was trained on in this session.
+    _annotations: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def set(cls, model: UNetModel) -> None:
+    def set(cls, model: UNetModel, trained_on: list[tuple] | None = None) -> None:
+        """Make ``model`` the session's; ``trained_on``: the ``(Image layer, Labels layer)``
+        pairs it learnt from here, which its rounds of corrections rehearse."""
         cls.model = model
+        if trained_on:
+            cls._annotations[model] = list(trained_on)
+
+    @classmethod
+    def trained_on(cls, model) -> list[tuple]:
+        """The ``(Image layer, Labels layer)`` pairs ``model`` learnt from in this session."""
+        try:
+            return list(cls._annotations.get(model, []))
+        except TypeError:  # not a model object (a built-in model's name)
+            return []
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, trust_package_code: bool = False):

@@ -108,6 +108,7 @@ class TrainWidget(Panel):
         self.relay.step.connect(self._on_step)
         self.relay.note.connect(self._on_note)
         self._note = ""
+        self._trained_on: list[tuple] = []
         #: What the preview layer shows now: "first guess (random forest)", "U-Net" or "",
         #: and what it showed, in order, during the last run.
         self.preview_kind = ""
@@ -347,6 +348,8 @@ class TrainWidget(Panel):
             return
         from napari.qt.threading import create_worker
 
+        # What this model learnt from: these layers, and those of the session's model it continues.
+        self._trained_on = list({(id(i), id(la)): (i, la) for i, la in [*pairs, *Session.trained_on(resume)]}.values())
         self._preview_source = pairs[0][0] if self.preview.value else None
         self._preview_doubt = self.show_uncertainty.value
         data, axes, _, _ = inputs[0]
@@ -583,7 +586,7 @@ class TrainWidget(Panel):
     @unless_closed
     def _on_done(self, model) -> None:
         self.model = model
-        Session.set(model)
+        Session.set(model, trained_on=self._trained_on)
         self.save_button.enabled = True
         self.predict_button.enabled = True
         stopped = f" ({self.trainer.stopped})" if self.trainer is not None and self.trainer.stopped else ""
