@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/train_builtin.py PETS WORK --model pets --feral FERAL_CATS
-        [--minutes 95] [--stage 1] [--steps train package score]
+        [--minutes 95] [--stage 1] [--learning-rate RATE] [--steps train package score]
 
 ``PETS`` is the Oxford-IIIT Pet folder (``train/`` and ``test/``, each with ``images/``
 and ``masks/``: 0 background, 1 cat, 2 dog, 255 the undecided outline band), ``FERAL_CATS``
@@ -13,7 +13,8 @@ the feral cats folder (masks 0 background, 1 cat). Steps:
            ``napari-unet-cat train --map 255=ignore --long-side 160 --preset light --depth 5``
            runs on them for ``--minutes``, holding out the command's default 10% for
            validation (never ``test/``). Stage 1 makes a new model; stage N continues
-           stage N-1's with ``--resume`` (a tenth of the learning rate, annealed again).
+           stage N-1's with ``--resume`` (a tenth of the learning rate, annealed again,
+           unless ``--learning-rate`` is given: a warm restart for an underfit stage).
            Log ``WORK/stage-N.log``
   package  the last stage's model, classes named background, cat, dog, saved with
            float32 and float16 weights; float16 ships when its test scores equal the
@@ -64,11 +65,22 @@ def stage_path(work: Path, stage: int) -> Path:
     return work / f"pets-stage{stage}.keras"
 
 
-def train(pets: Path, feral: Path | None, work: Path, minutes: float, stage: int, seed: int) -> dict:
-    """One stage of training with the product's own ``train`` command."""
+def train(
+    pets: Path,
+    feral: Path | None,
+    work: Path,
+    minutes: float,
+    stage: int,
+    seed: int,
+    learning_rate: float | None = None,
+) -> dict:
+    """One stage of training with the product's own ``train`` command (``learning_rate``:
+    the command's own default when None)."""
     images, masks = linked_training_set(pets, feral, work)
     new = [*NETWORK, "--long-side", str(LONG_SIDE)]
     start = new if stage == 1 else ["--resume", str(stage_path(work, stage - 1))]
+    if learning_rate:
+        start += ["--learning-rate", f"{learning_rate:g}"]
     argv = [
         "napari-unet-cat", "train", "--images", str(images), "--masks", str(masks), "--map", f"{UNDECIDED}=ignore",
         *start, "--time-budget", f"{minutes:g}", "--epochs", "100000", "--seed", str(seed),

@@ -397,6 +397,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["nuclei", "pets"], default="nuclei", help="which built-in model")
     parser.add_argument("--feral", type=Path, help="pets: the feral cats folder, trained on beside DATA")
     parser.add_argument("--stage", type=int, default=1, help="pets: 1 makes a new model, N continues stage N-1")
+    parser.add_argument("--learning-rate", type=float, help="pets: the stage's learning rate (default: the command's)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     base = {"code": code_version(), "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -433,7 +434,12 @@ def pets_steps(args, base: dict) -> None:
         "train", "settle", "package", "extent"] else ["train", "package", "score"]  # fmt: skip
     if "train" in steps:
         base["bare_fit_images_per_s"] = round(bare_fit_images_per_second(n_channels=3), 2)
-        record = {**base, **builtin_pets.train(args.data, args.feral, args.work, args.minutes, args.stage, args.seed)}
+        record = {
+            **base,
+            **builtin_pets.train(
+                args.data, args.feral, args.work, args.minutes, args.stage, args.seed, args.learning_rate
+            ),
+        }
         append_record(args.out, record)
         print(f"stage {args.stage}: {record['epochs']} epochs, {record['patches_seen']} patches, "
               f"{record['train_seconds']:.0f} s, best validation loss {record['best_val_loss']}")  # fmt: skip
