@@ -3,8 +3,12 @@
 Usage:
     python benchmarks/bench_correction.py DATA [--rounds 5] [--k 10] [--seconds 60]
         [--round-images 12] [--held-out 0] [--strategies uncertainty random size]
+        [--rehearse | --no-rehearse]
 
-``DATA`` is the nuclei folder; only ``test/`` is used (the built-in model never saw it).
+``DATA`` is the nuclei folder; the user corrects and is scored on ``test/`` (the built-in
+model never saw it); ``train/`` holds the annotations the built-in model learnt from, which
+each round rehearses (``--rehearse``, the default, as the product does with the layers a
+model was trained on).
 Its images are split once: ``--round-images`` that the user corrects, and the others
 (``--held-out`` of them, 0 for all) that no round touches, where the model is scored.
 
@@ -13,7 +17,8 @@ segments them. Each round: segment the round images with the current model, choo
 predicted objects over all of them, correct each as a person would (the predicted object
 replaced by the true object it overlaps most, or deleted when it overlaps none), then
 fine-tune the current model on the corrected label images for ``--seconds``
-(:func:`napari_unet_cat.corrections.train_on_corrections`) and score AP@0.5 and mean AP on
+(:func:`napari_unet_cat.corrections.train_on_corrections`, beside as many of the
+model's own training images) and score AP@0.5 and mean AP on
 the held-out images. Strategies choose the K objects:
 
   uncertainty  the most uncertain first (mean normalized entropy over the object and a
@@ -81,6 +86,15 @@ def correct(labels: np.ndarray, label: int, truth: np.ndarray) -> np.ndarray:
     return out
 
 
+def earlier_annotations(data: Path) -> tuple[list, list]:
+    """The images and instance masks of ``DATA/train`` (what the built-in model learnt from)."""
+    from napari_unet_cat.io import list_images, read_image, read_labels
+
+    images = list_images(data / "train" / "images")
+    masks = {p.stem: p for p in (data / "train" / "masks_instance").iterdir()}
+    return [read_image(p) for p in images], [read_labels(masks[p.stem]) for p in images]
+
+
 def choose(strategy: str, candidates: list[tuple[int, int, float, int]], k: int, rng) -> list[tuple[int, int]]:
     """K of the ``(image, label, uncertainty, area)`` candidates, by ``strategy``."""
     if strategy == "uncertainty":
@@ -92,7 +106,7 @@ def choose(strategy: str, candidates: list[tuple[int, int, float, int]], k: int,
     return [(c[0], c[1]) for c in ranked[:k]]
 
 
-def run_strategy(strategy: str, start, data_split, args) -> list[dict]:
+def run_strategy(strategy: str, start, data_split, args, earlier=None) -> list[dict]:
     from napari_unet_cat.corrections import train_on_corrections
     from napari_unet_cat.uncertainty import entropy_map, object_uncertainty
 
@@ -129,10 +143,12 @@ def run_strategy(strategy: str, start, data_split, args) -> list[dict]:
             seconds=args.seconds,
             seed=number,
             only_corrected=args.train_on == "corrected",
+            earlier=earlier,
         )
         row = {
             "strategy": strategy,
             "train_on": args.train_on,
+            "rehearsed_images": model.config.corrections[-1]["rehearsed_images"],
             "round": number,
             "corrections": number * args.k,
             "train_seconds": round(time.perf_counter() - t0, 1),
@@ -176,6 +192,12 @@ def main() -> None:
         help="a round trains on the corrected objects and a ring around them (the product's default for "
         "instance models), or on the corrected images whole",
     )
+    parser.add_argument(
+        "--rehearse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each round also trains on as many of DATA/train's annotated images (what the model learnt from)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "correction.json")
     args = parser.parse_args()
 
@@ -187,9 +209,10 @@ def main() -> None:
     start = load_model("nuclei")
     zero_shot = score(start, split[2], split[3])
     print({"zero_shot": zero_shot}, flush=True)
+    earlier = earlier_annotations(args.data) if args.rehearse else None
     rows = []
     for strategy in args.strategies:
-        rows += run_strategy(strategy, start, split, args)
+        rows += run_strategy(strategy, start, split, args, earlier)
     record = {
         "benchmark": "correction",
         "machine": {**machine_info(), "bare_fit_images_per_second": round(speed, 2)},

@@ -74,13 +74,15 @@ def train_method(method: str, volumes, masks, voxel, budget_s: float):
     )
     names = [f"v{i}" for i in range(len(volumes))]
     axes = ["ZYX"] * len(volumes)
-    images, labels = list(volumes), list(masks)
+    images, labels, sources = list(volumes), list(masks), None
     if method != "3d":
         views = ("xy",) if method == "2d-xy" else ("xy", "xz", "yz")
-        images, labels, names, axes = planes_of_volumes(
+        images, labels, names, axes, sources = planes_of_volumes(
             images, labels, names, axes, stretch=z_stretch(voxel), views=views
         )
-    trainer = Trainer(images, labels, settings=settings, preset="light", names=names, axes=axes, voxel_size=voxel)
+    trainer = Trainer(
+        images, labels, settings=settings, preset="light", names=names, axes=axes, voxel_size=voxel, sources=sources
+    )
     started = time.perf_counter()
     patches = sum(report.patches for report in trainer.epochs())
     return trainer.model, patches, time.perf_counter() - started

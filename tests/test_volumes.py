@@ -23,6 +23,7 @@ from napari_unet_cat.volume_modes import resolve_volume_mode, segment_volume, st
 from napari_unet_cat.volume_training import painted_axis, planes_of_volumes, unpainted_as_ignored
 
 TINY_3D = {"base_filters": 4, "depth": 2, "preset": "light"}
+TINY = TINY_3D  # the same tiny network, of planes
 
 
 def one_label_per_object(labels: np.ndarray) -> bool:
@@ -93,14 +94,40 @@ def test_a_2d_network_learns_from_xy_xz_and_yz_planes(volumes):
     image, truth = volumes[0]
     sparse = np.zeros_like(truth)
     sparse[[4, 11]] = truth[[4, 11]]
-    images, labels, names, axes = planes_of_volumes([image], [sparse], ["v"], ["ZYX"], stretch=2.0)
+    images, labels, names, axes, sources = planes_of_volumes([image], [sparse], ["v"], ["ZYX"], stretch=2.0)
     views = [n.split()[1] for n in names]
     assert views.count("xy") == 2 and views.count("xz") == 48 and views.count("yz") == 48
     assert images[-1].shape == (32, 48) and axes[-1] == "YX"  # Z resampled to square pixels
+    assert set(sources) == {0}  # all from one volume
     # A side view holds only the rows of the painted slices.
     assert ((labels[-1] >= 0).any(axis=1).sum()) in (4, 5, 6)
-    time_series = planes_of_volumes([image], [truth], ["t"], ["TYX"])
-    assert time_series[0][0] is image  # not a z-stack: passed on as it is
+    time_series = planes_of_volumes([image, image], [truth, truth], ["t", "u"], ["TYX", "ZYX"])
+    assert time_series[0][0] is image and time_series[4][0] == 0  # not a z-stack: passed on as it is
+    assert set(time_series[4][1:]) == {1}  # the next image is the next source
+
+
+def test_the_painted_slices_of_a_volume_are_drawn_by_their_annotated_pixels(volumes):
+    """The two slices painted whole hold as many annotated voxels as the 96 side views
+    together: they are drawn as often as all of those, not as two planes among 98."""
+    image, truth = volumes[0]
+    sparse = np.zeros_like(truth)
+    sparse[[4, 11]] = truth[[4, 11]]
+    images, labels, names, axes, sources = planes_of_volumes([image], [sparse], ["v"], ["ZYX"])
+    settings = TrainingSettings(epochs=1, patch_size=32, label_mode="instances", val_fraction=0.0)
+    trainer = Trainer(images, labels, settings=settings, names=names, axes=axes, sources=sources, **TINY)
+    planes = trainer.data.planes
+    xy = np.array([" xy " in p.source for p in planes])
+    assert xy.sum() == 2
+    share = trainer.data.sampler.plane_weights[xy].sum()
+    assert 0.25 < share < 0.45  # a third of the annotated pixels, give or take the resampled rows
+    alone = Trainer(images, labels, settings=settings, names=names, axes=axes, **TINY)  # each plane its own source
+    assert alone.data.sampler.plane_weights[xy].sum() < 0.1  # as 2 of 98 planes (a patch's worth or two each)
+    # Validation holds out a whole volume, never a plane beside one trained on.
+    two = planes_of_volumes([v for v, _ in volumes[:2]], [t for _, t in volumes[:2]], ["a", "b"], ["ZYX"] * 2)
+    settings = TrainingSettings(epochs=1, patch_size=32, label_mode="instances", val_fraction=0.5)
+    held = Trainer(*two[:2], settings=settings, names=two[2], axes=two[3], sources=two[4], **TINY)
+    trained = {p.image_index for p in held.data.sampler.planes}
+    assert len(trained) == 1 and held.data.n_val_planes == sum(p.image_index not in trained for p in held.data.planes)
 
 
 def test_a_3d_unet_trains_on_painted_slices_and_answers_in_3d(volumes, tmp_path):
@@ -144,8 +171,8 @@ def test_every_volume_mode_of_a_2d_model_gives_3d_objects(volumes):
     truths = [t for _, t in volumes[:2]]
     planes = planes_of_volumes(images, truths, ["a", "b"], ["ZYX", "ZYX"])
     model = train(
-        planes[0], planes[1], axes=planes[3], epochs=2, steps_per_epoch=3, patch_size=32, label_mode="instances",
-        base_filters=4, depth=2, preset="light",
+        planes[0], planes[1], axes=planes[3], sources=planes[4], epochs=2, steps_per_epoch=3, patch_size=32,
+        label_mode="instances", base_filters=4, depth=2, preset="light",
     )  # fmt: skip
     image = volumes[2][0]
     for mode in ("stitch", "xy", "three-axes"):

@@ -452,12 +452,15 @@ def _train(args) -> int:
     start = resume or pretrained
     ndim = start.config.ndim if start is not None else args.ndim
     voxel = _training_voxel_size(args) if resume is None else {}
+    sources = None  # each image its own source, unless planes of volumes
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
         from .volume_modes import z_stretch
         from .volume_training import planes_of_volumes
 
         stretch = z_stretch(voxel.get("voxel_size") or (resume.config.voxel_size if resume else None))
-        images, labels, names, image_axes = planes_of_volumes(images, labels, names, image_axes, stretch=stretch)
+        images, labels, names, image_axes, sources = planes_of_volumes(
+            images, labels, names, image_axes, stretch=stretch
+        )
         print(f"z-stacks: training on their XY, XZ and YZ planes ({len(images)} planes in all)", flush=True)
     # Resolved once, so that the network and its learning rate agree.
     preset, preset_note = resolve_preset(args.preset)
@@ -487,6 +490,7 @@ def _train(args) -> int:
         allow_many_classes=args.many_classes,
         axes=image_axes,
         gray=args.gray,
+        sources=sources,
         **voxel,
     )
     _report_start(trainer, len(images), preset_note if start is None else "", args.start_from)

@@ -131,6 +131,7 @@ def prepare_planes(
     gray: bool = False,
     ndim: int = 2,
     long_side: int | None = None,
+    sources: Sequence[int] | None = None,
 ) -> tuple[list[TrainingPlane], int]:
     """Annotated planes (or, with ``ndim=3``, volumes) of each (image, labels) pair,
     ready for sampling.
@@ -148,7 +149,10 @@ def prepare_planes(
     ``ndim=3`` takes the last stack axis as Z: each volume is one sample (``patch_size``
     then an int for every axis or a ``(Z, Y, X)`` tuple), its objects and weights 3D.
     ``long_side``: instead of ``scale``, each image is resized so its longer side is that
-    many pixels.
+    many pixels. ``sources``: which source each image came from (the planes of one volume
+    in every view share one; default: each image its own), kept as the planes'
+    ``image_index``: validation holds out whole sources, and sampling shares out each
+    source's patches (:func:`sampling_weights`).
     """
     if mode == "instances" and class_weights is not None and len(class_weights) != 3:
         raise ValueError(
@@ -183,7 +187,7 @@ def prepare_planes(
                 border_width=border_width,
             )  # fmt: skip
             if plane is not None:
-                plane.image_index = image_index
+                plane.image_index = sources[image_index] if sources is not None else image_index
                 planes.append(plane)
     if not planes:
         raise InputError(f"no plane of {', '.join(names)} has annotated pixels")
@@ -402,13 +406,32 @@ def _starts(length: int, patch: int) -> list[int]:
     return [round(i * (length - patch) / (n - 1)) for i in range(n)]
 
 
+def sampling_weights(planes: list[TrainingPlane], patch_area: float) -> np.ndarray:
+    """Each plane's chance of giving the next patch.
+
+    Every source (an image; a stack's planes; a volume's planes in all its views) weighs
+    the patches its annotations cover, at least one, so that a few strokes in a huge image
+    are found as surely as a full mask; a source shares its weight among its planes in
+    proportion to their annotated pixels, so the slices painted whole in a volume are
+    drawn more often than the lines they leave across its side views.
+    """
+    totals: dict[int, int] = {}
+    for p in planes:
+        totals[p.image_index] = totals.get(p.image_index, 0) + p.n_annotated
+    weights = np.array(
+        [max(1.0, totals[p.image_index] / patch_area) * p.n_annotated / max(1, totals[p.image_index]) for p in planes]
+    )
+    if weights.sum() <= 0:
+        raise InputError("no training plane has annotated pixels left to learn from")
+    return weights / weights.sum()
+
+
 class PatchSampler:
     """Draws training patches that contain annotated pixels, with augmentation.
 
     Half of the patches are centred near a pixel of a class drawn uniformly (so that a
     class painted with a few strokes is seen as often as a large one), half near any
-    annotated pixel. Planes are drawn in proportion to the patches their annotations
-    cover, so a few strokes in a huge image are found as surely as a full mask.
+    annotated pixel. Planes are drawn by :func:`sampling_weights`.
     """
 
     def __init__(
@@ -429,9 +452,7 @@ class PatchSampler:
         self.augment = augment
         self.elastic = elastic
         self.elastic_sigma = elastic_sigma if elastic_sigma is not None else max(2.0, 0.03 * self.patch)
-        area = float(np.prod(self.shape))
-        weights = np.array([max(1.0, p.n_annotated / area) for p in planes])
-        self.plane_weights = weights / weights.sum()
+        self.plane_weights = sampling_weights(planes, float(np.prod(self.shape)))
         self.n_channels = planes[0].image.shape[-1]
 
     def patches_per_epoch(self) -> int:

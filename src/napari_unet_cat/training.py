@@ -203,6 +203,10 @@ class Trainer:
         gray: Train a one-channel model that reads colour (RGB, RGBA) images as the
             mean of their colour channels, so that grayscale and colour images both work
             with it (a continued model keeps its own choice).
+        sources: Which source each image came from, when several are parts of one (the
+            planes of a volume, from :func:`~napari_unet_cat.volume_training.planes_of_volumes`):
+            validation holds out whole sources, and their patches are shared out by
+            annotated pixels (:func:`~napari_unet_cat.dataset.sampling_weights`).
 
     A ``model`` to continue is never changed: training works on a copy of its network
     and settings, so a model loaded from a file keeps the file's weights.
@@ -236,6 +240,7 @@ class Trainer:
         voxel_unit: str = "",
         long_side: int | None = None,
         pretrained: UNetModel | None = None,
+        sources: Sequence[int] | None = None,
     ):
         self.settings = s = settings or TrainingSettings()
         s.validate()
@@ -279,6 +284,7 @@ class Trainer:
             gray=start.gray,
             ndim=s.ndim,
             long_side=start.long_side,
+            sources=sources,
         )
         if start.config is not None:
             config = start.config

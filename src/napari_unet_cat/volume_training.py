@@ -103,16 +103,20 @@ def planes_of_volumes(
     *,
     stretch: float = 1.0,
     views: Sequence[str] = VIEWS,
-) -> tuple[list, list, list[str], list[str | None]]:
+) -> tuple[list, list, list[str], list[str | None], list[int]]:
     """A 2D network's training inputs, with each z-stack (canonical ``axes`` naming a Z,
     Z the last stack axis: ``ZYX``, ``TZYXC``...) replaced by its planes in ``views``
     (:func:`volume_planes`); other images pass unchanged. Returns ``(images, labels,
-    names, axes)``, a plane named ``<name> xz 12`` after its volume, view and place."""
-    out = ([], [], [], [])
+    names, axes, sources)``, a plane named ``<name> xz 12`` after its volume, view and
+    place; ``sources`` numbers the volume each entry came from (the Trainer's ``sources``:
+    validation then holds out whole volumes, never a plane beside a training one)."""
+    out = ([], [], [], [], [])
+    source = 0
     for image, lab, name, ax in zip(images, labels, names, axes):
         if ax is None or "Z" not in ax or ax.index("Z") != len(ax) - 3 - (ax[-1] in "CS"):
-            for store, value in zip(out, (image, lab, name, ax)):
+            for store, value in zip(out, (image, lab, name, ax, source)):
                 store.append(value)
+            source += 1
             continue
         z = ax.index("Z")
         plane_axes = ax[z + 1 :]
@@ -121,6 +125,7 @@ def planes_of_volumes(
             found = volume_planes(volume, np.asarray(lab[index]), stretch=stretch, views=views)
             where = f"{name} {'/'.join(map(str, index))} " if index else f"{name} "
             for k, (plane, plane_labels, view) in enumerate(zip(*found)):
-                for store, value in zip(out, (plane, plane_labels, f"{where}{view} {k}", plane_axes)):
+                for store, value in zip(out, (plane, plane_labels, f"{where}{view} {k}", plane_axes, source)):
                     store.append(value)
+            source += 1
     return out

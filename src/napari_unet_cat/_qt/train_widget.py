@@ -410,9 +410,10 @@ class TrainWidget(Panel):
         names = [f"'{im.name}' / '{lab.name}'" for im, lab in pairs]
         if resume is not None:
             settings.ndim = resume.config.ndim
+        sources = None
         if settings.ndim == 2 and settings.label_mode != "sparse" and any("Z" in a for a in axes):
             # Whole slices painted on a stack: its XY planes, the unpainted ones left out.
-            images, labels, names, axes = planes_of_volumes(images, labels, names, axes, views=("xy",))
+            images, labels, names, axes, sources = planes_of_volumes(images, labels, names, axes, views=("xy",))
         trainer = Trainer(
             images,
             labels,
@@ -426,6 +427,7 @@ class TrainWidget(Panel):
             pretrained=pretrained,
             on_step=lambda step, steps, loss: self.relay.step.emit(step, steps, f"{loss:.4f}"),
             stop_event=stop_event,
+            sources=sources,
         )
         self.trainer = trainer
         notes = [n for n in (start_note, trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
