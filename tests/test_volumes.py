@@ -106,22 +106,7 @@ def test_a_2d_network_learns_from_xy_xz_and_yz_planes(volumes):
     assert set(time_series[4][1:]) == {1}  # the next image is the next source
 
 
-def test_the_painted_slices_of_a_volume_are_drawn_by_their_annotated_pixels(volumes):
-    """The two slices painted whole hold as many annotated voxels as the 96 side views
-    together: they are drawn as often as all of those, not as two planes among 98."""
-    image, truth = volumes[0]
-    sparse = np.zeros_like(truth)
-    sparse[[4, 11]] = truth[[4, 11]]
-    images, labels, names, axes, sources = planes_of_volumes([image], [sparse], ["v"], ["ZYX"])
-    settings = TrainingSettings(epochs=1, patch_size=32, label_mode="instances", val_fraction=0.0)
-    trainer = Trainer(images, labels, settings=settings, names=names, axes=axes, sources=sources, **TINY)
-    planes = trainer.data.planes
-    xy = np.array([" xy " in p.source for p in planes])
-    assert xy.sum() == 2
-    share = trainer.data.sampler.plane_weights[xy].sum()
-    assert 0.25 < share < 0.45  # a third of the annotated pixels, give or take the resampled rows
-    alone = Trainer(images, labels, settings=settings, names=names, axes=axes, **TINY)  # each plane its own source
-    assert alone.data.sampler.plane_weights[xy].sum() < 0.1  # as 2 of 98 planes (a patch's worth or two each)
+def test_validation_holds_out_whole_volumes_not_planes_beside_trained_ones(volumes):
     # Validation holds out a whole volume, never a plane beside one trained on.
     two = planes_of_volumes([v for v, _ in volumes[:2]], [t for _, t in volumes[:2]], ["a", "b"], ["ZYX"] * 2)
     settings = TrainingSettings(epochs=1, patch_size=32, label_mode="instances", val_fraction=0.5)

@@ -151,8 +151,7 @@ def prepare_planes(
     ``long_side``: instead of ``scale``, each image is resized so its longer side is that
     many pixels. ``sources``: which source each image came from (the planes of one volume
     in every view share one; default: each image its own), kept as the planes'
-    ``image_index``: validation holds out whole sources, and sampling shares out each
-    source's patches (:func:`sampling_weights`).
+    ``image_index``: validation holds out whole sources.
     """
     if mode == "instances" and class_weights is not None and len(class_weights) != 3:
         raise ValueError(
@@ -406,32 +405,13 @@ def _starts(length: int, patch: int) -> list[int]:
     return [round(i * (length - patch) / (n - 1)) for i in range(n)]
 
 
-def sampling_weights(planes: list[TrainingPlane], patch_area: float) -> np.ndarray:
-    """Each plane's chance of giving the next patch.
-
-    Every source (an image; a stack's planes; a volume's planes in all its views) weighs
-    the patches its annotations cover, at least one, so that a few strokes in a huge image
-    are found as surely as a full mask; a source shares its weight among its planes in
-    proportion to their annotated pixels, so the slices painted whole in a volume are
-    drawn more often than the lines they leave across its side views.
-    """
-    totals: dict[int, int] = {}
-    for p in planes:
-        totals[p.image_index] = totals.get(p.image_index, 0) + p.n_annotated
-    weights = np.array(
-        [max(1.0, totals[p.image_index] / patch_area) * p.n_annotated / max(1, totals[p.image_index]) for p in planes]
-    )
-    if weights.sum() <= 0:
-        raise InputError("no training plane has annotated pixels left to learn from")
-    return weights / weights.sum()
-
-
 class PatchSampler:
     """Draws training patches that contain annotated pixels, with augmentation.
 
     Half of the patches are centred near a pixel of a class drawn uniformly (so that a
     class painted with a few strokes is seen as often as a large one), half near any
-    annotated pixel. Planes are drawn by :func:`sampling_weights`.
+    annotated pixel. Planes are drawn in proportion to the patches their annotations
+    cover, so a few strokes in a huge image are found as surely as a full mask.
     """
 
     def __init__(
@@ -452,7 +432,9 @@ class PatchSampler:
         self.augment = augment
         self.elastic = elastic
         self.elastic_sigma = elastic_sigma if elastic_sigma is not None else max(2.0, 0.03 * self.patch)
-        self.plane_weights = sampling_weights(planes, float(np.prod(self.shape)))
+        area = float(np.prod(self.shape))
+        weights = np.array([max(1.0, p.n_annotated / area) for p in planes])
+        self.plane_weights = weights / weights.sum()
         self.n_channels = planes[0].image.shape[-1]
 
     def patches_per_epoch(self) -> int:
