@@ -2,7 +2,7 @@
 
 A model segments; a person corrects some objects (napari's brush, or the proofreading
 tools); :func:`train_on_corrections` fine-tunes the model on the corrected label images
-at a tenth of its learning rate for a short time, beside some of the annotations it learnt
+at a tenth of its learning rate for a short time, beside as much of the annotations it learnt
 from before (so that the round adds to what it knows rather than trading it for the few
 corrected objects), and records the round in the model's settings (``config.corrections``).
 The corrected images are then segmented again.
@@ -54,17 +54,33 @@ def corrected_regions(before: np.ndarray, after: np.ndarray, ring: int = RING) -
     return np.where(region, after.astype(np.int64), -1).astype(np.int32)
 
 
-def rehearsal(earlier: tuple[Sequence, Sequence] | None, n: int, seed: int = 0) -> tuple[list, list]:
-    """Up to ``n`` of the ``earlier`` ``(images, labels)`` a round trains on beside the
-    corrections (as many as there are corrected images: half the round, or less where
-    fewer are left), drawn anew each round by ``seed``."""
+def annotated_pixels(labels, label_mode: str) -> int:
+    """How many pixels of ``labels`` teach something: the nonzero ones of painted strokes
+    (``sparse``), every one not marked -1 otherwise."""
+    labels = np.asarray(labels)
+    return int(np.count_nonzero(labels != 0 if label_mode == "sparse" else labels >= 0))
+
+
+def rehearsal(
+    earlier: tuple[Sequence, Sequence] | None, targets: Sequence, label_mode: str, seed: int = 0
+) -> tuple[list, list]:
+    """The ``earlier`` ``(images, labels)`` a round trains on beside its corrected
+    ``targets``: drawn at random (anew each round, by ``seed``) until they hold as many
+    annotated pixels as the corrections, at least one image, so that about half of the
+    round's patches rehearse what the model knew and half learn the corrections."""
     if earlier is None:
         return [], []
     images, labels = earlier
     if len(images) != len(labels):
         raise InputError(f"got {len(images)} earlier images and {len(labels)} earlier label images")
-    order = np.random.default_rng(seed).permutation(len(images))[: max(0, n)]
-    return [images[i] for i in order], [labels[i] for i in order]
+    wanted = sum(annotated_pixels(t, label_mode) for t in targets)
+    chosen, held = [], 0
+    for i in np.random.default_rng(seed).permutation(len(images)):
+        if chosen and held >= wanted:
+            break
+        chosen.append(i)
+        held += annotated_pixels(labels[i], label_mode)
+    return [images[i] for i in chosen], [labels[i] for i in chosen]
 
 
 def train_on_corrections(
@@ -92,8 +108,8 @@ def train_on_corrections(
             (every pixel a class) for a semantic one.
         before: The labels as the model made them, to count the objects changed.
         earlier: ``(images, labels)`` the model learnt from before (its training
-            annotations, as it was trained on them); each round rehearses as many of
-            them as there are corrected images (:func:`rehearsal`).
+            annotations, as it was trained on them); each round rehearses some of them,
+            as many annotated pixels as the corrections hold (:func:`rehearsal`).
         seconds: How long to train (at a tenth of the first training's learning rate).
         names: Names of the images, for the record and messages.
         axes: The images' axes, as for :class:`~napari_unet_cat.training.Trainer`.
@@ -111,7 +127,7 @@ def train_on_corrections(
     targets = training_labels(model, corrected, before, only_corrected)
     trainer = round_trainer(
         model, images, targets, seconds=seconds, names=names, axes=axes, stop_event=stop_event, seed=seed,
-        earlier=rehearsal(earlier, len(images), seed),
+        earlier=rehearsal(earlier, targets, model.config.training.label_mode, seed),
     )  # fmt: skip
     trainer.run(on_epoch)
     return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images))

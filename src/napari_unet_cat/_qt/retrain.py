@@ -88,7 +88,7 @@ def retrain_job(*, model, images, corrected, before, names, earlier, seconds: fl
     seed = len(model.config.corrections)  # each round rehearses other earlier images
     trainer = round_trainer(
         model, images, targets, seconds=seconds, names=names, stop_event=stop_event, seed=seed,
-        earlier=rehearsal(earlier, len(images), seed),
+        earlier=rehearsal(earlier, targets, model.config.training.label_mode, seed),
     )  # fmt: skip
     yield from trainer.epochs()
     return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images))
