@@ -55,17 +55,24 @@ def test_a_round_of_an_instance_model_trains_on_the_corrected_objects_alone():
 
 
 def test_a_round_rehearses_the_annotations_the_model_learnt_from_before(tiny_model):
-    from napari_unet_cat.corrections import rehearsal
+    from napari_unet_cat.corrections import annotated_pixels, rehearsal
 
     earlier = [make_image((96, 96), seed=70 + i) for i in range(5)]
     earlier_images, earlier_masks = [e[0] for e in earlier], [e[1] for e in earlier]
-    drawn, drawn_masks = rehearsal((earlier_images, earlier_masks), 2, seed=3)
-    where = [next(i for i, e in enumerate(earlier_images) if e is d) for d in drawn]
-    assert len(set(where)) == 2 and all(m is earlier_masks[i] for i, m in zip(where, drawn_masks))
-    assert len(rehearsal((earlier_images, earlier_masks), 9)[0]) == 5  # all there are
-    assert rehearsal(None, 3) == ([], [])
+    corrected = np.full((96, 96), -1, np.int32)
+    corrected[:40, :96] = 0  # a corrected region of 3840 pixels: a 96x96 earlier image holds more
+    drawn, drawn_masks = rehearsal((earlier_images, earlier_masks), [corrected], "instances", seed=3)
+    assert (
+        len(drawn) == 1
+        and drawn_masks[0] is earlier_masks[next(i for i, e in enumerate(earlier_images) if e is drawn[0])]
+    )
+    whole = [np.zeros((96, 96), np.int32)] * 3  # 3 images' worth of corrections: 3 earlier images
+    assert len(rehearsal((earlier_images, earlier_masks), whole, "dense", seed=3)[0]) == 3
+    assert len(rehearsal((earlier_images, earlier_masks), whole * 4, "dense")[0]) == 5  # all there are
+    assert annotated_pixels(np.array([[0, 1], [2, 0]]), "sparse") == 2  # strokes: 0 is not annotated
+    assert rehearsal(None, whole, "dense") == ([], [])
     with pytest.raises(InputError, match="4 earlier label images"):
-        rehearsal((earlier_images, earlier_masks[:4]), 2)
+        rehearsal((earlier_images, earlier_masks[:4]), whole, "dense")
 
     image, mask = make_image((96, 96), seed=95)
     tuned = train_on_corrections(
@@ -73,3 +80,29 @@ def test_a_round_rehearses_the_annotations_the_model_learnt_from_before(tiny_mod
     )
     (record,) = tuned.config.corrections
     assert record["images"] == ["fixed"] and record["rehearsed_images"] == 1
+
+
+def test_fine_tuning_on_a_few_images_keeps_batch_normalization_as_trained(tiny_model):
+    """Statistics from a few images would describe those images: a round keeps them."""
+    from napari_unet_cat._backend import keras
+    from napari_unet_cat.config import TrainingSettings
+    from napari_unet_cat.training import Trainer
+
+    def norms(network):
+        return [w.copy() for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
+                for w in layer.get_weights()]  # fmt: skip
+
+    image, mask = make_image((96, 96), seed=96)
+    tuned = train_on_corrections(tiny_model, [image], [1 - mask], seconds=3)  # a correction far from the model
+    assert all(np.array_equal(a, b) for a, b in zip(norms(tiny_model.keras_model), norms(tuned.keras_model)))
+    assert all(layer.trainable for layer in tuned.keras_model.layers)  # a later run decides anew
+    settings = TrainingSettings(epochs=1, steps_per_epoch=2, batch_size=4, patch_size=64, val_fraction=0.0)
+    again = Trainer([image], [mask], settings=settings, model=tiny_model)
+    assert again.batch_norm_kept and "batch normalization kept" in again.batch_norm_note
+    settings.keep_batch_norm = False  # asked for: trained
+    trained = Trainer([image], [1 - mask], settings=settings, model=tiny_model)
+    assert not trained.batch_norm_kept
+    changed = trained.run().keras_model
+    assert not all(np.array_equal(a, b) for a, b in zip(norms(tiny_model.keras_model), norms(changed)))
+    new = Trainer([image], [mask], settings=TrainingSettings(epochs=1, keep_batch_norm=True), base_filters=4, depth=2)
+    assert not new.batch_norm_kept  # a new network has nothing to keep

@@ -547,7 +547,7 @@ def _report_start(trainer, n_images: int, preset_note: str, started_from: str | 
     if started_from:
         classes = trainer.config.class_values
         notes.append(f"network: started from {started_from}, a new output layer for classes {classes}")
-    notes += [f"note: {n}" for n in (trainer.validation_note, trainer.guide_note) if n]
+    notes += [f"note: {n}" for n in (trainer.validation_note, trainer.guide_note, trainer.batch_norm_note) if n]
     for note in notes:
         print(note, flush=True)
 

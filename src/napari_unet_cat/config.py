@@ -158,6 +158,11 @@ PLANE_PATCH_SIZE = 128
 VOLUME_PATCH_SIZE = 64
 
 
+#: Fine-tuning on fewer source images than this keeps batch normalization as trained
+#: (see ``TrainingSettings.keep_batch_norm``).
+FEW_IMAGES = 50
+
+
 @dataclass
 class TrainingSettings:
     """How to train. Defaults are the tutorial's: Adam at 1e-4, batch 20 (8 for sparse
@@ -215,6 +220,12 @@ class TrainingSettings:
     #: Threads that draw and augment patches beside the network's own (1: drawn on the
     #: training thread). Measured in benchmarks/bench_train_speed.py.
     input_threads: int = 2
+    #: Starting from a trained network, keep its batch normalization as it is (its
+    #: statistics and scales; the layers run as in prediction) rather than train it:
+    #: statistics estimated from a few images describe those images, not their kind.
+    #: None: kept when fewer than :data:`FEW_IMAGES` images (a volume's planes count
+    #: as one) are trained on; always trained for a new network.
+    keep_batch_norm: bool | None = None
 
     def __post_init__(self) -> None:
         if self.patch_size is None:

@@ -14,7 +14,7 @@ import numpy as np
 from ._backend import keras
 from .arrays import resize_plane, scaled_shape, smallest_int_dtype, to_canonical
 from .batches import PatchBatches
-from .config import ModelConfig, Normalization, TrainingSettings
+from .config import FEW_IMAGES, ModelConfig, Normalization, TrainingSettings
 from .dataset import PatchSampler, prepare_planes, validation_patches
 from .errors import InputError, TrainingStopped
 from .first_guess import ForestGuide, wants_forest_guide
@@ -205,8 +205,8 @@ class Trainer:
             with it (a continued model keeps its own choice).
         sources: Which source each image came from, when several are parts of one (the
             planes of a volume, from :func:`~napari_unet_cat.volume_training.planes_of_volumes`):
-            validation holds out whole sources, and their patches are shared out by
-            annotated pixels (:func:`~napari_unet_cat.dataset.sampling_weights`).
+            validation holds out whole sources (or blocks of the annotation of a single
+            one), never a plane beside one trained on.
 
     A ``model`` to continue is never changed: training works on a copy of its network
     and settings, so a model loaded from a file keeps the file's weights.
@@ -302,6 +302,7 @@ class Trainer:
             head_sources(self.pretrained.config.class_values, config.class_values) if self.pretrained else []
         )
         self.keras_model = self._network(config, model or self.pretrained)
+        self._from_trained = model is not None or self.pretrained is not None
         finish_config(config, s, planes, continued=model is not None)
         self.config = config
         self.history = start.history
@@ -374,6 +375,16 @@ class Trainer:
                 val_planes, s.patch_shape, max_patches=max(64, 2 * s.batch_size), seed=s.seed
             )
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes, val_objects)
+        #: Whether batch normalization stays as the starting network had it (see
+        #: ``TrainingSettings.keep_batch_norm``).
+        self.batch_norm_kept = keeps_batch_norm(s, self._from_trained, train_planes)
+        #: Said to the user when it is kept ("" otherwise).
+        self.batch_norm_note = (
+            f"batch normalization kept as trained (fine-tuning on {len({p.image_index for p in train_planes})} "
+            "image(s): their statistics would describe them, not their kind)"
+            if self.batch_norm_kept
+            else ""
+        )
         patches = sampler.patches_per_epoch()
         self.steps_per_epoch = s.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(patches / s.batch_size))
 
@@ -410,6 +421,9 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def _compile(self) -> None:
+        for layer in self.keras_model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = not self.batch_norm_kept
         values = self.config.class_values
         weights = self.settings.class_weights
         class_weights = None if not weights else [float(weights.get(v, 1.0)) for v in values]
@@ -489,6 +503,9 @@ class Trainer:
                     break
         finally:
             dataset.close()
+            for layer in self.keras_model.layers:  # a later run decides anew
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = True
         if self._best_weights is not None:
             self.keras_model.set_weights(self._best_weights)
         self.config.history = self.history
@@ -605,6 +622,15 @@ class Trainer:
         if self._view is None or self._view.keras_model is not self.keras_model:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
+
+
+def keeps_batch_norm(settings: TrainingSettings, from_trained: bool, train_planes) -> bool:
+    """Whether a run keeps batch normalization as trained: as ``settings`` say, else when
+    it starts ``from_trained`` network and trains on fewer than
+    :data:`~napari_unet_cat.config.FEW_IMAGES` source images."""
+    if settings.keep_batch_norm is not None:
+        return bool(settings.keep_batch_norm) and from_trained
+    return from_trained and len({p.image_index for p in train_planes}) < FEW_IMAGES
 
 
 def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:

@@ -430,7 +430,8 @@ class TrainWidget(Panel):
             sources=sources,
         )
         self.trainer = trainer
-        notes = [n for n in (start_note, trainer.preset_note, trainer.validation_note, trainer.guide_note) if n]
+        notes = [trainer.preset_note, trainer.validation_note, trainer.guide_note, trainer.batch_norm_note]
+        notes = [n for n in (start_note, *notes) if n]
         if notes:
             self.relay.note.emit("; ".join(notes))
         volumes = trainer.config.ndim == 3
