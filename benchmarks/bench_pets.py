@@ -70,8 +70,11 @@ def train_cli(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def finetune(pets: Path, sizes: list[int], budgets: list[float], model_name: str = "pets") -> list[dict]:
-    """Fine-tuned from the built-in model against from scratch, same photos and minutes."""
+def finetune(
+    pets: Path, sizes: list[int], budgets: list[float], model_name: str = "pets", starts=("built-in", "scratch")
+) -> list[dict]:
+    """Fine-tuned from the built-in model against from scratch, same photos and minutes
+    (``starts``: which of the two)."""
     from napari_unet_cat.loading import load_model
 
     photos = shuffled(pets / "test")
@@ -81,7 +84,7 @@ def finetune(pets: Path, sizes: list[int], budgets: list[float], model_name: str
     rows = [{"start": "built-in, no training", "photos": 0, **zero_shot}]
     for size in sizes:
         for budget in budgets:
-            for start in ("built-in", "scratch"):
+            for start in starts:
                 with tempfile.TemporaryDirectory() as tmp:
                     images, masks = linked(photos[:size], pets / "test" / "masks", Path(tmp))
                     out = Path(tmp) / "model.keras"
@@ -158,6 +161,9 @@ def main() -> None:
     parser.add_argument("--stroke-budgets", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--share", type=float, default=0.02)
     parser.add_argument("--model", default="pets", help="the model to start from (default: the built-in one)")
+    parser.add_argument(
+        "--starts", nargs="+", choices=["built-in", "scratch"], default=["built-in", "scratch"], help="finetune's arms"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pets.json")
     args = parser.parse_args()
     from napari_unet_cat.loading import load_model
@@ -172,7 +178,7 @@ def main() -> None:
         append_record(args.out, record)
         print({k: v for k, v in record["pets"].items() if k != "counts"}, flush=True)
     if "finetune" in args.parts:
-        rows = finetune(args.pets, args.sizes, args.budgets, args.model)
+        rows = finetune(args.pets, args.sizes, args.budgets, args.model, args.starts)
         append_record(args.out, {**base, "part": "finetune", "rows": rows})
     if "strokes" in args.parts:
         rows = strokes(args.pets, args.stroke_photos, args.stroke_budgets, args.share, args.model)
