@@ -82,8 +82,9 @@ def test_a_round_rehearses_the_annotations_the_model_learnt_from_before(tiny_mod
     assert record["images"] == ["fixed"] and record["rehearsed_images"] == 1
 
 
-def test_fine_tuning_on_a_few_images_keeps_batch_normalization_as_trained(tiny_model):
-    """Statistics from a few images would describe those images: a round keeps them."""
+def test_fine_tuning_can_keep_batch_normalization_as_trained(tiny_model):
+    """Asked for (and for strokes), a run from a trained network leaves its batch
+    normalization as it was; for whole masks it trains it by default, as a new network's."""
     from napari_unet_cat._backend import keras
     from napari_unet_cat.config import TrainingSettings
     from napari_unet_cat.training import Trainer
@@ -93,16 +94,21 @@ def test_fine_tuning_on_a_few_images_keeps_batch_normalization_as_trained(tiny_m
                 for w in layer.get_weights()]  # fmt: skip
 
     image, mask = make_image((96, 96), seed=96)
-    tuned = train_on_corrections(tiny_model, [image], [1 - mask], seconds=3)  # a correction far from the model
-    assert all(np.array_equal(a, b) for a, b in zip(norms(tiny_model.keras_model), norms(tuned.keras_model)))
-    assert all(layer.trainable for layer in tuned.keras_model.layers)  # a later run decides anew
     settings = TrainingSettings(epochs=1, steps_per_epoch=2, batch_size=4, patch_size=64, val_fraction=0.0)
-    again = Trainer([image], [mask], settings=settings, model=tiny_model)
-    assert again.batch_norm_kept and "batch normalization kept" in again.batch_norm_note
-    settings.keep_batch_norm = False  # asked for: trained
-    trained = Trainer([image], [1 - mask], settings=settings, model=tiny_model)
-    assert not trained.batch_norm_kept
+    trained = Trainer([image], [1 - mask], settings=settings, model=tiny_model)  # a correction far from the model
+    assert not trained.batch_norm_kept and not trained.batch_norm_note
     changed = trained.run().keras_model
     assert not all(np.array_equal(a, b) for a, b in zip(norms(tiny_model.keras_model), norms(changed)))
-    new = Trainer([image], [mask], settings=TrainingSettings(epochs=1, keep_batch_norm=True), base_filters=4, depth=2)
+    settings.keep_batch_norm = True
+    kept = Trainer([image], [1 - mask], settings=settings, model=tiny_model)
+    assert kept.batch_norm_kept and "batch normalization kept" in kept.batch_norm_note
+    same = kept.run().keras_model
+    assert all(np.array_equal(a, b) for a, b in zip(norms(tiny_model.keras_model), norms(same)))
+    assert not all(np.array_equal(a, b) for a, b in zip(tiny_model.keras_model.get_weights(), same.get_weights()))
+    assert all(layer.trainable for layer in same.layers)  # a later run decides anew
+    new = Trainer([image], [mask], settings=settings, base_filters=4, depth=2)
     assert not new.batch_norm_kept  # a new network has nothing to keep
+    strokes = TrainingSettings(epochs=1, steps_per_epoch=2, batch_size=4, patch_size=64, label_mode="sparse")
+    painted = np.where(np.arange(96)[:, None] % 8 == 0, mask + 1, 0)  # rows of strokes
+    started = Trainer([image], [painted], settings=strokes, pretrained=tiny_model, base_filters=4, depth=2)
+    assert started.batch_norm_kept  # strokes on a trained network keep it by default

@@ -534,7 +534,7 @@ def test_strokes_on_fluorescence_start_from_the_builtin_nuclei_model(painted, qt
     qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
     assert train.preview_history == ["first guess (the starting model, before training)", "U-Net"]
     assert "started from built-in: nuclei" in train.preview_messages[0]
-    assert "batch normalization kept as trained" in train._note  # one image: its statistics stay the network's
+    assert "batch normalization kept" in train._note  # strokes: the network's statistics stay
     model = train.model
     assert model.class_values == [1, 2] and model.config.gray_input and not model.config.is_instance_model
     assert model.config.architecture.base_filters == 16  # the built-in network's, not a new one's

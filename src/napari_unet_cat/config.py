@@ -158,11 +158,6 @@ PLANE_PATCH_SIZE = 128
 VOLUME_PATCH_SIZE = 64
 
 
-#: Fine-tuning on fewer source images than this keeps batch normalization as trained
-#: (see ``TrainingSettings.keep_batch_norm``).
-FEW_IMAGES = 50
-
-
 @dataclass
 class TrainingSettings:
     """How to train. Defaults are the tutorial's: Adam at 1e-4, batch 20 (8 for sparse
@@ -221,10 +216,10 @@ class TrainingSettings:
     #: training thread). Measured in benchmarks/bench_train_speed.py.
     input_threads: int = 2
     #: Starting from a trained network, keep its batch normalization as it is (its
-    #: statistics and scales; the layers run as in prediction) rather than train it:
-    #: statistics estimated from a few images describe those images, not their kind.
-    #: None: kept when fewer than :data:`FEW_IMAGES` images (a volume's planes count
-    #: as one) are trained on; always trained for a new network.
+    #: statistics and scales; the layers run as in prediction) rather than train it.
+    #: None: kept for painted strokes (``sparse``), whose patches are a narrow sample of
+    #: one image or a few, trained for whole masks (measured: docs/benchmarks.md, "The
+    #: built-in pets model"). A new network always trains it.
     keep_batch_norm: bool | None = None
 
     def __post_init__(self) -> None:

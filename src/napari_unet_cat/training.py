@@ -14,7 +14,7 @@ import numpy as np
 from ._backend import keras
 from .arrays import resize_plane, scaled_shape, smallest_int_dtype, to_canonical
 from .batches import PatchBatches
-from .config import FEW_IMAGES, ModelConfig, Normalization, TrainingSettings
+from .config import ModelConfig, Normalization, TrainingSettings
 from .dataset import PatchSampler, prepare_planes, validation_patches
 from .errors import InputError, TrainingStopped
 from .first_guess import ForestGuide, wants_forest_guide
@@ -377,14 +377,10 @@ class Trainer:
         self.data = _Data(sampler, val_x, val_y, len(train_planes), len(val_planes), planes, val_objects)
         #: Whether batch normalization stays as the starting network had it (see
         #: ``TrainingSettings.keep_batch_norm``).
-        self.batch_norm_kept = keeps_batch_norm(s, self._from_trained, train_planes)
+        keep = s.keep_batch_norm if s.keep_batch_norm is not None else s.label_mode == "sparse"
+        self.batch_norm_kept = bool(keep) and self._from_trained
         #: Said to the user when it is kept ("" otherwise).
-        self.batch_norm_note = (
-            f"batch normalization kept as trained (fine-tuning on {len({p.image_index for p in train_planes})} "
-            "image(s): their statistics would describe them, not their kind)"
-            if self.batch_norm_kept
-            else ""
-        )
+        self.batch_norm_note = "batch normalization kept as the starting network had it" if self.batch_norm_kept else ""
         patches = sampler.patches_per_epoch()
         self.steps_per_epoch = s.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(patches / s.batch_size))
 
@@ -622,15 +618,6 @@ class Trainer:
         if self._view is None or self._view.keras_model is not self.keras_model:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
-
-
-def keeps_batch_norm(settings: TrainingSettings, from_trained: bool, train_planes) -> bool:
-    """Whether a run keeps batch normalization as trained: as ``settings`` say, else when
-    it starts ``from_trained`` network and trains on fewer than
-    :data:`~napari_unet_cat.config.FEW_IMAGES` source images."""
-    if settings.keep_batch_norm is not None:
-        return bool(settings.keep_batch_norm) and from_trained
-    return from_trained and len({p.image_index for p in train_planes}) < FEW_IMAGES
 
 
 def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
