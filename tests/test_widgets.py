@@ -34,6 +34,16 @@ def _fast(widget, epochs=6):
     widget.val_fraction.value = 0.0
 
 
+def _one_short_epoch(train, qtbot, batch_size: int) -> None:
+    """Train one short epoch with the panel's start (a built-in model, by default)."""
+    train.epochs.value = 1
+    train.patch_size.value = 64
+    train.batch_size.value = batch_size
+    train.val_fraction.value = 0.0
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+
+
 @pytest.fixture
 def painted(make_napari_viewer):
     """A viewer with a synthetic image and strokes painted over it."""
@@ -526,12 +536,7 @@ def test_strokes_on_fluorescence_start_from_the_builtin_nuclei_model(painted, qt
     shipped = file_sha256(builtin_path("nuclei"))
     train = _dock(viewer, "Train U-Net")
     assert train.start_from.value.startswith("auto")
-    train.epochs.value = 1
-    train.patch_size.value = 64
-    train.batch_size.value = 4
-    train.val_fraction.value = 0.0
-    train.start()
-    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    _one_short_epoch(train, qtbot, batch_size=4)
     assert train.preview_history == ["first guess (the starting model, before training)", "U-Net"]
     assert "started from built-in: nuclei" in train.preview_messages[0]
     assert "batch normalization kept" in train._note  # strokes: the network's statistics stay
@@ -566,12 +571,7 @@ def test_strokes_on_a_photo_start_from_the_builtin_pets_model(make_napari_viewer
     assert "built-in: pets" in train.start_from.choices
     assert "built-in: pets" in _dock(viewer, "Segment with U-Net").source.choices
     train.image.value, train.labels.value = viewer.layers["chelsea"], viewer.layers["chelsea strokes"]
-    train.epochs.value = 1
-    train.patch_size.value = 64
-    train.batch_size.value = 2
-    train.val_fraction.value = 0.0
-    train.start()
-    qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+    _one_short_epoch(train, qtbot, batch_size=2)
     assert train.preview_history[0] == "first guess (the starting model, before training)"
     assert "started from built-in: pets (a colour photo)" in train.preview_messages[0]
     model = train.model

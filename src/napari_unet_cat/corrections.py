@@ -2,10 +2,11 @@
 
 A model segments; a person corrects some objects (napari's brush, or the proofreading
 tools); :func:`train_on_corrections` fine-tunes the model on the corrected label images
-at a tenth of its learning rate for a short time, beside as much of the annotations it learnt
-from before (so that the round adds to what it knows rather than trading it for the few
-corrected objects), and records the round in the model's settings (``config.corrections``).
-The corrected images are then segmented again.
+at a tenth of its learning rate for a short time, beside some of the annotations it learnt
+from before (as many annotated pixels as the corrections hold, so that the round adds to
+what it knows rather than trading it for a few corrected objects), and records the round
+in the model's settings (``config.corrections``). The corrected images are then segmented
+again.
 """
 
 from __future__ import annotations

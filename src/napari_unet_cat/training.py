@@ -417,9 +417,7 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def _compile(self) -> None:
-        for layer in self.keras_model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = not self.batch_norm_kept
+        train_batch_norm(self.keras_model, not self.batch_norm_kept)
         values = self.config.class_values
         weights = self.settings.class_weights
         class_weights = None if not weights else [float(weights.get(v, 1.0)) for v in values]
@@ -499,9 +497,7 @@ class Trainer:
                     break
         finally:
             dataset.close()
-            for layer in self.keras_model.layers:  # a later run decides anew
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = True
+            train_batch_norm(self.keras_model, True)  # a later run decides anew
         if self._best_weights is not None:
             self.keras_model.set_weights(self._best_weights)
         self.config.history = self.history
@@ -618,6 +614,13 @@ class Trainer:
         if self._view is None or self._view.keras_model is not self.keras_model:
             self._view = UNetModel(self.keras_model, self.config)
         return self._view
+
+
+def train_batch_norm(network, trainable: bool) -> None:
+    """Let ``network``'s batch normalization layers train (or run as in prediction)."""
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = trainable
 
 
 def _same_plane(padded: np.ndarray, plane: np.ndarray) -> bool:
