@@ -113,6 +113,8 @@ def test_validation_holds_out_whole_volumes_not_planes_beside_trained_ones(volum
     held = Trainer(*two[:2], settings=settings, names=two[2], axes=two[3], sources=two[4], **TINY)
     trained = {p.image_index for p in held.data.sampler.planes}
     assert len(trained) == 1 and held.data.n_val_planes == sum(p.image_index not in trained for p in held.data.planes)
+    with pytest.raises(Exception, match="3 sources for"):
+        Trainer(*two[:2], settings=settings, names=two[2], axes=two[3], sources=[0, 0, 1], **TINY)
 
 
 def test_a_3d_unet_trains_on_painted_slices_and_answers_in_3d(volumes, tmp_path):

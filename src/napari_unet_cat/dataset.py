@@ -158,6 +158,8 @@ def prepare_planes(
             "class_weights for instance targets needs 3 weights (background, interior, border), "
             f"received {list(class_weights)}"
         )
+    if sources is not None and len(sources) != len(images):
+        raise InputError(f"got {len(sources)} sources for {len(images)} images: give one source per image")
     planes: list[TrainingPlane] = []
     patch = patch_shape(patch_size, ndim)
     image_axes = list(image_axes) if image_axes is not None else [None] * len(images)
