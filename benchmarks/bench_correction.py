@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_correction.py DATA [--rounds 5] [--k 10] [--seconds 60]
         [--round-images 12] [--held-out 0] [--strategies uncertainty random size]
-        [--rehearse | --no-rehearse]
+        [--rehearse | --no-rehearse] [--keep 1.0]
 
 ``DATA`` is the nuclei folder; the user corrects and is scored on ``test/`` (the built-in
 model never saw it); ``train/`` holds the annotations the built-in model learnt from, which
@@ -44,6 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import append_record, bare_fit_images_per_second, machine_info
+from napari_unet_cat.corrections import ROUND_KEEP
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +145,7 @@ def run_strategy(strategy: str, start, data_split, args, earlier=None) -> list[d
             seed=number,
             only_corrected=args.train_on == "corrected",
             earlier=earlier,
+            keep=args.keep,
         )
         row = {
             "strategy": strategy,
@@ -197,6 +199,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="each round also trains on as many of DATA/train's annotated images (what the model learnt from)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=float,
+        default=ROUND_KEEP,
+        help="the share of each round's change to the weights kept (train_on_corrections's keep)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "correction.json")
     args = parser.parse_args()

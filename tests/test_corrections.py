@@ -112,3 +112,23 @@ def test_fine_tuning_can_keep_batch_normalization_as_trained(tiny_model):
     painted = np.where(np.arange(96)[:, None] % 8 == 0, mask + 1, 0)  # rows of strokes
     started = Trainer([image], [painted], settings=strokes, pretrained=tiny_model, base_filters=4, depth=2)
     assert started.batch_norm_kept  # strokes on a trained network keep it by default
+
+
+def test_a_round_can_keep_a_share_of_its_change_to_the_weights(tiny_model):
+    """``keep`` sets the new weights between the model's and the fine-tuned network's."""
+    from napari_unet_cat._backend import keras
+    from napari_unet_cat.corrections import blend_weights
+
+    start = tiny_model.keras_model
+    moved = keras.models.clone_model(start)
+    moved.set_weights([w + 1.0 if np.issubdtype(w.dtype, np.floating) else w for w in start.get_weights()])
+    blend_weights(moved, start, 0.25)
+    assert all(np.allclose(a, b + 0.25) for a, b in zip(moved.get_weights(), start.get_weights()))
+    with pytest.raises(InputError, match="got 0"):
+        blend_weights(moved, start, 0)
+
+    image, mask = make_image((96, 96), seed=97)
+    tuned = train_on_corrections(tiny_model, [image], [1 - mask], seconds=3, keep=0.5)
+    (record,) = tuned.config.corrections
+    assert record["keep"] == 0.5
+    assert not all(np.array_equal(a, b) for a, b in zip(start.get_weights(), tuned.keras_model.get_weights()))

@@ -21,6 +21,8 @@ from .errors import InputError
 
 #: How long one round trains by default: corrections are few, and the model already works.
 ROUND_SECONDS = 60.0
+#: The share of a round's change to the weights that the new model keeps (1: all of it).
+ROUND_KEEP = 1.0
 
 
 def changed_objects(before: np.ndarray, after: np.ndarray) -> int:
@@ -98,6 +100,7 @@ def train_on_corrections(
     stop_event: threading.Event | None = None,
     seed: int = 0,
     only_corrected: bool | None = None,
+    keep: float = ROUND_KEEP,
 ):
     """Fine-tune ``model`` on ``corrected`` label images of ``images`` and return the new
     model (``model`` itself is not changed).
@@ -120,6 +123,10 @@ def train_on_corrections(
         only_corrected: Train on the corrected objects and a ring around them only
             (:func:`corrected_regions`; needs ``before``). Default: for an instance model
             given ``before``; a semantic model trains on the whole corrected images.
+        keep: The share of the round's change to the weights kept: the new weights are
+            ``before + keep * (trained - before)``, between the model and the round's
+            fine-tuned network (1 keeps the fine-tuned one; less damps what a few
+            corrections teach, round after round).
 
     Returns:
         The fine-tuned model; its ``config.corrections`` ends with this round's record.
@@ -131,7 +138,7 @@ def train_on_corrections(
         earlier=rehearsal(earlier, targets, model.config.training.label_mode, seed),
     )  # fmt: skip
     trainer.run(on_epoch)
-    return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images))
+    return finish_round(model, trainer, started, before=before, corrected=corrected, n_corrected=len(images), keep=keep)
 
 
 def training_labels(model, corrected, before=None, only_corrected: bool | None = None) -> list:
@@ -194,10 +201,16 @@ def round_trainer(
     return Trainer(images, corrected, settings=settings, model=model, names=names, axes=axes, stop_event=stop_event)
 
 
-def finish_round(model, trainer, started: float, *, before=None, corrected=None, n_corrected: int | None = None):
-    """The model ``trainer`` trained, with this round recorded in ``config.corrections``
-    (its first ``n_corrected`` images the corrected ones, the rest rehearsed)."""
+def finish_round(
+    model, trainer, started: float, *, before=None, corrected=None, n_corrected: int | None = None,
+    keep: float = ROUND_KEEP,
+):  # fmt: skip
+    """The model ``trainer`` trained, ``keep`` of the way from ``model`` (see
+    :func:`blend_weights`), with this round recorded in ``config.corrections`` (its first
+    ``n_corrected`` images the corrected ones, the rest rehearsed)."""
     tuned = trainer.model
+    if keep != 1.0:
+        blend_weights(tuned.keras_model, model.keras_model, keep)
     n_corrected = len(trainer.names) if n_corrected is None else n_corrected
     record = {
         "round": len(model.config.corrections) + 1,
@@ -205,8 +218,22 @@ def finish_round(model, trainer, started: float, *, before=None, corrected=None,
         "rehearsed_images": len(trainer.names) - n_corrected,
         "seconds": round(time.perf_counter() - started, 1),
         "patches": int(sum(row.get("patches", 0) for row in trainer.history[len(model.config.history) :])),
+        "keep": keep,
     }
     if before is not None and corrected is not None:
         record["objects_changed"] = int(sum(changed_objects(b, a) for b, a in zip(before, corrected)))
     tuned.config.corrections = [*model.config.corrections, record]
     return tuned
+
+
+def blend_weights(network, start, keep: float) -> None:
+    """Set ``network``'s floating-point weights to ``start``'s plus ``keep`` of the way to
+    its own (the two networks of one architecture); other variables stay ``network``'s."""
+    if not 0.0 < keep <= 1.0:
+        raise InputError(f"the share of a round's change kept must be in (0, 1], got {keep}")
+    mine, theirs = network.get_weights(), start.get_weights()
+    if len(mine) != len(theirs) or any(a.shape != b.shape for a, b in zip(mine, theirs)):
+        raise InputError("the fine-tuned network's weights do not match the model it started from")
+    network.set_weights(
+        [b + keep * (a - b) if np.issubdtype(a.dtype, np.floating) else a for a, b in zip(mine, theirs)]
+    )
