@@ -1,7 +1,8 @@
 """Volumes: each way to 3D objects, trained for the same time on this CPU, scored in 3D.
 
     python benchmarks/bench_volumes.py --real ../shared/data/nuclei3d/real \\
-        --synthetic ../shared/data/nuclei3d/synthetic --budget 3 [--stardist OUT]
+        --synthetic ../shared/data/nuclei3d/synthetic --budget 3 [--sparse] [--start-from nuclei]
+        [--methods 2d-xy 2d-three-axes 3d] [--stardist OUT]
 
 For each set, every method trains for ``--budget`` minutes with the package's defaults
 (``train``'s light network on a CPU, instance masks):
@@ -16,7 +17,10 @@ For each set, every method trains for ``--budget`` minutes with the package's de
 ``real/`` holds two volumes: each method trains on one and is scored on the other, both
 ways round. ``synthetic/`` trains on ``train/`` and is scored on ``test/``. With
 ``--sparse`` each is also trained from only 3 painted XY slices per training volume (the
-other planes not annotated) and scored on whole volumes. StarDist 3D runs in its own
+other planes not annotated) and scored on whole volumes. ``--start-from nuclei`` starts the
+2D methods from the built-in nuclei model, as napari's Train panel does for a fluorescence
+stack (continued on instance masks, at a tenth of its learning rate), and scores that model
+as it is, untrained (annotation "none"). StarDist 3D runs in its own
 environment (``bench_stardist3d.py``, same budget); ``--stardist OUT`` scores the
 objects it wrote. Figures: AP@0.5 and mean AP (IoU 0.5 to 0.95, matched in 3D), training
 patches seen, prediction seconds per megavoxel and the memory the prediction added; the
@@ -58,8 +62,9 @@ def painted_slices(mask: np.ndarray, n: int = 3) -> np.ndarray:
     return out
 
 
-def train_method(method: str, volumes, masks, voxel, budget_s: float):
-    """``(model, patches seen, seconds)`` of one method trained for ``budget_s``."""
+def train_method(method: str, volumes, masks, voxel, budget_s: float, start_from: str | None = None):
+    """``(model, patches seen, seconds)`` of one method trained for ``budget_s``; the 2D
+    methods from ``start_from``'s network when given (see :func:`starting_point`)."""
     from napari_unet_cat.config import TrainingSettings
     from napari_unet_cat.training import Trainer
     from napari_unet_cat.volume_modes import z_stretch
@@ -80,12 +85,26 @@ def train_method(method: str, volumes, masks, voxel, budget_s: float):
         images, labels, names, axes, sources = planes_of_volumes(
             images, labels, names, axes, stretch=z_stretch(voxel), views=views
         )
+    start = starting_point(start_from, settings, labels) if start_from and method != "3d" else {}
     trainer = Trainer(
-        images, labels, settings=settings, preset="light", names=names, axes=axes, voxel_size=voxel, sources=sources
-    )
+        images, labels, settings=settings, preset="light", names=names, axes=axes, voxel_size=voxel, sources=sources,
+        **start,
+    )  # fmt: skip
     started = time.perf_counter()
     patches = sum(report.patches for report in trainer.epochs())
     return trainer.model, patches, time.perf_counter() - started
+
+
+def starting_point(name: str, settings, labels) -> dict:
+    """The ``Trainer`` argument that starts from model ``name`` as napari's Train panel
+    does for a fluorescence image: continued when the annotations are of its kind, else a
+    new output layer on its network; at a tenth of its learning rate."""
+    from napari_unet_cat import load_model
+    from napari_unet_cat.transfer import can_continue
+
+    model = load_model(name)
+    settings.learning_rate = model.config.training.learning_rate / 10
+    return {"model": model} if can_continue(model.config, settings.label_mode, labels) else {"pretrained": model}
 
 
 def rss_mb() -> float:
@@ -143,31 +162,54 @@ def run_split(name: str, train, test, voxel, args, sparse: bool) -> list[dict]:
     records = []
     masks = [painted_slices(m) if sparse else m for _, _, m in train]
     for method in args.methods:
-        model, patches, seconds = train_method(method, [v for _, v, _ in train], masks, voxel, args.budget * 60)
+        volumes = [v for _, v, _ in train]
+        model, patches, seconds = train_method(method, volumes, masks, voxel, args.budget * 60, args.start_from)
         for mode in ANSWERS[method]:
-            predictions, predict_s, peak = [], 0.0, 0.0
-            for _, volume, _ in test:
-                t0 = time.perf_counter()
-                with MemoryWatch() as watch:
-                    predictions.append(answer(model, mode, volume, voxel))
-                predict_s += time.perf_counter() - t0
-                peak = max(peak, watch.used_mb)
-            megavoxels = sum(v.size for _, v, _ in test) / 1e6
-            one_label = all(_one_label_per_object(p) for p in predictions)
             record = {
                 "set": name,
                 "annotation": "3 slices per volume" if sparse else "full",
                 "method": method,
+                "started_from": (args.start_from if method != "3d" else None) or "new network",
                 "answer": mode,
-                **score(predictions, [m for _, _, m in test]),
+                **scored_answers(model, mode, test, voxel),
                 "patches": patches,
                 "train_s": round(seconds, 1),
-                "predict_s_per_mvox": round(predict_s / megavoxels, 2),
-                "predict_memory_mb": round(peak),
-                "objects_connected_3d": one_label,
             }
             print(json.dumps(record), flush=True)
             records.append(record)
+    return records
+
+
+def scored_answers(model, mode: str, test, voxel) -> dict:
+    """``model``'s ``mode`` answers on the ``test`` volumes: scores, prediction seconds
+    per megavoxel, the memory prediction added, and one label per 3D object."""
+    predictions, predict_s, peak = [], 0.0, 0.0
+    for _, volume, _ in test:
+        t0 = time.perf_counter()
+        with MemoryWatch() as watch:
+            predictions.append(answer(model, mode, volume, voxel))
+        predict_s += time.perf_counter() - t0
+        peak = max(peak, watch.used_mb)
+    megavoxels = sum(v.size for _, v, _ in test) / 1e6
+    return {
+        **score(predictions, [m for _, _, m in test]),
+        "predict_s_per_mvox": round(predict_s / megavoxels, 2),
+        "predict_memory_mb": round(peak),
+        "objects_connected_3d": all(_one_label_per_object(p) for p in predictions),
+    }
+
+
+def untrained_run(name: str, test, voxel, args) -> list[dict]:
+    """The ``--start-from`` model as it is (no training), in each 2D method's answers."""
+    from napari_unet_cat import load_model
+
+    model = load_model(args.start_from)
+    records = []
+    for mode in dict.fromkeys(m for method in args.methods if method != "3d" for m in ANSWERS[method]):
+        record = {"set": name, "annotation": "none", "method": "2d", "started_from": args.start_from, "answer": mode}
+        record.update({**scored_answers(model, mode, test, voxel), "patches": 0, "train_s": 0.0})
+        print(json.dumps(record), flush=True)
+        records.append(record)
     return records
 
 
@@ -218,6 +260,9 @@ def main() -> None:
     )
     parser.add_argument("--sparse", action="store_true", help="also train from 3 painted slices per volume")
     parser.add_argument("--stardist", type=Path, help="folder bench_stardist3d.py wrote (scored, not run)")
+    parser.add_argument(
+        "--start-from", help="the 2D methods start from this model (e.g. nuclei, as napari does for fluorescence)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "volumes.json")
     args = parser.parse_args()
 
@@ -230,11 +275,15 @@ def main() -> None:
         for k in range(len(real)):
             train, test = [real[k]], [v for i, v in enumerate(real) if i != k]
             stardist_sets[f"real-{test[0][0]}"] = test
+            if args.start_from:
+                runs += untrained_run(f"real-{test[0][0]}", test, REAL_VOXEL, args)
             for sparse in (False, True) if args.sparse and args.methods else (False,):
                 runs += run_split(f"real-{test[0][0]}", train, test, REAL_VOXEL, args, sparse)
     if args.synthetic:
         train, test = read_set(args.synthetic / "train"), read_set(args.synthetic / "test")
         stardist_sets["synthetic"] = test
+        if args.start_from:
+            runs += untrained_run("synthetic", test, (1.0, 1.0, 1.0), args)
         for sparse in (False, True) if args.sparse and args.methods else (False,):
             runs += run_split("synthetic", train, test, (1.0, 1.0, 1.0), args, sparse)
     if args.stardist:
