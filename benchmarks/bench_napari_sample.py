@@ -28,6 +28,11 @@ strokes. It records:
                after the first, medians)
 
 With ``--screenshot`` it saves a picture of the whole window at the end.
+
+``--ceiling`` (with ``--image nuclei``) opens no viewer: it segments the image with the
+built-in nuclei model and gives the foreground IoU, precision and recall of its objects and
+of its pixels below each ``p(background)`` threshold: what the starting model's own
+probabilities allow, before any stroke moves an edge.
 """
 
 from __future__ import annotations
@@ -156,6 +161,25 @@ def panel_start(choice: str, image):
     return load_model(name) if name else None
 
 
+def ceiling(image, truth) -> dict:
+    """The built-in nuclei model on ``image``: foreground ``(IoU, precision, recall)`` of
+    its objects and of ``p(background) < t`` for a few ``t``."""
+    from napari_unet_cat import load_model
+
+    labels, probabilities = load_model("nuclei").predict(image, return_probabilities=True)
+    truth = truth > 0
+
+    def scores(found):
+        hit = float((found & truth).sum())
+        return {"iou": round(hit / (found | truth).sum(), 3), "precision": round(hit / max(found.sum(), 1), 3),
+                "recall": round(hit / truth.sum(), 3)}  # fmt: skip
+
+    record = {"objects": scores(labels > 0)}
+    for threshold in (0.3, 0.5, 0.7, 0.9, 0.97):
+        record[f"p(background) < {threshold}"] = scores(probabilities[..., 0] < threshold)
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", choices=("sample", "nuclei"), default="sample")
@@ -181,7 +205,16 @@ def main() -> None:
     )
     parser.add_argument("--screenshot", type=Path, default=None, help="save a PNG of the window at the end")
     parser.add_argument("--out", type=Path, default=None, help="append the figures to this JSON-lines file")
+    parser.add_argument("--ceiling", action="store_true", help="--image nuclei: the starting model's own answer")
     args = parser.parse_args()
+    if args.ceiling:
+        image, truth, _ = nuclei_image(args.data, args.split, args.share)
+        record = {"benchmark": "napari_sample_ceiling", "split": args.split, "shape": list(image.shape),
+                  **ceiling(image, truth)}  # fmt: skip
+        print(json.dumps(record, indent=1))
+        if args.out:
+            append_record(args.out, record)
+        return
     if args.no_heap_freeze:
         from napari_unet_cat._qt import threads
 
