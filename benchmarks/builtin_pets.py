@@ -204,7 +204,7 @@ def training_summary(records: list[dict]) -> str:
 
 def package(pets: Path, feral: Path | None, work: Path, out: Path) -> dict:
     """The shipped file: the last stage, classes named, float16 if it scores as float32."""
-    from napari_unet_cat.builtin import INDEX_FILE, file_sha256
+    from napari_unet_cat.builtin import INDEX_FILE, builtin_models, file_sha256
     from napari_unet_cat.config import ClassInfo
     from napari_unet_cat.loading import load_model
 
@@ -238,6 +238,7 @@ def package(pets: Path, feral: Path | None, work: Path, out: Path) -> dict:
         "title": "cats and dogs in photos: background, cat, dog (Oxford-IIIT Pet, light U-Net)",
     }
     index_path.write_text(json.dumps(index, indent=1) + "\n")
+    builtin_models.cache_clear()  # a later step of this process reads the new index
     size = SHIPPED.stat().st_size / 1e6
     print(f"shipped {SHIPPED} ({size:.1f} MB, float16 {use_half}): {chosen.config.card['scores']}")
     return {
