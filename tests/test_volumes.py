@@ -202,6 +202,12 @@ def test_volumes_from_the_command_line_with_their_voxel_size(volumes, tmp_path, 
     flat = tmp_path / "flat.keras"
     assert main([*args[:4], str(flat), *common, "--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32"]) == 0
     assert "XY, XZ and YZ planes" in capsys.readouterr().out
+    # A 2D model resumed on stacks (as --resume nuclei would be) makes their side views
+    # square with the voxel size given for them, not the one it was trained at (2 um).
+    again = [*args[:4], str(tmp_path / "again.keras"), *common[:4], "--resume", str(flat)]
+    again += ["--voxel-size", "3", "1", "1"]
+    assert main([*again, "--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32"]) == 0
+    assert "stretched 3.00x in Z" in capsys.readouterr().out
     for mode in ("stitch", "three-axes"):
         out = tmp_path / mode
         assert main(["predict", "--model", str(flat), "--input", str(tmp_path / "test"), "--output", str(out),

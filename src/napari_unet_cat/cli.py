@@ -457,11 +457,17 @@ def _train(args) -> int:
         from .volume_modes import z_stretch
         from .volume_training import planes_of_volumes
 
-        stretch = z_stretch(voxel.get("voxel_size") or (resume.config.voxel_size if resume else None))
+        # The stacks' own voxel size (given, or their files'), even when a model is resumed.
+        own = voxel or _training_voxel_size(args)
+        stretch = z_stretch(own.get("voxel_size") or (resume.config.voxel_size if resume else None))
         images, labels, names, image_axes, sources = planes_of_volumes(
             images, labels, names, image_axes, stretch=stretch
         )
-        print(f"z-stacks: training on their XY, XZ and YZ planes ({len(images)} planes in all)", flush=True)
+        print(
+            f"z-stacks: training on their XY, XZ and YZ planes ({len(images)} planes in all; side views "
+            f"stretched {stretch:.2f}x in Z)",
+            flush=True,
+        )
     # Resolved once, so that the network and its learning rate agree.
     preset, preset_note = resolve_preset(args.preset)
     if args.learning_rate:
