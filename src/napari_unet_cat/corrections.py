@@ -131,6 +131,7 @@ def train_on_corrections(
     Returns:
         The fine-tuned model; its ``config.corrections`` ends with this round's record.
     """
+    check_keep(keep)  # before the round's minute, not after it
     started = time.perf_counter()
     targets = training_labels(model, corrected, before, only_corrected)
     trainer = round_trainer(
@@ -229,11 +230,16 @@ def finish_round(
 def blend_weights(network, start, keep: float) -> None:
     """Set ``network``'s floating-point weights to ``start``'s plus ``keep`` of the way to
     its own (the two networks of one architecture); other variables stay ``network``'s."""
-    if not 0.0 < keep <= 1.0:
-        raise InputError(f"the share of a round's change kept must be in (0, 1], got {keep}")
+    check_keep(keep)
     mine, theirs = network.get_weights(), start.get_weights()
     if len(mine) != len(theirs) or any(a.shape != b.shape for a, b in zip(mine, theirs)):
         raise InputError("the fine-tuned network's weights do not match the model it started from")
     network.set_weights(
         [b + keep * (a - b) if np.issubdtype(a.dtype, np.floating) else a for a, b in zip(mine, theirs)]
     )
+
+
+def check_keep(keep: float) -> None:
+    """Refuse a share of a round's change outside (0, 1]."""
+    if not 0.0 < keep <= 1.0:
+        raise InputError(f"the share of a round's change kept must be in (0, 1], got {keep}")
