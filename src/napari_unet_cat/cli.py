@@ -451,15 +451,15 @@ def _train(args) -> int:
         print(f"warning: {w}", file=sys.stderr)
     start = resume or pretrained
     ndim = start.config.ndim if start is not None else args.ndim
-    voxel = _training_voxel_size(args) if resume is None else {}
+    own_voxel = _training_voxel_size(args)  # the stacks' own size: given, or their files'
+    voxel = own_voxel if resume is None else {}
     sources = None  # each image its own source, unless planes of volumes
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
         from .volume_modes import z_stretch
         from .volume_training import planes_of_volumes
 
-        # The stacks' own voxel size (given, or their files'), even when a model is resumed.
-        own = voxel or _training_voxel_size(args)
-        stretch = z_stretch(own.get("voxel_size") or (resume.config.voxel_size if resume else None))
+        # The stacks' own voxel size, even when a model is resumed.
+        stretch = z_stretch(own_voxel.get("voxel_size") or (resume.config.voxel_size if resume else None))
         images, labels, names, image_axes, sources = planes_of_volumes(
             images, labels, names, image_axes, stretch=stretch
         )
