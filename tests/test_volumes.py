@@ -222,6 +222,20 @@ def test_volumes_from_the_command_line_with_their_voxel_size(volumes, tmp_path, 
     assert scores["n_true"] == len(np.unique(volumes[2][1])) - 1  # matched as 3D objects
 
 
+def test_a_large_volume_is_cut_into_calls_the_3d_convolutions_can_hold():
+    from napari_unet_cat.config import Normalization
+    from napari_unet_cat.inference import TiledNetwork
+    from napari_unet_cat.volume_inference import MAX_CALL_BYTES, plan_blocks
+
+    # A tiny network and much free memory: the budget alone would send 8 blocks a call,
+    # past what TensorFlow's CPU 3D convolutions can hold (the process aborts).
+    network = TiledNetwork(None, n_classes=2, size_multiple=8, receptive_radius=20, bytes_per_pixel=192,
+                           normalization=Normalization())  # fmt: skip
+    plan = plan_blocks(network, (128, 1024, 1024), z_multiple=8, memory_budget=8 * 2**30)
+    assert plan.batch_size * np.prod(plan.window) * network.bytes_per_pixel <= MAX_CALL_BYTES
+    assert plan.batch_size >= 2 and len(plan) > plan.batch_size  # still batched, and many calls
+
+
 def test_a_3d_model_round_trips_its_bioimageio_package(volumes, tmp_path):
     from bioimageio.spec import load_model_description
 

@@ -28,6 +28,11 @@ from .tiling import AxisTiles, axis_tiles, round_up
 #: larger than this compute little less overlap for much more memory.
 MAX_AUTO_SIDE = 256
 MAX_AUTO_DEPTH = 64
+#: Estimated activation bytes one 3D network call may hold, whatever the memory allows:
+#: TensorFlow's CPU 3D convolutions abort the process (``std::bad_alloc``) once the widest
+#: activation of a call passes about 2e8 values (measured: 4 filters at 7 blocks of
+#: 64x256x256, 8 filters at 4), with gigabytes still free. 3 GiB is 1.3e8 values.
+MAX_CALL_BYTES = 3 * 2**30
 
 
 def volume_layout(layout: Layout, name: str = "image") -> Layout:
@@ -70,11 +75,13 @@ def plan_blocks(
 ) -> BlockPlan:
     """Blocks for a volume of ``spatial`` voxels ``(Z, Y, X)``: each side a multiple of
     the network's grid (``z_multiple`` in Z, ``size_multiple`` in Y and X), with a
-    margin of the receptive radius (at most a quarter of the block) on each side.
+    margin of the receptive radius (at most a quarter of the block) on each side, and
+    as many blocks a call as ``memory_budget`` (at most :data:`MAX_CALL_BYTES`) allows.
 
     Raises:
         InputError: A block side is too small for the network or its margin.
     """
+    memory_budget = min(memory_budget, MAX_CALL_BYTES)
     k = network.size_multiple
     multiples = (z_multiple, k, k)
     padded = tuple(round_up(n, m) for n, m in zip(spatial, multiples))
