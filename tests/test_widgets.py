@@ -954,6 +954,67 @@ def test_a_z_stack_trains_a_3d_unet_from_painted_slices_and_segments_in_3d(make_
     assert objects.shape == volume.shape and one_label_per_object(objects)
 
 
+def test_a_z_stack_trains_a_2d_network_on_its_side_views_stretched_by_the_layer_scale(make_napari_viewer, qtbot):
+    from napari_unet_cat._qt.train_widget import INSTANCES_MODE
+    from napari_unet_cat.synthetic import make_volume
+
+    viewer = make_napari_viewer()
+    volume, truth = make_volume((12, 48, 48), seed=5, radius=(5.0, 8.0))
+    painted = np.zeros_like(truth)
+    painted[[3, 8]] = truth[[3, 8]]  # two XY slices painted
+    viewer.add_image(volume, name="nuclei", scale=(2.0, 0.5, 0.5))  # Z steps 4x the pixel
+    viewer.add_labels(painted, name="nuclei labels", scale=(2.0, 0.5, 0.5))
+    train = _dock(viewer, "Train U-Net")
+    train.mode.value = INSTANCES_MODE
+    _fast(train, epochs=1)
+    train.patch_size.value = 32
+    train.preview.value = False
+
+    def trained_note() -> str:
+        train.start()
+        qtbot.waitUntil(lambda: train.worker is None, timeout=WAIT_MS)
+        assert train.model is not None, train.status.value
+        return train._note
+
+    # A stack the viewer does not call z: its painted XY planes alone, as Segment answers it.
+    assert "stacks: training on their painted XY planes (2 planes in all)" in trained_note()
+    assert train.model.config.voxel_size == [2.0, 0.5, 0.5]  # the layer's scale, recorded
+    viewer.dims.axis_labels = ("z", "y", "x")
+    note = trained_note()
+    assert "XY, XZ and YZ planes" in note and "side views stretched 4.00x in Z" in note
+    assert int(note.split("(")[1].split(" planes")[0]) == 2 + 2 * 48  # every XZ and YZ plane crosses a painted slice
+
+
+def test_segment_answers_a_z_stack_on_three_axes_at_the_layer_voxel_size(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    from napari_unet_cat._qt import segment_widget
+    from napari_unet_cat.synthetic import make_volume
+
+    from .test_volumes import one_label_per_object
+
+    volume, truth = make_volume((10, 40, 40), seed=6, radius=(4.0, 7.0))
+    seen = []
+
+    def spy(*args, voxel_size=None, **kwargs):
+        seen.append(voxel_size)
+        return volume_answer(*args, voxel_size=voxel_size, **kwargs)
+
+    volume_answer = segment_widget.volume_answer
+    monkeypatch.setattr(segment_widget, "volume_answer", spy)
+    viewer = make_napari_viewer()
+    viewer.add_image(volume, name="nuclei", scale=(3.0, 1.0, 1.0))
+    viewer.dims.axis_labels = ("z", "y", "x")
+    segment = _dock(viewer, "Segment with U-Net")
+    segment.source.value = "a model file"
+    segment.model_path.value = train_2d(volume, truth).save(tmp_path / "flat.keras")
+    segment.image.value = viewer.layers["nuclei"]
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=WAIT_MS)
+    assert seen == [[3.0, 1.0, 1.0]]  # side views stretched 3x in Z, as the layer says
+    assert one_label_per_object(viewer.layers["nuclei U-Net"].data)
+
+
 def train_2d(volume, truth):
     """A tiny 2D instance model trained on a volume's planes."""
     from napari_unet_cat.training import train

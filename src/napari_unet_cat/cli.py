@@ -455,19 +455,14 @@ def _train(args) -> int:
     voxel = own_voxel if resume is None else {}
     sources = None  # each image its own source, unless planes of volumes
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
-        from .volume_modes import z_stretch
-        from .volume_training import planes_of_volumes
+        from .volume_training import stack_training_planes
 
         # The stacks' own voxel size, even when a model is resumed.
-        stretch = z_stretch(own_voxel.get("voxel_size") or (resume.config.voxel_size if resume else None))
-        images, labels, names, image_axes, sources = planes_of_volumes(
-            images, labels, names, image_axes, stretch=stretch
+        size = own_voxel.get("voxel_size") or (resume.config.voxel_size if resume else None)
+        images, labels, names, image_axes, sources, note = stack_training_planes(
+            images, labels, names, image_axes, voxel_size=size
         )
-        print(
-            f"z-stacks: training on their XY, XZ and YZ planes ({len(images)} planes in all; side views "
-            f"stretched {stretch:.2f}x in Z)",
-            flush=True,
-        )
+        print(note, flush=True)
     # Resolved once, so that the network and its learning rate agree.
     preset, preset_note = resolve_preset(args.preset)
     if args.learning_rate:

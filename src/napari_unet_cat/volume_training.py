@@ -18,12 +18,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from .arrays import IGNORE_INDEX
-from .volume_modes import resample_z
+from .volume_modes import resample_z, z_stretch
 
 #: A volume whose labels reach fewer than this share of its planes along some axis was
 #: painted slice by slice along that axis (the others are not annotated).
 PAINTED_SHARE = 0.5
 VIEWS = ("xy", "xz", "yz")
+#: Side views hold a whole volume in memory, resampled to square pixels: past this many
+#: voxels (resampled), a 2D network learns from the stacks' XY planes alone.
+SIDE_VIEW_VOXELS = 2**28
+
+
+def is_z_stack(axes: str | None) -> bool:
+    """Whether canonical ``axes`` hold z-stacks: a Z, the last stack axis (``ZYX``,
+    ``TZYXC``...)."""
+    return axes is not None and "Z" in axes and axes.index("Z") == len(axes) - 3 - (axes[-1] in "CS")
 
 
 def painted_axis(labels: np.ndarray) -> int | None:
@@ -113,7 +122,7 @@ def planes_of_volumes(
     out = ([], [], [], [], [])
     source = 0
     for image, lab, name, ax in zip(images, labels, names, axes):
-        if ax is None or "Z" not in ax or ax.index("Z") != len(ax) - 3 - (ax[-1] in "CS"):
+        if not is_z_stack(ax):
             for store, value in zip(out, (image, lab, name, ax, source)):
                 store.append(value)
             source += 1
@@ -129,3 +138,35 @@ def planes_of_volumes(
                     store.append(value)
             source += 1
     return out
+
+
+def stack_training_planes(
+    images: Sequence,
+    labels: Sequence,
+    names: Sequence[str],
+    axes: Sequence[str | None],
+    *,
+    voxel_size: Sequence[float] | None = None,
+    side_views: bool = True,
+) -> tuple[list, list, list[str], list[str | None], list[int], str]:
+    """A 2D network's training inputs from images among which are z-stacks: their XY
+    planes, and with ``side_views`` their XZ and YZ planes stretched along Z by the
+    ``voxel_size`` ``(Z, Y, X)`` (square pixels; 1 when not known), unless a stack is too
+    large to hold whole (:data:`SIDE_VIEW_VOXELS`). Returns :func:`planes_of_volumes`'s
+    ``(images, labels, names, axes, sources)`` and a note that says what was used."""
+    stretch = z_stretch(voxel_size)
+    sizes = [np.prod(np.shape(im)[a.index("Z") : a.index("Z") + 3]) for im, a in zip(images, axes) if is_z_stack(a)]
+    largest = max(sizes, default=0) * stretch
+    views = VIEWS if side_views and largest <= SIDE_VIEW_VOXELS else ("xy",)
+    out = planes_of_volumes(images, labels, names, axes, stretch=stretch, views=views)
+    planes = f"{len(out[0])} planes in all"
+    if views == VIEWS:
+        note = f"z-stacks: training on their XY, XZ and YZ planes ({planes}; side views stretched {stretch:.2f}x in Z)"
+    elif side_views:
+        note = (
+            f"z-stacks: training on their XY planes alone ({planes}): side views would hold a volume of "
+            f"{largest / 1e6:.0f} megavoxels whole (at most {SIDE_VIEW_VOXELS / 1e6:.0f})"
+        )
+    else:
+        note = f"stacks: training on their painted XY planes ({planes})"
+    return (*out, note)

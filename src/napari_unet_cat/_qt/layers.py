@@ -87,6 +87,30 @@ def output_axes_of(layer, data, axes: str) -> list[int]:
     return list(range(n_out))
 
 
+def viewer_calls_z(viewer: napari.Viewer, layer, z_axis: int | None = None) -> bool:
+    """Whether the viewer labels ``layer``'s axis ``z_axis`` (default: its last stack
+    axis) ``z``, as readers of z-stacks do: only then is a stack one volume, not a series
+    of planes (time points, unrelated images)."""
+    z_axis = layer.ndim - 3 if z_axis is None else z_axis
+    labels = list(viewer.dims.axis_labels)[-layer.ndim :]
+    return 0 <= z_axis < len(labels) == layer.ndim and str(labels[z_axis]).lower() == "z"
+
+
+#: napari's (pint's) names of the usual lengths, as the model file writes them.
+_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm"}
+
+
+def layer_voxel_size(layer, layer_axes: list[int]) -> dict:
+    """``{"voxel_size": [Z, Y, X], "voxel_unit": ...}`` of a z-stack layer, from its
+    scale along ``layer_axes[-3:]`` (its Z, Y and X axes), or ``{}`` where napari's
+    default scale of 1 says nothing."""
+    size = [float(layer.scale[a]) for a in layer_axes[-3:]]
+    if len(size) != 3 or size == [1.0, 1.0, 1.0] or min(size) <= 0:
+        return {}
+    unit = str(getattr(layer, "units", [""] * layer.ndim)[layer_axes[-1]])
+    return {"voxel_size": size, "voxel_unit": "" if unit == "pixel" else _UNITS.get(unit, unit)}
+
+
 def plane_on_screen(viewer: napari.Viewer, layer, layer_axes: list[int]) -> tuple[int, ...]:
     """Index of the plane shown now along the stack axes ``layer_axes[:-2]`` of ``layer``."""
     return plane_at_step(tuple(viewer.dims.current_step), layer, layer_axes)

@@ -24,7 +24,15 @@ from ..instances import PlaneNumbering
 from ..package_model import is_package_model
 from ..uncertainty import entropy_map
 from ..volume_modes import DEFAULT_VOLUME_MODE, VOLUME_MODES, resolve_volume_mode, volume_answer
-from .layers import labels_shape_for, layer_input, layers_of, model_input, output_axes_of
+from .layers import (
+    labels_shape_for,
+    layer_input,
+    layer_voxel_size,
+    layers_of,
+    model_input,
+    output_axes_of,
+    viewer_calls_z,
+)
 from .panel import Panel, notify_error, unless_closed
 from .prediction_layers import add_package_outputs, add_prediction, add_uncertainty
 from .preferences import preferences
@@ -61,6 +69,7 @@ def predict_layer(
     trust_package_code: bool = False,
     uncertainty: bool = False,
     volume: str | None = None,
+    voxel_size: list[float] | None = None,
 ):
     """Generator run on a worker: load the model if given a path, predict plane by plane
     (yielding progress), then return ``(labels, probabilities or None, model, scale,
@@ -74,7 +83,9 @@ def predict_layer(
     returns ``(outputs, None, model, None, None)`` instead, ``outputs`` by output name.
     A 3D model, or a 2D model in a ``volume`` mode other than ``planes`` (None: by the
     layer's axes, see :func:`~napari_unet_cat.volume_modes.resolve_volume_mode`),
-    predicts volume by volume: its objects are 3D."""
+    predicts volume by volume: its objects are 3D; its side views (``three-axes``) are
+    stretched in Z by ``voxel_size`` ``(Z, Y, X)``, else by that of the model's training
+    stacks."""
     if not hasattr(model, "predict"):
         model = Session.load(model, trust_package_code=trust_package_code)
     if is_package_model(model):
@@ -89,6 +100,7 @@ def predict_layer(
     predictor = model.at_scale(scale) if scale else model
     shape = labels_shape_for(data, data_axes)
     mode = "3d" if predictor.config.ndim == 3 else resolve_volume_mode(predictor, data_axes, volume)
+    voxel_size = voxel_size or (predictor.config.voxel_size if len(predictor.config.voxel_size) == 3 else None)
     n_stack = len(shape) - (2 if mode == "planes" else 3)
     indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
@@ -106,8 +118,9 @@ def predict_layer(
     for i, index in enumerate(indices):
         plane = np.asarray(data[index]) if index else data
         plane_labels, plane_probs = _predict_part(
-            predictor, plane, data_axes[n_stack:], mode, wanted, name=f"layer '{layer.name}'", **common
-        )
+            predictor, plane, data_axes[n_stack:], mode, wanted, name=f"layer '{layer.name}'", voxel_size=voxel_size,
+            **common,
+        )  # fmt: skip
         if labels is None:
             labels = np.zeros(shape, np.uint32 if objects else plane_labels.dtype)
             probs = np.zeros((*shape, plane_probs.shape[-1]), np.float32) if probabilities else None
@@ -123,14 +136,14 @@ def predict_layer(
     return labels, probs, model, predictor.config.scale, doubt
 
 
-def _predict_part(predictor, part, axes: str, mode: str, wanted: bool, *, name: str, **options):
+def _predict_part(predictor, part, axes: str, mode: str, wanted: bool, *, name: str, voxel_size=None, **options):
     """``(labels, probabilities or None)`` of one plane (``mode`` ``planes``) or one
-    volume (a 3D model's, or a 2D model's in a volume mode)."""
+    volume (a 3D model's, or a 2D model's in a volume mode, of ``voxel_size``)."""
     if mode in ("planes", "3d"):
         tile_size = options.pop("tile_size")
         result = predictor.predict(part, tile_size, wanted, axes=axes, name=name, **options)
         return result if wanted else (result, None)
-    labels, probs = volume_answer(predictor, part, mode=mode, **options)
+    labels, probs = volume_answer(predictor, part, mode=mode, voxel_size=voxel_size, **options)
     if wanted and probs is None:  # stitch: objects plane by plane, probabilities asked for too
         keep = {k: options[k] for k in ("tile_size", "test_time_augmentation")}
         probs = predictor.predict(part, axes=axes, output="probabilities", name=name, **keep)
@@ -181,6 +194,7 @@ def start_prediction(
         trust_package_code=trust_package_code,
         uncertainty=uncertainty,
         volume=volume,
+        voxel_size=layer_voxel_size(layer, layer_axes).get("voxel_size") if len(layer_axes) >= 3 else None,
         # napari's activity bar only where no progress bar of ours shows it: its animation
         # repaints the window all the while, which software OpenGL (remote desktops,
         # machines without a GPU) pays for with the CPU the network needs (a third of a
@@ -404,10 +418,7 @@ class SegmentWidget(Panel):
         ``planes``."""
         if self.volume.value != "auto":
             return self.volume.value
-        layer = self.image.value
-        stack = layer.ndim - 2  # napari counts no colour axis
-        labels = list(self.viewer.dims.axis_labels)[-layer.ndim :] if stack >= 1 else []
-        return DEFAULT_VOLUME_MODE if labels and str(labels[stack - 1]).lower() == "z" else "planes"
+        return DEFAULT_VOLUME_MODE if viewer_calls_z(self.viewer, self.image.value) else "planes"
 
     @unless_closed
     def _finished(self) -> None:

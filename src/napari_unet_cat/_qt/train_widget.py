@@ -30,15 +30,17 @@ from ..config import (
 )
 from ..errors import UNetCatError
 from ..uncertainty import entropy_map
-from ..volume_training import planes_of_volumes
+from ..volume_training import stack_training_planes
 from .layers import (
     background_value,
     labels_shape_for,
     layer_input,
+    layer_voxel_size,
     layers_of,
     output_axes_of,
     pair_layers_by_name,
     plane_on_screen,
+    viewer_calls_z,
 )
 from .loss_plot import LossPlot
 from .panel import Panel, unless_closed
@@ -356,6 +358,7 @@ class TrainWidget(Panel):
         self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
         if self._preview_source is not None:
             self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
+        voxel, side_views = self._stack_geometry(pairs[0][0], self._preview_input[2])
         self.plot.clear()
         self.epochs_seen = 0
         # A fresh stop for this run, shared with the trainer before it exists: Stop (or
@@ -379,6 +382,8 @@ class TrainWidget(Panel):
             base_filters=self.base_filters.value or None,
             resume=resume,
             own_rate=self.learning_rate.value != _preset_rate(self.preset.value),
+            voxel=voxel,
+            side_views=side_views,
             stop_event=self._stop_event,
             # No napari activity bar: ours shows the epochs (see start_prediction for why).
             _ignore_errors=True,  # reported by _on_error
@@ -391,12 +396,22 @@ class TrainWidget(Panel):
         self.stop_button.enabled = True
         self.worker.start()
 
-    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, own_rate, stop_event):
+    def _stack_geometry(self, image, layer_axes: list[int]) -> tuple[dict, bool]:
+        """``(voxel size, side views)`` of a stack to train on: its voxel size from the
+        layer's scale (recorded in a new model), and whether a 2D network learns from its
+        XZ and YZ planes too: where the viewer calls the stack's axis z, as Segment then
+        answers it on three axes."""
+        if len(layer_axes) < 3:
+            return {}, False
+        return layer_voxel_size(image, layer_axes), viewer_calls_z(self.viewer, image, layer_axes[-3])
+
+    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, own_rate, voxel, side_views, stop_event):
         """Runs on the worker thread: build the trainer, then one yield per epoch.
 
         The layers' data go in as they are: a lazy (dask, zarr) layer is read plane by
-        plane, and only its annotated planes. A model to continue is copied by the
-        trainer, so a cached model file's weights stay what the file holds.
+        plane, and only its annotated planes (unless its side views are trained on too).
+        A model to continue is copied by the trainer, so a cached model file's weights
+        stay what the file holds.
         """
         from ..errors import TrainingStopped
         from ..training import Trainer
@@ -410,10 +425,12 @@ class TrainWidget(Panel):
         names = [f"'{im.name}' / '{lab.name}'" for im, lab in pairs]
         if resume is not None:
             settings.ndim = resume.config.ndim
-        sources = None
+        sources, planes_note = None, ""
         if settings.ndim == 2 and settings.label_mode != "sparse" and any("Z" in a for a in axes):
-            # Whole slices painted on a stack: its XY planes, the unpainted ones left out.
-            images, labels, names, axes, sources = planes_of_volumes(images, labels, names, axes, views=("xy",))
+            # Whole slices painted on a stack: its planes, the unpainted ones left out.
+            images, labels, names, axes, sources, planes_note = stack_training_planes(
+                images, labels, names, axes, voxel_size=voxel.get("voxel_size"), side_views=side_views
+            )
         trainer = Trainer(
             images,
             labels,
@@ -428,10 +445,11 @@ class TrainWidget(Panel):
             on_step=lambda step, steps, loss: self.relay.step.emit(step, steps, f"{loss:.4f}"),
             stop_event=stop_event,
             sources=sources,
+            **(voxel if resume is None else {}),
         )
         self.trainer = trainer
         notes = [trainer.preset_note, trainer.validation_note, trainer.guide_note, trainer.batch_norm_note]
-        notes = [n for n in (start_note, *notes) if n]
+        notes = [n for n in (start_note, planes_note, *notes) if n]
         if notes:
             self.relay.note.emit("; ".join(notes))
         volumes = trainer.config.ndim == 3
