@@ -3,7 +3,7 @@ start of strokes on one photo against a random forest on the same strokes.
 
 Usage:
     python benchmarks/bench_pets.py PETS [--feral FERAL_CATS] [--parts zero-shot finetune strokes]
-        [--sizes 5 20] [--budgets 2 5] [--stroke-photos 4] [--stroke-budgets 1 2] [--share 0.02]
+        [--sizes 5 20] [--budgets 2 5] [--blends 0.5] [--stroke-photos 4] [--stroke-budgets 1 2] [--share 0.02]
 
 ``PETS`` is the Oxford-IIIT Pet folder (``test/images``, ``test/masks``: 0 background,
 1 cat, 2 dog, 255 the undecided outline band, which no score counts). The built-in model
@@ -15,7 +15,8 @@ has seen ``train/`` only, so every photo here is new to it. ``test/`` is shuffle
   finetune   the first 5 and 20 photos of the shuffle train a model for 2 and 5 minutes,
              fine-tuned from the built-in one (``train --resume pets``) or from scratch
              (``train --long-side 160``, the light network, at the same size), both with
-             ``--map 255=ignore``; each is scored on the last 200 photos of the shuffle
+             ``--map 255=ignore``; each is scored on the last 200 photos of the shuffle,
+             a fine-tuned one also at ``--blends`` of its change from the built-in one
   strokes    ``--stroke-photos`` photos from the middle of the shuffle (cats and dogs in
              turn), strokes on ``--share`` of the pixels (1 background, 2 the animal, away
              from the outline); ``train --sparse --start-from pets`` for each budget, and
@@ -71,10 +72,13 @@ def train_cli(argv: list[str]) -> float:
 
 
 def finetune(
-    pets: Path, sizes: list[int], budgets: list[float], model_name: str = "pets", starts=("built-in", "scratch")
-) -> list[dict]:
+    pets: Path, sizes: list[int], budgets: list[float], model_name: str = "pets", starts=("built-in", "scratch"),
+    blends: list[float] = (),
+) -> list[dict]:  # fmt: skip
     """Fine-tuned from the built-in model against from scratch, same photos and minutes
-    (``starts``: which of the two)."""
+    (``starts``: which of the two); each fine-tuned network is also scored ``blends`` of
+    the way from the built-in one (a weight-space average, as correction rounds keep)."""
+    from napari_unet_cat.corrections import blend_weights
     from napari_unet_cat.loading import load_model
 
     photos = shuffled(pets / "test")
@@ -100,9 +104,15 @@ def finetune(
                     scores["scored_photos"] = scores.pop("photos")
                     row = {"start": start, "photos": size, "minutes": budget, "train_seconds": round(seconds, 1)}
                     rows.append({**row, "patches": patches, **scores})
-                r = rows[-1]
-                print(f"{start:9s} {size:2d} photos {budget:g} min: cat IoU {r['cat_iou']:.3f}, pet IoU "
-                      f"{r['pet_iou']:.3f}, dog IoU {r['dog_iou']:.3f}", flush=True)  # fmt: skip
+                    print(f"{start:9s} {size:2d} photos {budget:g} min: cat IoU {scores['cat_iou']:.3f}, pet IoU "
+                          f"{scores['pet_iou']:.3f}, dog IoU {scores['dog_iou']:.3f}", flush=True)  # fmt: skip
+                    for keep in blends if start == "built-in" else ():
+                        blended = load_model(out)
+                        blend_weights(blended.keras_model, load_model(model_name).keras_model, keep)
+                        scores = pixel_scores(blended, held)
+                        scores["scored_photos"] = scores.pop("photos")
+                        rows.append({**row, "start": f"built-in, {keep:g} of the change kept", **scores})
+                        print(f"  kept {keep:g}: cat IoU {scores['cat_iou']:.3f}, pet IoU {scores['pet_iou']:.3f}")
     return rows
 
 
@@ -157,6 +167,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["zero-shot", "finetune", "strokes"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.0, 5.0])
+    parser.add_argument(
+        "--blends", type=float, nargs="*", default=[], help="shares of a fine-tuning's change to score it at too"
+    )
     parser.add_argument("--stroke-photos", type=int, default=4)
     parser.add_argument("--stroke-budgets", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--share", type=float, default=0.02)
@@ -178,7 +191,7 @@ def main() -> None:
         append_record(args.out, record)
         print({k: v for k, v in record["pets"].items() if k != "counts"}, flush=True)
     if "finetune" in args.parts:
-        rows = finetune(args.pets, args.sizes, args.budgets, args.model, args.starts)
+        rows = finetune(args.pets, args.sizes, args.budgets, args.model, args.starts, args.blends)
         append_record(args.out, {**base, "part": "finetune", "rows": rows})
     if "strokes" in args.parts:
         rows = strokes(args.pets, args.stroke_photos, args.stroke_budgets, args.share, args.model)

@@ -130,3 +130,34 @@ def test_the_cli_starts_a_model_of_new_classes_from_a_builtin_one(tmp_path, caps
     model = load_model(out)
     assert model.class_values == [1, 2] and "started_from" in model.config.card
     assert model.config.training.learning_rate == pytest.approx(load_model("nuclei").config.training.learning_rate / 10)
+
+
+def test_fine_tuning_from_the_command_line_can_keep_a_share_of_its_change(tiny_model, tmp_path, capsys):
+    import tifffile
+
+    from napari_unet_cat.cli import main
+
+    start = tiny_model.save(tmp_path / "start.keras")
+    image, mask = make_image((96, 96), seed=11)
+    for sub, data in (("images", image), ("masks", 1 - mask)):  # the classes swapped: much to change
+        (tmp_path / sub).mkdir()
+        tifffile.imwrite(tmp_path / sub / "a.tif", data)
+    argv = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--resume", str(start)]
+    argv += ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--patch-size", "64"]
+    argv += ["--learning-rate", "1e-2", "--val-fraction", "0"]
+
+    def weights_after(keep: float) -> list[np.ndarray]:
+        out = tmp_path / f"kept-{keep:g}.keras"
+        assert main([*argv, "--keep", f"{keep:g}", "--out", str(out)]) == 0
+        model = load_model(out)
+        assert model.config.history[-1].get("kept_share", 1.0) == keep
+        return model.keras_model.get_weights()
+
+    before = tiny_model.keras_model.get_weights()
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(weights_after(1.0), before))
+    kept = max(float(np.abs(a - b).max()) for a, b in zip(weights_after(1e-6), before))
+    assert moved > 1e-3 and kept < 1e-5  # a millionth of the change: the start's weights
+    assert "kept 1e-06 of the change" in capsys.readouterr().out
+    fresh = [a for a in argv if a not in ("--resume", str(start))]
+    assert main([*fresh, "--keep", "0.5", "--out", str(tmp_path / "x.keras")]) == 2  # nothing resumed: refused
+    assert main([*argv, "--keep", "1.5", "--out", str(tmp_path / "x.keras")]) == 2

@@ -221,6 +221,15 @@ def _add_train_run(t: argparse.ArgumentParser) -> None:
         "layer initialized from its own (the lowest class is the background); learning rate as with --resume",
     )
     t.add_argument(
+        "--keep",
+        type=float,
+        default=1.0,
+        metavar="SHARE",
+        help="with --resume: keep this share (0 to 1) of the training's change to the weights, a weight-space "
+        "average with the resumed model; below 1 holds on to more of what it knew, such as a built-in model's "
+        "breadth when fine-tuning on a few images (default 1: the trained weights)",
+    )
+    t.add_argument(
         "--gray",
         action="store_true",
         help="train a one-channel model that also reads RGB images (as the mean of their colour channels)",
@@ -441,6 +450,12 @@ def _train(args) -> int:
         raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
     if args.resume and args.start_from:
         raise InputError("give --resume (the same classes, trained further) or --start-from (new classes), not both")
+    if args.keep != 1.0:
+        from .corrections import check_keep
+
+        check_keep(args.keep)
+        if not args.resume:
+            raise InputError(f"--keep {args.keep:g} keeps a share of the change from a resumed model: give --resume")
     resume = load_model(args.resume) if args.resume else None
     pretrained = load_model(args.start_from) if args.start_from else None
     known = {c.name: c.value for c in resume.config.classes if c.name} if resume is not None else None
@@ -496,12 +511,24 @@ def _train(args) -> int:
     )
     _report_start(trainer, len(images), preset_note if start is None else "", args.start_from)
     model = trainer.run(lambda r: print(r.summary(), flush=True))
+    if args.keep != 1.0:
+        _keep_share(model, resume, args.keep, str(args.resume))
     model.save(args.out)
     csv_path, plot_path = write_history(args.out, model.config.history)
     print(f"model written to {args.out}; history in {csv_path} and {plot_path}")
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
+
+
+def _keep_share(model, resume, keep: float, source: str) -> None:
+    """``model``'s weights ``keep`` of the way from ``resume``'s, said in its last history row."""
+    from .corrections import blend_weights
+
+    blend_weights(model.keras_model, resume.keras_model, keep)
+    if model.config.history:
+        model.config.history[-1]["kept_share"] = keep
+    print(f"kept {keep:g} of the change to the weights of {source}", flush=True)
 
 
 def _training_settings(args, ndim: int, learning_rate: float) -> TrainingSettings:

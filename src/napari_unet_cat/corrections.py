@@ -240,6 +240,6 @@ def blend_weights(network, start, keep: float) -> None:
 
 
 def check_keep(keep: float) -> None:
-    """Refuse a share of a round's change outside (0, 1]."""
+    """Refuse a share of a training's change outside (0, 1]."""
     if not 0.0 < keep <= 1.0:
-        raise InputError(f"the share of a round's change kept must be in (0, 1], got {keep}")
+        raise InputError(f"the share of the change kept must be in (0, 1] (received {keep})")
