@@ -1,6 +1,6 @@
 """Peak memory of a 3D model's prediction at 1x and 4x a volume: it should not grow.
 
-    python benchmarks/bench_volume_memory.py WORK [--side 1024 --depths 512 2048]
+    python benchmarks/bench_volume_memory.py WORK [--side 1024 --depths 128 512]
 
 A small 3D instance model is trained for ``--train-seconds`` on synthetic nuclei volumes,
 then, for each depth, a ``depth x side x side`` uint16 volume of synthetic nuclei (one
@@ -66,8 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work", type=Path)
     parser.add_argument("--side", type=int, default=1024)
-    parser.add_argument("--depths", type=int, nargs="+", default=[512, 2048])
-    parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--depths", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--train-seconds", type=float, default=30.0)
     parser.add_argument(
         "--output",
         choices=("classes", "instances"),
