@@ -284,7 +284,7 @@ def volume_settings(settings: TrainingSettings, depth: int, z_pools: int | None)
 def choose_validation(planes, settings: TrainingSettings, class_values) -> tuple[list, list, str]:
     """``(train_planes, val_planes, note)``: the held-out split, or none (and why, in
     ``note``) when the held-out annotation is too small to tell a good epoch from a bad
-    one; training then uses every stroke and keeps the last (annealed) weights."""
+    one; training then uses all the annotation and keeps the last (annealed) weights."""
     train_planes, val_planes = split_validation(
         planes, settings.val_fraction, patch=settings.patch_shape, seed=settings.seed
     )
@@ -294,8 +294,8 @@ def choose_validation(planes, settings: TrainingSettings, class_values) -> tuple
     if not too_small:
         return train_planes, val_planes, ""
     note = (
-        f"the held-out annotation is too small to judge ({too_small}): training on every stroke and "
-        "keeping the last weights"
+        f"the held-out annotation is too small to judge ({too_small}): training on all of it "
+        "and keeping the last weights"
     )
     return list(planes), [], note
 
