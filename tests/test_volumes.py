@@ -4,6 +4,7 @@ and voxel size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -142,6 +143,8 @@ def test_a_3d_unet_trains_on_painted_slices_and_answers_in_3d(volumes, tmp_path)
     path = model.save(tmp_path / "volumes.keras")
     again = load_model(path)
     assert again.config.ndim == 3 and again.config.voxel_size == [2.0, 1.0, 1.0]
+    assert again.config.trained_voxel_size == (2.0, 1.0, 1.0)
+    assert dataclasses.replace(again.config, voxel_size=[]).trained_voxel_size is None
     np.testing.assert_allclose(again.predict(image, axes="ZYX", output="probabilities"), probs, atol=1e-5)
     streamed = tmp_path / "streamed.tif"
     again.predict_to_tiff(np.stack([image, image]), streamed, axes="TZYX", output="classes", chunk=16)

@@ -473,7 +473,7 @@ def _train(args) -> int:
         from .volume_training import stack_training_planes
 
         # The stacks' own voxel size, even when a model is resumed.
-        size = own_voxel.get("voxel_size") or (resume.config.voxel_size if resume else None)
+        size = own_voxel.get("voxel_size") or (resume.config.trained_voxel_size if resume else None)
         images, labels, names, image_axes, sources, note = stack_training_planes(
             images, labels, names, image_axes, voxel_size=size
         )

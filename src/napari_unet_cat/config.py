@@ -344,6 +344,11 @@ class ModelConfig:
         return working_scale(self.scale, self.long_side, spatial)
 
     @property
+    def trained_voxel_size(self) -> tuple[float, ...] | None:
+        """The ``(Z, Y, X)`` voxel size of the training stacks, or None when not known."""
+        return tuple(self.voxel_size) if len(self.voxel_size) == 3 else None
+
+    @property
     def is_instance_model(self) -> bool:
         """Trained on instance masks: predictions are objects by default."""
         return self.training.label_mode == "instances"

@@ -167,9 +167,7 @@ def _predict_volumes(model, image, axes, path: Path, options: SegmentOptions, mo
 def _voxel_size(path: Path, options: SegmentOptions, model) -> tuple[float, ...] | None:
     """The voxel size ``(Z, Y, X)``: given, else the file's own, else the model's training images'."""
     size, _ = _pixel_size(path, options, 3)
-    if size is None and len(model.config.voxel_size) == 3:
-        return tuple(model.config.voxel_size)
-    return size
+    return model.config.trained_voxel_size if size is None else size
 
 
 def main_output(model) -> str:

@@ -100,7 +100,7 @@ def predict_layer(
     predictor = model.at_scale(scale) if scale else model
     shape = labels_shape_for(data, data_axes)
     mode = "3d" if predictor.config.ndim == 3 else resolve_volume_mode(predictor, data_axes, volume)
-    voxel_size = voxel_size or (predictor.config.voxel_size if len(predictor.config.voxel_size) == 3 else None)
+    voxel_size = voxel_size or predictor.config.trained_voxel_size
     n_stack = len(shape) - (2 if mode == "planes" else 3)
     indices = list(np.ndindex(*shape[:n_stack])) if n_stack else [()]
     kind = {None: None, "classes": "classes", "components": "instances"}[output]
