@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_correction.py DATA [--rounds 5] [--k 10] [--seconds 60]
         [--round-images 12] [--held-out 0] [--strategies uncertainty random size]
-        [--rehearse | --no-rehearse] [--keep 1.0]
+        [--rehearse | --no-rehearse] [--keep 1.0] [--shape HxW]
 
 ``DATA`` is the nuclei folder; the user corrects and is scored on ``test/`` (the built-in
 model never saw it); ``train/`` holds the annotations the built-in model learnt from, which
@@ -49,11 +49,14 @@ from napari_unet_cat.corrections import ROUND_KEEP
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_split(data: Path, n_round: int, n_held: int, seed: int = 0):
-    """``(round images, their true objects, held-out images, their true objects)``."""
+def load_split(data: Path, n_round: int, n_held: int, seed: int = 0, shape: tuple[int, int] | None = None):
+    """``(round images, their true objects, held-out images, their true objects)``, of the
+    images of ``shape`` (height, width) alone where it is given."""
     from napari_unet_cat.io import list_images, read_image, read_labels
 
     images = list_images(data / "test" / "images")
+    if shape is not None:
+        images = [p for p in images if read_image(p).shape[:2] == shape]
     order = np.random.default_rng(seed).permutation(len(images))
     chosen = [images[i] for i in order]
     held = chosen[n_round:] if not n_held else chosen[n_round : n_round + n_held]
@@ -177,6 +180,12 @@ def keep_corrections(prediction: np.ndarray, earlier: np.ndarray, kept: np.ndarr
     return out
 
 
+def image_shape(text: str) -> tuple[int, int]:
+    """``"256x256"`` as ``(256, 256)``."""
+    height, _, width = text.partition("x")
+    return int(height), int(width)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -187,6 +196,12 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0, help="held-out images scored (0: every other one)")
     parser.add_argument("--strategies", nargs="+", default=["uncertainty", "random", "size"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shape",
+        type=image_shape,
+        help="HEIGHTxWIDTH: only the test images of this size, one kind of image (the rounds and the scoring "
+        "alike), as one user's experiment gives",
+    )
     parser.add_argument(
         "--train-on",
         choices=("corrected", "whole"),
@@ -213,7 +228,7 @@ def main() -> None:
 
     speed = bare_fit_images_per_second()
     print(f"bare fit {speed:.2f} images/s", flush=True)
-    split = load_split(args.data, args.round_images, args.held_out, args.seed)
+    split = load_split(args.data, args.round_images, args.held_out, args.seed, args.shape)
     start = load_model("nuclei")
     zero_shot = score(start, split[2], split[3])
     print({"zero_shot": zero_shot}, flush=True)
