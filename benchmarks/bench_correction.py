@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_correction.py DATA [--rounds 5] [--k 10] [--seconds 60]
         [--round-images 12] [--held-out 0] [--strategies uncertainty random size]
-        [--rehearse | --no-rehearse] [--keep 1.0] [--shape HxW]
+        [--rehearse | --no-rehearse] [--keep 1.0] [--shape HxW | --slices VOLUMES]
 
 ``DATA`` is the nuclei folder; the user corrects and is scored on ``test/`` (the built-in
 model never saw it); ``train/`` holds the annotations the built-in model learnt from, which
@@ -11,6 +11,9 @@ each round rehearses (``--rehearse``, the default, as the product does with the 
 model was trained on).
 Its images are split once: ``--round-images`` that the user corrects, and the others
 (``--held-out`` of them, 0 for all) that no round touches, where the model is scored.
+``--shape`` keeps the test images of one size alone (one kind of image); ``--slices``
+takes XY planes of 3D volumes instead, a kind of image the model never saw (the first
+volume's planes are corrected, the others' scored).
 
 Each strategy starts from the built-in model, with each round image's labels as the model
 segments them. Each round: segment the round images with the current model, choose K
@@ -66,6 +69,32 @@ def load_split(data: Path, n_round: int, n_held: int, seed: int = 0, shape: tupl
         return [read_image(p) for p in paths], [read_labels(masks[p.stem]) for p in paths]
 
     return (*read(chosen[:n_round]), *read(held))
+
+
+def load_slices(folder: Path, n_round: int, step: int = 4):
+    """The split of :func:`load_split` from ``folder``'s ZYX volumes (``images/`` and
+    ``masks/`` of instance labels, files sharing a stem): ``n_round`` XY planes spread
+    through the first volume to correct, and every ``step``-th plane of the others, which
+    no round touches, to score (a kind of image the built-in model never saw)."""
+    import tifffile
+
+    volumes = sorted((folder / "images").glob("*.tif"))
+    if len(volumes) < 2:
+        raise SystemExit(f"{folder / 'images'} needs two volumes or more: one to correct, others to score")
+
+    def planes(path, zs):
+        image, truth = tifffile.imread(path), tifffile.imread(folder / "masks" / path.name)
+        zs = [z for z in zs if z < len(image)]
+        return [image[z] for z in zs], [truth[z] for z in zs]
+
+    first = tifffile.imread(volumes[0])
+    round_images, round_truths = planes(volumes[0], np.linspace(0, len(first) - 1, n_round).round().astype(int))
+    held_images, held_truths = [], []
+    for path in volumes[1:]:
+        images, truths = planes(path, range(0, 100_000, step))
+        held_images += images
+        held_truths += truths
+    return round_images, round_truths, held_images, held_truths
 
 
 def score(model, images, truths) -> dict:
@@ -203,6 +232,12 @@ def main() -> None:
         "alike), as one user's experiment gives",
     )
     parser.add_argument(
+        "--slices",
+        type=Path,
+        help="a folder of ZYX volumes with instance labels (images/, masks/): correct XY planes of its first "
+        "volume and score every 4th plane of the others, instead of DATA/test's images",
+    )
+    parser.add_argument(
         "--train-on",
         choices=("corrected", "whole"),
         default="corrected",
@@ -228,7 +263,10 @@ def main() -> None:
 
     speed = bare_fit_images_per_second()
     print(f"bare fit {speed:.2f} images/s", flush=True)
-    split = load_split(args.data, args.round_images, args.held_out, args.seed, args.shape)
+    if args.slices:
+        split = load_slices(args.slices, args.round_images)
+    else:
+        split = load_split(args.data, args.round_images, args.held_out, args.seed, args.shape)
     start = load_model("nuclei")
     zero_shot = score(start, split[2], split[3])
     print({"zero_shot": zero_shot}, flush=True)
