@@ -12,6 +12,7 @@ import pytest
 import tifffile
 from scipy.ndimage import find_objects, label
 
+from napari_unet_cat import volume_training
 from napari_unet_cat.cli import main
 from napari_unet_cat.config import TrainingSettings, z_pools_for
 from napari_unet_cat.evaluation import evaluate_instances
@@ -105,6 +106,22 @@ def test_a_2d_network_learns_from_xy_xz_and_yz_planes(volumes):
     time_series = planes_of_volumes([image, image], [truth, truth], ["t", "u"], ["TYX", "ZYX"])
     assert time_series[0][0] is image and time_series[4][0] == 0  # not a z-stack: passed on as it is
     assert set(time_series[4][1:]) == {1}  # the next image is the next source
+
+
+def test_a_wide_volume_trains_on_a_spread_of_its_side_planes(volumes, monkeypatch):
+    image, truth = volumes[0]
+    sparse = np.zeros_like(truth)
+    sparse[[4, 11]] = truth[[4, 11]]
+    monkeypatch.setattr(volume_training, "SIDE_VIEW_PLANES", 5)
+    images, labels, names, *_ = planes_of_volumes([image], [sparse], ["v"], ["ZYX"], stretch=2.0)
+    views = [n.split()[1] for n in names]
+    assert views.count("xy") == 2 and views.count("xz") == 5 and views.count("yz") == 5
+    # Five of the 48 YZ planes, evenly spread from the first to the last, in the image's type.
+    x_planes = np.transpose(volume_training.resample_z(image, 32), (2, 0, 1))
+    for plane, x in zip(images[-5:], (0, 12, 24, 35, 47)):
+        assert plane.dtype == image.dtype
+        np.testing.assert_array_equal(plane, x_planes[x])
+    assert all((plane >= 0).any() for plane in labels[-5:])
 
 
 def test_validation_holds_out_whole_volumes_not_planes_beside_trained_ones(volumes):

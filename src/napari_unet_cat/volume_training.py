@@ -27,6 +27,10 @@ VIEWS = ("xy", "xz", "yz")
 #: Side views hold a whole volume in memory, resampled to square pixels: past this many
 #: voxels (resampled), a 2D network learns from the stacks' XY planes alone.
 SIDE_VIEW_VOXELS = 2**28
+#: At most this many annotated XZ (and YZ) planes of a volume, evenly spread, train a 2D
+#: network: neighbouring side planes look nearly alike, and their annotation is the XY
+#: planes' own, seen edge-on; a 1024-wide stack would otherwise add 2,048 planes.
+SIDE_VIEW_PLANES = 256
 
 
 def is_z_stack(axes: str | None) -> bool:
@@ -75,33 +79,45 @@ def volume_planes(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """2D training planes of a volume ``(Z, Y, X[, C])`` and its labels ``(Z, Y, X)``:
     the XY planes, and (in ``views``) the XZ and YZ planes of the volume resampled along
-    Z by ``stretch`` (pixels per Z step) so that their pixels are square. Unpainted
-    slices are ignored (:func:`unpainted_as_ignored`); planes without any annotated
-    pixel are left out. A lazy ``volume`` (dask, zarr) is read only at the annotated XY
-    planes when ``views`` is ``("xy",)``. Returns ``(images, labels, views)``, one entry
-    per plane."""
+    Z by ``stretch`` (pixels per Z step) so that their pixels are square, at most
+    :data:`SIDE_VIEW_PLANES` of each. Unpainted slices are ignored
+    (:func:`unpainted_as_ignored`); planes without any annotated pixel are left out. A
+    lazy ``volume`` (dask, zarr) is read only at the annotated XY planes when ``views`` is
+    ``("xy",)``. Returns ``(images, labels, views)``, one entry per plane."""
     labels = unpainted_as_ignored(labels)
     images_out, labels_out, names = [], [], []
-    whole = None
-    for view in views:
-        if view == "xy":
-            for z, label_plane in enumerate(labels):
-                if (label_plane >= 0).any():
-                    images_out.append(np.ascontiguousarray(np.asarray(volume[z])))
-                    labels_out.append(np.ascontiguousarray(label_plane))
-                    names.append(view)
-            continue
-        whole = np.asarray(volume, np.float32) if whole is None else whole
-        depth = max(1, round(whole.shape[0] * stretch))
-        order = (1, 0, 2) if view == "xz" else (2, 0, 1)
-        image_view = np.transpose(resample_z(whole, depth), order + tuple(range(3, whole.ndim)))
-        label_view = np.transpose(resample_z(labels, depth, labels=True), order)
-        for image_plane, label_plane in zip(image_view, label_view):
+    if "xy" in views:
+        for z, label_plane in enumerate(labels):
             if (label_plane >= 0).any():
-                images_out.append(np.ascontiguousarray(image_plane))
+                images_out.append(np.ascontiguousarray(np.asarray(volume[z])))
                 labels_out.append(np.ascontiguousarray(label_plane))
-                names.append(view)
+                names.append("xy")
+    sides = [view for view in views if view != "xy"]
+    if not sides:
+        return images_out, labels_out, names
+    # Resampled once for both views, in the volume's own type (half a float32 copy's bytes
+    # for 16-bit images); each view's planes are views of it until the chosen are copied.
+    depth = max(1, round(labels.shape[0] * stretch))
+    whole = resample_z(np.asarray(volume), depth)
+    whole_labels = resample_z(labels, depth, labels=True)
+    for view in sides:
+        order = (1, 0, 2) if view == "xz" else (2, 0, 1)
+        image_view = np.transpose(whole, order + tuple(range(3, whole.ndim)))
+        label_view = np.transpose(whole_labels, order)
+        for k in side_planes(label_view):
+            images_out.append(np.ascontiguousarray(image_view[k]))
+            labels_out.append(np.ascontiguousarray(label_view[k]))
+            names.append(view)
     return images_out, labels_out, names
+
+
+def side_planes(label_view: np.ndarray) -> np.ndarray:
+    """The planes of ``label_view`` (planes first) a 2D network trains on: those holding
+    an annotated pixel, at most :data:`SIDE_VIEW_PLANES` of them, evenly spread."""
+    annotated = np.flatnonzero((label_view >= 0).any(axis=(1, 2)))
+    if annotated.size <= SIDE_VIEW_PLANES:
+        return annotated
+    return annotated[np.linspace(0, annotated.size - 1, SIDE_VIEW_PLANES).round().astype(int)]
 
 
 def planes_of_volumes(
