@@ -95,10 +95,11 @@ def volume_planes(
     sides = [view for view in views if view != "xy"]
     if not sides:
         return images_out, labels_out, names
-    # Resampled once for both views, in the volume's own type (half a float32 copy's bytes
-    # for 16-bit images); each view's planes are views of it until the chosen are copied.
+    # Resampled once for both views, integers in their own type (half a float32 copy's
+    # bytes for 16-bit images); each view's planes are views of it until the chosen are copied.
     depth = max(1, round(labels.shape[0] * stretch))
-    whole = resample_z(np.asarray(volume), depth)
+    whole = np.asarray(volume)
+    whole = resample_z(whole if whole.dtype.kind in "ui" else whole.astype(np.float32, copy=False), depth)
     whole_labels = resample_z(labels, depth, labels=True)
     for view in sides:
         order = (1, 0, 2) if view == "xz" else (2, 0, 1)
