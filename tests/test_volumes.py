@@ -197,10 +197,10 @@ def test_volumes_from_the_command_line_with_their_voxel_size(volumes, tmp_path, 
     for folder in ("images", "masks", "test"):
         (tmp_path / folder).mkdir()
     for i, (image, truth) in enumerate(volumes[:2]):
-        # ImageJ hyperstack: Z spacing 2 um, pixels 1 um.
+        # ImageJ hyperstacks: Z spacing 2 um, then 4 um; pixels 1 um.
         tifffile.imwrite(
             tmp_path / "images" / f"v{i}.tif", image, imagej=True, resolution=(1.0, 1.0),
-            metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"},
+            metadata={"axes": "ZYX", "spacing": 2.0 + 2 * i, "unit": "um"},
         )  # fmt: skip
         tifffile.imwrite(tmp_path / "masks" / f"v{i}.tif", truth)
     # OME-TIFF: physical sizes in its XML.
@@ -221,7 +221,7 @@ def test_volumes_from_the_command_line_with_their_voxel_size(volumes, tmp_path, 
     assert "centroid_z" in header and "volume_um3" in header
     flat = tmp_path / "flat.keras"
     assert main([*args[:4], str(flat), *common, "--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32"]) == 0
-    assert "XY, XZ and YZ planes" in capsys.readouterr().out
+    assert "side views stretched 2.00x to 4.00x in Z" in capsys.readouterr().out  # each stack its own
     # A 2D model resumed on stacks (as --resume nuclei would be) makes their side views
     # square with the voxel size given for them, not the one it was trained at (2 um).
     again = [*args[:4], str(tmp_path / "again.keras"), *common[:4], "--resume", str(flat)]

@@ -983,6 +983,11 @@ def test_a_z_stack_trains_a_2d_network_on_its_side_views_stretched_by_the_layer_
     note = trained_note()
     assert "XY, XZ and YZ planes" in note and "side views stretched 4.00x in Z" in note
     assert int(note.split("(")[1].split(" planes")[0]) == 2 + 2 * 48  # every XZ and YZ plane crosses a painted slice
+    # Each stack by its own layer's scale: a second pair whose Z steps are 2x its pixels.
+    viewer.add_image(volume, name="cells", scale=(1.0, 0.5, 0.5))
+    viewer.add_labels(painted, name="cells labels", scale=(1.0, 0.5, 0.5))
+    train.all_pairs.value = True
+    assert "side views stretched 2.00x to 4.00x in Z" in trained_note()
 
 
 def test_segment_answers_a_z_stack_on_three_axes_at_the_layer_voxel_size(

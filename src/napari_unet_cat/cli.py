@@ -472,10 +472,11 @@ def _train(args) -> int:
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
         from .volume_training import stack_training_planes
 
-        # The stacks' own voxel size, even when a model is resumed.
+        # The stacks' own voxel sizes (given, or each file's), even when a model is resumed.
         size = own_voxel.get("voxel_size") or (resume.config.trained_voxel_size if resume else None)
+        own = None if args.pixel_size else [_file_voxel_size(Path(args.images) / n).get("voxel_size") for n in names]
         images, labels, names, image_axes, sources, note = stack_training_planes(
-            images, labels, names, image_axes, voxel_size=size
+            images, labels, names, image_axes, voxel_size=size, voxel_sizes=own
         )
         print(note, flush=True)
     # Resolved once, so that the network and its learning rate agree.
@@ -582,17 +583,23 @@ def _report_start(trainer, n_images: int, preset_note: str, started_from: str | 
 
 def _training_voxel_size(args) -> dict:
     """``{"voxel_size", "voxel_unit"}`` for a new model: given, else the first image's own."""
-    from .io import list_images, read_pixel_size
+    from .io import list_images
 
     if args.pixel_size is not None:
         if len(args.pixel_size) != 3:
             raise InputError(f"--voxel-size takes three sizes, Z Y X (received {len(args.pixel_size)})")
         return {"voxel_size": list(args.pixel_size), "voxel_unit": "um"}
-    for path in list_images(args.images)[:1]:
-        found = read_pixel_size(path)
-        if found is not None and all(a in found[0] for a in "zyx"):
-            return {"voxel_size": [found[0][a] for a in "zyx"], "voxel_unit": found[1]}
-    return {}
+    return next((_file_voxel_size(path) for path in list_images(args.images)[:1]), {})
+
+
+def _file_voxel_size(path: Path) -> dict:
+    """``{"voxel_size": [Z, Y, X], "voxel_unit": ...}`` as an image file states it, or ``{}``."""
+    from .io import read_pixel_size
+
+    found = read_pixel_size(path)
+    if found is None or not all(a in found[0] for a in "zyx"):
+        return {}
+    return {"voxel_size": [found[0][a] for a in "zyx"], "voxel_unit": found[1]}
 
 
 def _label_mode(args) -> str:

@@ -127,18 +127,20 @@ def planes_of_volumes(
     names: Sequence[str],
     axes: Sequence[str | None],
     *,
-    stretch: float = 1.0,
+    stretch: float | Sequence[float] = 1.0,
     views: Sequence[str] = VIEWS,
 ) -> tuple[list, list, list[str], list[str | None], list[int]]:
     """A 2D network's training inputs, with each z-stack (canonical ``axes`` naming a Z,
     Z the last stack axis: ``ZYX``, ``TZYXC``...) replaced by its planes in ``views``
-    (:func:`volume_planes`); other images pass unchanged. Returns ``(images, labels,
+    (:func:`volume_planes`, side views stretched by ``stretch``: one for all, or one
+    per image); other images pass unchanged. Returns ``(images, labels,
     names, axes, sources)``, a plane named ``<name> xz 12`` after its volume, view and
     place; ``sources`` numbers the volume each entry came from (the Trainer's ``sources``:
     validation then holds out whole volumes, never a plane beside a training one)."""
     out = ([], [], [], [], [])
     source = 0
-    for image, lab, name, ax in zip(images, labels, names, axes):
+    stretches = [float(stretch)] * len(images) if np.isscalar(stretch) else list(stretch)
+    for image, lab, name, ax, image_stretch in zip(images, labels, names, axes, stretches):
         if not is_z_stack(ax):
             for store, value in zip(out, (image, lab, name, ax, source)):
                 store.append(value)
@@ -148,7 +150,7 @@ def planes_of_volumes(
         plane_axes = ax[z + 1 :]
         for index in np.ndindex(*np.shape(image)[:z]):
             volume = image[index] if index else image
-            found = volume_planes(volume, np.asarray(lab[index]), stretch=stretch, views=views)
+            found = volume_planes(volume, np.asarray(lab[index]), stretch=image_stretch, views=views)
             where = f"{name} {'/'.join(map(str, index))} " if index else f"{name} "
             for k, (plane, plane_labels, view) in enumerate(zip(*found)):
                 for store, value in zip(out, (plane, plane_labels, f"{where}{view} {k}", plane_axes, source)):
@@ -164,21 +166,33 @@ def stack_training_planes(
     axes: Sequence[str | None],
     *,
     voxel_size: Sequence[float] | None = None,
+    voxel_sizes: Sequence[Sequence[float] | None] | None = None,
     side_views: bool = True,
 ) -> tuple[list, list, list[str], list[str | None], list[int], str]:
     """A 2D network's training inputs from images among which are z-stacks: their XY
-    planes, and with ``side_views`` their XZ and YZ planes stretched along Z by the
-    ``voxel_size`` ``(Z, Y, X)`` (square pixels; 1 when not known), unless a stack is too
-    large to hold whole (:data:`SIDE_VIEW_VOXELS`). Returns :func:`planes_of_volumes`'s
-    ``(images, labels, names, axes, sources)`` and a note that says what was used."""
-    stretch = z_stretch(voxel_size)
-    sizes = [np.prod(np.shape(im)[a.index("Z") : a.index("Z") + 3]) for im, a in zip(images, axes) if is_z_stack(a)]
-    largest = max(sizes, default=0) * stretch
+    planes, and with ``side_views`` their XZ and YZ planes stretched along Z by their
+    voxel size ``(Z, Y, X)`` (square pixels; 1 when not known), unless a stack is too
+    large to hold whole (:data:`SIDE_VIEW_VOXELS`). Each image's size is its entry of
+    ``voxel_sizes`` where that is given, else ``voxel_size``. Returns
+    :func:`planes_of_volumes`'s ``(images, labels, names, axes, sources)`` and a note
+    that says what was used."""
+    own = list(voxel_sizes) if voxel_sizes is not None else [None] * len(images)
+    if len(own) != len(images):
+        raise ValueError(f"voxel_sizes needs one entry per image ({len(images)}), received {len(own)}")
+    stretches = [z_stretch(size if size is not None else voxel_size) for size in own]
+    sizes = [
+        np.prod(np.shape(im)[a.index("Z") : a.index("Z") + 3]) * stretch
+        for im, a, stretch in zip(images, axes, stretches)
+        if is_z_stack(a)
+    ]
+    largest = max(sizes, default=0)
     views = VIEWS if side_views and largest <= SIDE_VIEW_VOXELS else ("xy",)
-    out = planes_of_volumes(images, labels, names, axes, stretch=stretch, views=views)
+    out = planes_of_volumes(images, labels, names, axes, stretch=stretches, views=views)
     planes = f"{len(out[0])} planes in all"
     if views == VIEWS:
-        note = f"z-stacks: training on their XY, XZ and YZ planes ({planes}; side views stretched {stretch:.2f}x in Z)"
+        used = sorted({s for s, a in zip(stretches, axes) if is_z_stack(a)})
+        stretched = f"{used[0]:.2f}x" if len(used) == 1 else f"{used[0]:.2f}x to {used[-1]:.2f}x"
+        note = f"z-stacks: training on their XY, XZ and YZ planes ({planes}; side views stretched {stretched} in Z)"
     elif side_views:
         note = (
             f"z-stacks: training on their XY planes alone ({planes}): side views would hold a volume of "

@@ -359,6 +359,10 @@ class TrainWidget(Panel):
         if self._preview_source is not None:
             self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
         voxel, side_views = self._stack_geometry(pairs[0][0], self._preview_input[2])
+        stack_voxels = [
+            self._stack_geometry(image, output_axes_of(image, d, a))[0].get("voxel_size")
+            for (image, _), (d, a, _, _) in zip(pairs, inputs)
+        ]
         self.plot.clear()
         self.epochs_seen = 0
         # A fresh stop for this run, shared with the trainer before it exists: Stop (or
@@ -383,6 +387,7 @@ class TrainWidget(Panel):
             resume=resume,
             own_rate=self.learning_rate.value != _preset_rate(self.preset.value),
             voxel=voxel,
+            stack_voxels=stack_voxels,
             side_views=side_views,
             stop_event=self._stop_event,
             # No napari activity bar: ours shows the epochs (see start_prediction for why).
@@ -405,7 +410,10 @@ class TrainWidget(Panel):
             return {}, False
         return layer_voxel_size(image, layer_axes), viewer_calls_z(self.viewer, image, layer_axes[-3])
 
-    def _work(self, *, pairs, inputs, settings, preset, base_filters, resume, own_rate, voxel, side_views, stop_event):
+    def _work(
+        self, *, pairs, inputs, settings, preset, base_filters, resume, own_rate, voxel, stack_voxels, side_views,
+        stop_event,
+    ):  # fmt: skip
         """Runs on the worker thread: build the trainer, then one yield per epoch.
 
         The layers' data go in as they are: a lazy (dask, zarr) layer is read plane by
@@ -429,7 +437,7 @@ class TrainWidget(Panel):
         if settings.ndim == 2 and settings.label_mode != "sparse" and any("Z" in a for a in axes):
             # Whole slices painted on a stack: its planes, the unpainted ones left out.
             images, labels, names, axes, sources, planes_note = stack_training_planes(
-                images, labels, names, axes, voxel_size=voxel.get("voxel_size"), side_views=side_views
+                images, labels, names, axes, voxel_sizes=stack_voxels, side_views=side_views
             )
         trainer = Trainer(
             images,
