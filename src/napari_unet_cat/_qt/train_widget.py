@@ -358,11 +358,10 @@ class TrainWidget(Panel):
         self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
         if self._preview_source is not None:
             self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
-        voxel, side_views = self._stack_geometry(pairs[0][0], self._preview_input[2])
-        stack_voxels = [
-            self._stack_geometry(image, output_axes_of(image, d, a))[0].get("voxel_size")
-            for (image, _), (d, a, _, _) in zip(pairs, inputs)
-        ]
+        # Each stack's voxel size; the first pair's is the new model's, and says whether side views train.
+        geometry = [self._stack_geometry(im, output_axes_of(im, d, a)) for (im, _), (d, a, _, _) in zip(pairs, inputs)]
+        voxel, side_views = geometry[0]
+        stack_voxels = [size.get("voxel_size") for size, _ in geometry]
         self.plot.clear()
         self.epochs_seen = 0
         # A fresh stop for this run, shared with the trainer before it exists: Stop (or
