@@ -82,16 +82,16 @@ def load_slices(folder: Path, n_round: int, step: int = 4):
     if len(volumes) < 2:
         raise SystemExit(f"{folder / 'images'} needs two volumes or more: one to correct, others to score")
 
-    def planes(path, zs):
+    def planes(path, choose):
+        """The planes ``choose(depth)`` of a volume and of its labels."""
         image, truth = tifffile.imread(path), tifffile.imread(folder / "masks" / path.name)
-        zs = [z for z in zs if z < len(image)]
+        zs = choose(len(image))
         return [image[z] for z in zs], [truth[z] for z in zs]
 
-    first = tifffile.imread(volumes[0])
-    round_images, round_truths = planes(volumes[0], np.linspace(0, len(first) - 1, n_round).round().astype(int))
+    round_images, round_truths = planes(volumes[0], lambda n: np.linspace(0, n - 1, n_round).round().astype(int))
     held_images, held_truths = [], []
     for path in volumes[1:]:
-        images, truths = planes(path, range(0, 100_000, step))
+        images, truths = planes(path, lambda n: range(0, n, step))
         held_images += images
         held_truths += truths
     return round_images, round_truths, held_images, held_truths
