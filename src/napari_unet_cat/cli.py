@@ -594,12 +594,10 @@ def _training_voxel_size(args) -> dict:
 
 def _file_voxel_size(path: Path) -> dict:
     """``{"voxel_size": [Z, Y, X], "voxel_unit": ...}`` as an image file states it, or ``{}``."""
-    from .io import read_pixel_size
+    from .io import read_spatial_size
 
-    found = read_pixel_size(path)
-    if found is None or not all(a in found[0] for a in "zyx"):
-        return {}
-    return {"voxel_size": [found[0][a] for a in "zyx"], "voxel_unit": found[1]}
+    found = read_spatial_size(path, 3)
+    return {} if found is None else {"voxel_size": list(found[0]), "voxel_unit": found[1]}
 
 
 def _label_mode(args) -> str:

@@ -169,6 +169,16 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[dict[str, float], str] | N
     return None
 
 
+def read_spatial_size(path: str | os.PathLike, spatial: int) -> tuple[tuple[float, ...], str] | None:
+    """The pixel size a file states along its last ``spatial`` axes of Z, Y, X (``(Y, X)``
+    or ``(Z, Y, X)``) and its unit, or None where it does not state all of them."""
+    found = read_pixel_size(path)
+    names = "zyx"[-spatial:]
+    if found is None or not all(n in found[0] for n in names):
+        return None
+    return tuple(found[0][n] for n in names), found[1]
+
+
 def _ome_pixel_size(xml: str) -> tuple[dict[str, float], str] | None:
     import xml.etree.ElementTree as ET
 

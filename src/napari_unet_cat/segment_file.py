@@ -217,19 +217,12 @@ def _channels_last(image, shape: tuple[int, ...]):
 
 def _pixel_size(path: Path, options: SegmentOptions, spatial: int):
     """``(pixel size along the mask's spatial axes, unit)``, or ``(None, unit)``."""
-    from .io import read_pixel_size
+    from .io import read_spatial_size
 
     if options.pixel_size is not None:
         size = tuple(options.pixel_size)
         return (size[-spatial:] if len(size) >= spatial else None), options.unit
-    found = read_pixel_size(path)
-    if found is None:
-        return None, options.unit
-    sizes, unit = found
-    names = "zyx"[-spatial:]
-    if not all(n in sizes for n in names):
-        return None, options.unit
-    return tuple(sizes[n] for n in names), unit
+    return read_spatial_size(path, spatial) or (None, options.unit)
 
 
 def write_outputs(path: Path, output_dir: Path, result: dict) -> None:
