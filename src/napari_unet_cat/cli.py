@@ -444,18 +444,7 @@ def _train(args) -> int:
     from .loading import load_model
     from .training import Trainer
 
-    if args.out.is_dir():
-        raise InputError(f"--out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}")
-    if not args.out.parent.exists():
-        raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
-    if args.resume and args.start_from:
-        raise InputError("give --resume (the same classes, trained further) or --start-from (new classes), not both")
-    if args.keep != 1.0:
-        from .corrections import check_keep
-
-        check_keep(args.keep)
-        if not args.resume:
-            raise InputError(f"--keep {args.keep:g} keeps a share of the change from a resumed model: give --resume")
+    _check_train_args(args)
     resume = load_model(args.resume) if args.resume else None
     pretrained = load_model(args.start_from) if args.start_from else None
     known = {c.name: c.value for c in resume.config.classes if c.name} if resume is not None else None
@@ -467,27 +456,14 @@ def _train(args) -> int:
     start = resume or pretrained
     ndim = start.config.ndim if start is not None else args.ndim
     own_voxel = _training_voxel_size(args)  # the stacks' own size: given, or their files'
-    voxel = own_voxel if resume is None else {}
     sources = None  # each image its own source, unless planes of volumes
     if ndim == 2 and any(a is not None and "Z" in a for a in image_axes):
-        from .volume_training import stack_training_planes
-
-        # The stacks' own voxel sizes (given, or each file's), even when a model is resumed.
-        size = own_voxel.get("voxel_size") or (resume.config.trained_voxel_size if resume else None)
-        own = None if args.pixel_size else [_file_voxel_size(Path(args.images) / n).get("voxel_size") for n in names]
-        images, labels, names, image_axes, sources, note = stack_training_planes(
-            images, labels, names, image_axes, voxel_size=size, voxel_sizes=own
+        images, labels, names, image_axes, sources = _stacks_as_planes(
+            args, images, labels, names, image_axes, own_voxel, resume
         )
-        print(note, flush=True)
     # Resolved once, so that the network and its learning rate agree.
     preset, preset_note = resolve_preset(args.preset)
-    if args.learning_rate:
-        learning_rate = args.learning_rate
-    elif start is not None:  # fine-tuning: a tenth of the rate the model was trained with
-        learning_rate = start.config.training.learning_rate / 10
-    else:
-        learning_rate = PRESET_LEARNING_RATES[preset]
-    settings = _training_settings(args, ndim, learning_rate)
+    settings = _training_settings(args, ndim, _learning_rate(args, start, preset))
     trainer = Trainer(
         images,
         labels,
@@ -508,7 +484,7 @@ def _train(args) -> int:
         axes=image_axes,
         gray=args.gray,
         sources=sources,
-        **voxel,
+        **(own_voxel if resume is None else {}),
     )
     _report_start(trainer, len(images), preset_note if start is None else "", args.start_from)
     model = trainer.run(lambda r: print(r.summary(), flush=True))
@@ -520,6 +496,45 @@ def _train(args) -> int:
     if trainer.stopped:
         print(f"training ended early ({trainer.stopped})")
     return 0
+
+
+def _check_train_args(args) -> None:
+    """The ``train`` arguments that cannot go together, or name a wrong output, before any loading."""
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; give a model file name such as {args.out / 'model.keras'}")
+    if not args.out.parent.exists():
+        raise InputError(f"the folder of --out ({args.out.parent}) does not exist")
+    if args.resume and args.start_from:
+        raise InputError("give --resume (the same classes, trained further) or --start-from (new classes), not both")
+    if args.keep != 1.0:
+        from .corrections import check_keep
+
+        check_keep(args.keep)
+        if not args.resume:
+            raise InputError(f"--keep {args.keep:g} keeps a share of the change from a resumed model: give --resume")
+
+
+def _stacks_as_planes(args, images, labels, names, image_axes, own_voxel: dict, resume):
+    """A 2D network's training planes of z-stacks (their XY planes, and their side views
+    stretched by each stack's voxel size); prints what was made. Returns ``(images,
+    labels, names, axes, sources)`` as :func:`~napari_unet_cat.volume_training.stack_training_planes`."""
+    from .volume_training import stack_training_planes
+
+    # The stacks' own voxel sizes (given, or each file's), even when a model is resumed.
+    size = own_voxel.get("voxel_size") or (resume.config.trained_voxel_size if resume else None)
+    own = None if args.pixel_size else [_file_voxel_size(Path(args.images) / n).get("voxel_size") for n in names]
+    *planes, note = stack_training_planes(images, labels, names, image_axes, voxel_size=size, voxel_sizes=own)
+    print(note, flush=True)
+    return tuple(planes)
+
+
+def _learning_rate(args, start, preset: str) -> float:
+    """The rate given, else a tenth of a started-from model's own (fine-tuning), else the preset's."""
+    if args.learning_rate:
+        return args.learning_rate
+    if start is not None:
+        return start.config.training.learning_rate / 10
+    return PRESET_LEARNING_RATES[preset]
 
 
 def _keep_share(model, resume, keep: float, source: str) -> None:

@@ -436,8 +436,6 @@ class Trainer:
         self._compile()
         dataset = PatchBatches(self.data.sampler, s.batch_size, self.steps_per_epoch, s.seed, threads=s.input_threads)
         watch = _Watch(self)
-        values = self.config.class_values
-        has_val = self.data.val_x is not None
         first = self.epochs_done
         last = first + s.epochs
         self._started = time.perf_counter()
@@ -449,45 +447,10 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 dataset.epoch = epoch
-                with self._scope():
-                    fit = self.keras_model.fit(
-                        dataset,
-                        epochs=epoch + 1,
-                        initial_epoch=epoch,
-                        steps_per_epoch=self.steps_per_epoch,
-                        callbacks=[watch],
-                        # The steps are random draws already; Keras's shuffle would reorder
-                        # them with Python's global random state.
-                        shuffle=False,
-                        verbose=0,
-                    )
-                logs = {k: v[-1] for k, v in fit.history.items() if v}
+                logs = self._fit_epoch(dataset, epoch, watch)
                 if not logs:  # stopped before the first step of this epoch
                     break
-                train_seconds = time.perf_counter() - t0
-                report = EpochReport(
-                    epoch=epoch + 1,
-                    epochs=last,
-                    loss=float(logs["loss"]),
-                    iou={v: float(logs[f"iou_{v}"]) for v in values},
-                    steps=self.steps_per_epoch,
-                    learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
-                )
-                if has_val and not self._stopped:
-                    with self._scope():
-                        scores = self.keras_model.evaluate(
-                            self.data.val_x, self.data.val_y, batch_size=s.batch_size, verbose=0, return_dict=True
-                        )
-                    report.val_loss = float(scores["loss"])
-                    report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
-                    if self.data.val_objects is not None:
-                        report.val_ap = self._validation_ap()
-                report.epoch_seconds = time.perf_counter() - t0
-                report.seconds = time.perf_counter() - self._started
-                # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
-                report.images_per_second = watch.steps_done * s.batch_size / max(train_seconds, 1e-9)
-                report.patches = watch.steps_done * s.batch_size
-                report.stopped = self._stopped
+                report = self._epoch_report(epoch, last, logs, steps_done=watch.steps_done, started=t0)
                 if not self._stopped or self._best_weights is None:
                     report.improved = self._consider(report)
                 self.history.append(report.as_row())
@@ -501,6 +464,53 @@ class Trainer:
         if self._best_weights is not None:
             self.keras_model.set_weights(self._best_weights)
         self.config.history = self.history
+
+    def _fit_epoch(self, dataset, epoch: int, watch) -> dict:
+        """One epoch of ``keras.Model.fit``; its last logs (empty if stopped before a step)."""
+        with self._scope():
+            fit = self.keras_model.fit(
+                dataset,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=self.steps_per_epoch,
+                callbacks=[watch],
+                # The steps are random draws already; Keras's shuffle would reorder
+                # them with Python's global random state.
+                shuffle=False,
+                verbose=0,
+            )
+        return {k: v[-1] for k, v in fit.history.items() if v}
+
+    def _epoch_report(self, epoch: int, last: int, logs: dict, *, steps_done: int, started: float) -> EpochReport:
+        """The report of the epoch that began at ``started``: its training logs, its
+        validation scores (unless stopped) and its speed over the steps actually run."""
+        values = self.config.class_values
+        batch = self.settings.batch_size
+        train_seconds = time.perf_counter() - started
+        report = EpochReport(
+            epoch=epoch + 1,
+            epochs=last,
+            loss=float(logs["loss"]),
+            iou={v: float(logs[f"iou_{v}"]) for v in values},
+            steps=self.steps_per_epoch,
+            learning_rate=float(keras.ops.convert_to_numpy(self.keras_model.optimizer.learning_rate)),
+        )
+        if self.data.val_x is not None and not self._stopped:
+            with self._scope():
+                scores = self.keras_model.evaluate(
+                    self.data.val_x, self.data.val_y, batch_size=batch, verbose=0, return_dict=True
+                )
+            report.val_loss = float(scores["loss"])
+            report.val_iou = {v: float(scores[f"iou_{v}"]) for v in values}
+            if self.data.val_objects is not None:
+                report.val_ap = self._validation_ap()
+        report.epoch_seconds = time.perf_counter() - started
+        report.seconds = time.perf_counter() - self._started
+        # Steps actually run: an epoch cut short by Stop or the budget ran fewer.
+        report.images_per_second = steps_done * batch / max(train_seconds, 1e-9)
+        report.patches = steps_done * batch
+        report.stopped = self._stopped
+        return report
 
     def _consider(self, report: EpochReport) -> bool:
         """Keep the weights if this epoch is the best so far (lower validation loss);
