@@ -338,43 +338,18 @@ class TrainWidget(Panel):
         if self.worker is not None:
             return
         try:
-            pairs = self._pairs()
-            settings = self.settings()
-            inputs = self._inputs(pairs)
-            for _, labels in pairs:
-                if not np.any(np.asarray(labels.data)):
-                    raise UNetCatError(f"Labels layer '{labels.name}' has nothing painted yet")
-            resume = self._resume()
+            pairs, settings, inputs, resume = self._checked_inputs()
         except UNetCatError as err:
             self.fail(str(err))
             return
         from napari.qt.threading import create_worker
 
-        # What this model learnt from: these layers, and those of the session's model it continues.
-        self._trained_on = list({(id(i), id(la)): (i, la) for i, la in [*pairs, *Session.trained_on(resume)]}.values())
-        self._preview_source = pairs[0][0] if self.preview.value else None
-        self._preview_doubt = self.show_uncertainty.value
-        data, axes, _, _ = inputs[0]
-        self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
-        if self._preview_source is not None:
-            self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
+        self._remember_sources(pairs, inputs, resume)
         # Each stack's voxel size; the first pair's is the new model's, and says whether side views train.
         geometry = [self._stack_geometry(im, output_axes_of(im, d, a)) for (im, _), (d, a, _, _) in zip(pairs, inputs)]
         voxel, side_views = geometry[0]
         stack_voxels = [size.get("voxel_size") for size, _ in geometry]
-        self.plot.clear()
-        self.epochs_seen = 0
-        # A fresh stop for this run, shared with the trainer before it exists: Stop (or
-        # closing napari) works from now on, during the data preparation too.
-        self.trainer = None
-        self._note = ""
-        self.preview_kind = ""
-        self.preview_history = []
-        self.preview_messages = []
-        self._stop_event = threading.Event()
-        self.progress.max = settings.epochs
-        self.progress.value = 0
-        self.status.value = "preparing the data..."
+        self._reset_run(settings.epochs)
         self.worker = create_worker(
             on_model_thread,
             self._work,
@@ -400,6 +375,44 @@ class TrainWidget(Panel):
         self.stop_button.enabled = True
         self.worker.start()
 
+    def _checked_inputs(self) -> tuple[list, TrainingSettings, list, object]:
+        """``(pairs, settings, inputs, resume)`` of the panel, or an error that names the
+        layer or setting at fault (a Labels layer with nothing painted among them)."""
+        pairs = self._pairs()
+        settings = self.settings()
+        inputs = self._inputs(pairs)
+        for _, labels in pairs:
+            if not np.any(np.asarray(labels.data)):
+                raise UNetCatError(f"Labels layer '{labels.name}' has nothing painted yet")
+        return pairs, settings, inputs, self._resume()
+
+    def _remember_sources(self, pairs: list, inputs: list, resume) -> None:
+        """What the new model learns from (these layers, and those of the session's model
+        it continues), and the image and plane its preview shows."""
+        self._trained_on = list({(id(i), id(la)): (i, la) for i, la in [*pairs, *Session.trained_on(resume)]}.values())
+        self._preview_source = pairs[0][0] if self.preview.value else None
+        self._preview_doubt = self.show_uncertainty.value
+        data, axes, _, _ = inputs[0]
+        self._preview_input = (data, axes, output_axes_of(pairs[0][0], data, axes))
+        if self._preview_source is not None:
+            self._preview_index = plane_on_screen(self.viewer, self._preview_source, self._preview_input[2])
+
+    def _reset_run(self, epochs: int) -> None:
+        """A clean plot, progress and preview record for a new run, and a fresh stop shared
+        with the trainer before it exists: Stop (or closing napari) works from now on,
+        during the data preparation too."""
+        self.plot.clear()
+        self.epochs_seen = 0
+        self.trainer = None
+        self._note = ""
+        self.preview_kind = ""
+        self.preview_history = []
+        self.preview_messages = []
+        self._stop_event = threading.Event()
+        self.progress.max = epochs
+        self.progress.value = 0
+        self.status.value = "preparing the data..."
+
     def _stack_geometry(self, image, layer_axes: list[int]) -> tuple[dict, bool]:
         """``(voxel size, side views)`` of a stack to train on: its voxel size from the
         layer's scale (recorded in a new model), and whether a 2D network learns from its
@@ -421,10 +434,35 @@ class TrainWidget(Panel):
         stay what the file holds.
         """
         from ..errors import TrainingStopped
-        from ..training import Trainer
 
         if stop_event.is_set():
             raise TrainingStopped("stopped before training began")
+        trainer, notes = self._make_trainer(
+            pairs, inputs, settings, preset, base_filters, resume, own_rate, voxel, stack_voxels, side_views, stop_event
+        )
+        self.trainer = trainer
+        if notes:
+            self.relay.note.emit("; ".join(notes))
+        volumes = trainer.config.ndim == 3
+        if self._preview_source is not None and not stop_event.is_set() and not volumes:
+            # Something useful to look at in seconds: a random forest's guess from the
+            # same strokes, until the network's first epoch has ended.
+            index, plane, axes = self._preview_plane()
+            yield None, (index, trainer.first_guess(plane, axes))
+        for report in trainer.epochs():
+            # After Stop, end now: a preview of a large plane would take seconds more.
+            show = self._preview_source is not None and not stop_event.is_set()
+            yield report, (self._epoch_preview(trainer.model, volumes) if show else None)
+        return trainer.model
+
+    def _make_trainer(
+        self, pairs, inputs, settings, preset, base_filters, resume, own_rate, voxel, stack_voxels, side_views,
+        stop_event,
+    ):  # fmt: skip
+        """``(trainer, notes)`` for :meth:`_work`'s arguments, on the worker: the start
+        chosen, a stack's training planes, and the notes of the setup worth showing."""
+        from ..training import Trainer
+
         channel_names = inputs[0][2] if len(inputs) == 1 and inputs[0][2] else None
         images, axes = [d for d, _, _, _ in inputs], [a for _, a, _, _ in inputs]
         labels = [lab.data for *_, lab in inputs]
@@ -454,29 +492,18 @@ class TrainWidget(Panel):
             sources=sources,
             **(voxel if resume is None else {}),
         )
-        self.trainer = trainer
         notes = [trainer.preset_note, trainer.validation_note, trainer.guide_note, trainer.batch_norm_note]
-        notes = [n for n in (start_note, planes_note, *notes) if n]
-        if notes:
-            self.relay.note.emit("; ".join(notes))
-        volumes = trainer.config.ndim == 3
-        if self._preview_source is not None and not stop_event.is_set() and not volumes:
-            # Something useful to look at in seconds: a random forest's guess from the
-            # same strokes, until the network's first epoch has ended.
-            index, plane, axes = self._preview_plane()
-            yield None, (index, trainer.first_guess(plane, axes))
-        for report in trainer.epochs():
-            preview = None
-            # After Stop, end now: a preview of a large plane would take seconds more.
-            if self._preview_source is not None and not stop_event.is_set():
-                index, plane, axes = self._preview_plane()
-                if volumes:
-                    labels, probabilities = self._preview_slice(trainer.model)
-                else:
-                    labels, probabilities = trainer.model.predict(plane, axes=axes, return_probabilities=True)
-                preview = (index, labels, entropy_map(probabilities) if self._preview_doubt else None)
-            yield report, preview
-        return trainer.model
+        return trainer, [n for n in (start_note, planes_note, *notes) if n]
+
+    def _epoch_preview(self, model, volumes: bool) -> tuple:
+        """``(index, labels, uncertainty or None)`` of the preview plane (or slice of a
+        volume) by the epoch's ``model``."""
+        index, plane, axes = self._preview_plane()
+        if volumes:
+            labels, probabilities = self._preview_slice(model)
+        else:
+            labels, probabilities = model.predict(plane, axes=axes, return_probabilities=True)
+        return index, labels, entropy_map(probabilities) if self._preview_doubt else None
 
     def _starting_model(self, choice, image, axes: str, labels, settings: TrainingSettings, own_rate: bool):
         """``(model to continue, network to start from, note)`` for the start chosen
