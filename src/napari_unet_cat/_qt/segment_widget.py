@@ -372,25 +372,6 @@ class SegmentWidget(Panel):
         self.status.value = f"segmenting '{self.image.value.name}'..."
         self.run_button.enabled = False
 
-        def progress(done: int, total: int) -> None:
-            if self.closed:
-                return
-            self.progress.max = total
-            self.progress.value = done
-
-        def finished(layer) -> None:
-            if not self.closed:
-                used = layer.metadata.get("napari_unet_cat_scale")
-                self.status.value = f"added '{layer.name}'" + (
-                    f" (estimated scale {used:g})" if self.auto_scale.value and used is not None else ""
-                )
-                if layer.metadata.get("least_sure"):
-                    first = ", ".join(map(str, layer.metadata["least_sure"][:5]))
-                    self.status.value += f"; least sure of objects {first} (its features rank them all)"
-
-        def fail(message: str) -> None:
-            self.fail(message)
-
         self.worker = start_prediction(
             self.viewer,
             model,
@@ -406,11 +387,29 @@ class SegmentWidget(Panel):
             trust_package_code=self.trust.value,
             uncertainty=self.uncertainty.value,
             volume=self._volume_mode(),
-            on_error=fail,
-            on_progress=progress,
-            on_done=finished,
+            on_error=self.fail,
+            on_progress=self._show_progress,
+            on_done=self._on_segmented,
             on_finished=self._finished,
         )
+
+    def _show_progress(self, done: int, total: int) -> None:
+        if self.closed:
+            return
+        self.progress.max = total
+        self.progress.value = done
+
+    def _on_segmented(self, layer) -> None:
+        """Say what was added: its estimated scale, and the objects least sure of."""
+        if self.closed:
+            return
+        used = layer.metadata.get("napari_unet_cat_scale")
+        self.status.value = f"added '{layer.name}'" + (
+            f" (estimated scale {used:g})" if self.auto_scale.value and used is not None else ""
+        )
+        if layer.metadata.get("least_sure"):
+            first = ", ".join(map(str, layer.metadata["least_sure"][:5]))
+            self.status.value += f"; least sure of objects {first} (its features rank them all)"
 
     def _volume_mode(self) -> str:
         """The volume mode chosen, ``auto`` made :data:`DEFAULT_VOLUME_MODE` where the
