@@ -19,7 +19,7 @@ def run_on_cluster(
 ) -> None:
     """Segment the planned files on a Dask cluster, recording outcomes as they come."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        import distributed  # noqa: F401
     except ImportError:
         raise InputError(
             "running on a cluster needs the 'distributed' package: pip install \"napari-unet-cat[cluster]\""
@@ -30,23 +30,7 @@ def run_on_cluster(
         # Workers load the model from a file saved here, beside the outputs they write.
         # (A bioimage.io package of another tool goes as its own file.)
         model_file = model.save(Path(tmp) / "model.keras") if hasattr(model, "save") else model.path
-        gpus = 0
-        if scheduler == "local":
-            from .resources import nvidia_gpu_count
-
-            gpus = nvidia_gpu_count()
-            # One worker per GPU where there are GPUs, else one per 4 CPU cores.
-            n = workers or (gpus or max(1, (os.cpu_count() or 1) // 4))
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            # Not the process's default client: two runs at once (napari and a script, or
-            # two threads) must not leave dask's global scheduler pointing at a closed one.
-            client = Client(cluster, set_as_default=False)
-            if gpus:
-                # Each worker on a GPU of its own, round robin, before it imports TensorFlow.
-                for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
-                    client.run(use_gpu, i % gpus, workers=[address])
-        else:
-            cluster, client = None, Client(scheduler, set_as_default=False)
+        cluster, client = _connect(scheduler, workers)
         try:
             futures = {}
             run_id = uuid.uuid4().hex[:12]  # two runs on one scheduler never share a key
@@ -63,22 +47,52 @@ def run_on_cluster(
                     key=f"segment-{run_id}-{path.name}",
                 )
                 futures[future] = path
-            for future in as_completed(list(futures), loop=client.loop):
-                if should_stop is not None and should_stop():
-                    report.cancelled = True
-                    client.cancel(list(futures))
-                    break
-                path = futures[future]
-                notes = None
-                try:
-                    status, why, seconds, notes = future.result()
-                except Exception as err:  # a worker died, or the task could not run
-                    status, why, seconds = "failed", failure_reason(err), 0.0
-                record(path, status, why, seconds, notes)
+            _collect(client, futures, record, report, should_stop)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _connect(scheduler: str, workers: int | None):
+    """``(cluster, client)``: a local cluster of its own (``scheduler == "local"``), or a
+    client of the scheduler at that address (``cluster`` None)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler != "local":
+        return None, Client(scheduler, set_as_default=False)
+    from .resources import nvidia_gpu_count
+
+    gpus = nvidia_gpu_count()
+    # One worker per GPU where there are GPUs, else one per 4 CPU cores.
+    n = workers or (gpus or max(1, (os.cpu_count() or 1) // 4))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    # Not the process's default client: two runs at once (napari and a script, or
+    # two threads) must not leave dask's global scheduler pointing at a closed one.
+    client = Client(cluster, set_as_default=False)
+    if gpus:
+        # Each worker on a GPU of its own, round robin, before it imports TensorFlow.
+        for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
+            client.run(use_gpu, i % gpus, workers=[address])
+    return cluster, client
+
+
+def _collect(client, futures: dict, record, report, should_stop) -> None:
+    """Record each file's outcome as its task ends; cancel the rest when told to stop."""
+    from distributed import as_completed
+
+    for future in as_completed(list(futures), loop=client.loop):
+        if should_stop is not None and should_stop():
+            report.cancelled = True
+            client.cancel(list(futures))
+            break
+        path = futures[future]
+        notes = None
+        try:
+            status, why, seconds, notes = future.result()
+        except Exception as err:  # a worker died, or the task could not run
+            status, why, seconds = "failed", failure_reason(err), 0.0
+        record(path, status, why, seconds, notes)
 
 
 def use_gpu(index: int) -> None:
