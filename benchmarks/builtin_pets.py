@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/train_builtin.py PETS WORK --model pets --feral FERAL_CATS
-        [--minutes 95] [--stage 1] [--learning-rate RATE] [--steps train package score]
+        [--minutes 95] [--stage 1] [--learning-rate RATE] [--steps train validate package score]
 
 ``PETS`` is the Oxford-IIIT Pet folder (``train/`` and ``test/``, each with ``images/``
 and ``masks/``: 0 background, 1 cat, 2 dog, 255 the undecided outline band), ``FERAL_CATS``
@@ -16,6 +16,10 @@ the feral cats folder (masks 0 background, 1 cat). Steps:
            stage N-1's with ``--resume`` (a tenth of the learning rate, annealed again,
            unless ``--learning-rate`` is given: a warm restart for an underfit stage).
            Log ``WORK/stage-N.log``
+  validate every stage's model in ``WORK`` scored on the whole photos its training held
+           out (the ``train`` command's own split, seed 0; never ``test/``): the score
+           that chooses whether a stage ships, where the patch validation loss is too
+           noisy to tell two stages apart
   package  the last stage's model, classes named background, cat, dog, saved with
            float32 and float16 weights; float16 ships when its test scores equal the
            float32 ones (within 0.005 cat IoU), with its model card, to
@@ -268,6 +272,32 @@ def package(pets: Path, feral: Path | None, work: Path, out: Path) -> dict:
         "sha256": digest,
         "card": chosen.config.card,
     }
+
+
+def held_out_photos(images: Path, seed: int = 0, fraction: float = 0.1) -> list[Path]:
+    """The photos of ``images`` (``WORK/train/images``) that ``train --seed SEED`` holds
+    out for validation: its own split rule, one plane per photo in the command's order."""
+    from napari_unet_cat.dataset import TrainingPlane, split_validation
+
+    photos = sorted(images.iterdir())
+    planes = [TrainingPlane(np.zeros((1, 1, 1)), np.zeros((1, 1)), p.name, i) for i, p in enumerate(photos)]
+    _, held = split_validation(planes, fraction, patch=128, seed=seed)
+    return [photos[p.image_index] for p in held]
+
+
+def validate(work: Path, seed: int = 0) -> dict:
+    """Each stage's scores on the photos held out from its training (never ``test/``)."""
+    from napari_unet_cat.loading import load_model
+
+    photos = held_out_photos(work / "train" / "images", seed)
+    stages = {}
+    for stage in range(1, last_stage(work) + 1):
+        if stage_path(work, stage).exists():
+            stages[stage] = pixel_scores(load_model(stage_path(work, stage)), photos)
+            s = stages[stage]
+            print(f"stage {stage}: cat IoU {s['cat_iou']:.3f}, dog IoU {s['dog_iou']:.3f}, pet IoU {s['pet_iou']:.3f} "
+                  f"on {len(photos)} held-out photos")  # fmt: skip
+    return {"step": "validate", "model": "pets", "held_out_photos": len(photos), "stages": stages}
 
 
 def score(pets: Path, feral: Path | None) -> dict:

@@ -430,7 +430,7 @@ def pets_steps(args, base: dict) -> None:
     """The steps of the built-in pets model (``builtin_pets.py``)."""
     import builtin_pets
 
-    steps = [s for s in args.steps if s in ("train", "package", "score")] if args.steps != [
+    steps = [s for s in args.steps if s in ("train", "validate", "package", "score")] if args.steps != [
         "train", "settle", "package", "extent"] else ["train", "package", "score"]  # fmt: skip
     if "train" in steps:
         base["bare_fit_images_per_s"] = round(bare_fit_images_per_second(n_channels=3), 2)
@@ -443,6 +443,8 @@ def pets_steps(args, base: dict) -> None:
         append_record(args.out, record)
         print(f"stage {args.stage}: {record['epochs']} epochs, {record['patches_seen']} patches, "
               f"{record['train_seconds']:.0f} s, best validation loss {record['best_val_loss']}")  # fmt: skip
+    if "validate" in steps:
+        append_record(args.out, {**base, **builtin_pets.validate(args.work, args.seed)})
     if "package" in steps:
         append_record(args.out, {**base, **builtin_pets.package(args.data, args.feral, args.work, args.out)})
     if "score" in steps:
